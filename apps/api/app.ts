@@ -1,0 +1,63 @@
+// The Express application: request ids and access logging, health probes, JSON parsing with a
+// size bound, authentication, the v1 routes, and problem+json for everything that goes wrong.
+import { randomUUID } from 'node:crypto';
+import express, { type Express, type RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import { StockholdError } from '../../lib/errors';
+import { checkReadiness } from '../../lib/readiness';
+import type { Stockhold } from '../../lib/stockhold';
+import { authentication } from './auth';
+import { openApiDocument } from './openapi';
+import { problemHandler, sendProblem } from './problem';
+import { v1Routes } from './routes';
+import { bodyBytesMax } from './schemas';
+
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function requestLogging(logger: Logger): RequestHandler {
+  return (request, response, next) => {
+    const given = request.get('x-request-id');
+    const requestId = given !== undefined && requestIdPattern.test(given) ? given : randomUUID();
+    response.locals.requestId = requestId;
+    response.setHeader('X-Request-Id', requestId);
+    const startedAt = process.hrtime.bigint();
+    response.on('finish', () => {
+      const durationMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
+      const entry = { requestId, method: request.method, url: request.originalUrl, status: response.statusCode, durationMs, clientId: response.locals.client?.clientId };
+      if (response.statusCode >= 500) logger.error(entry, 'request');
+      else logger.info(entry, 'request');
+    });
+    next();
+  };
+}
+
+export function createApp(stockhold: Stockhold, logger: Logger): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+  app.use(requestLogging(logger));
+
+  app.get('/healthz', (_request, response) => {
+    response.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_request, response) => {
+    const readiness = await checkReadiness(stockhold.redis, stockhold.knex);
+    if (readiness.ready) response.json({ status: 'ready', checks: readiness.checks });
+    else sendProblem(response, 'backend_unavailable', 'Not ready: see checks', { checks: readiness.checks }, 1);
+  });
+  const document = openApiDocument(stockhold.config);
+  app.get('/openapi.json', (_request, response) => {
+    response.json(document);
+  });
+
+  app.use('/v1', authentication(stockhold.config.apiKeys));
+  app.use('/v1', express.json({ limit: bodyBytesMax, strict: true, type: ['application/json', 'application/*+json'] }));
+  app.use('/v1', v1Routes(stockhold));
+
+  app.use((request, _response, next) => {
+    next(new StockholdError('route_not_found', `No route for ${request.method} ${request.path}`));
+  });
+  app.use(problemHandler(logger));
+  return app;
+}

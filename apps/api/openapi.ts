@@ -1,0 +1,79 @@
+// The OpenAPI 3.1 document, built from the same schemas the routes validate with.
+import type { Config } from '../../lib/config';
+import { buildSchemas, idempotencyKeyLengthMax } from './schemas';
+
+export function openApiDocument(config: Config) {
+  const schemas = buildSchemas(config);
+  const problem = { $ref: '#/components/schemas/Problem' };
+  const problems = (...statuses: number[]) =>
+    Object.fromEntries(statuses.map((status) => [String(status), { description: 'problem', content: { 'application/problem+json': { schema: problem } } }]));
+  const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
+  const idempotencyKey = { name: 'Idempotency-Key', in: 'header', required: true, schema: { type: 'string', minLength: 1, maxLength: idempotencyKeyLengthMax } };
+  const skuParameter = { name: 'sku', in: 'path', required: true, schema: schemas.sku };
+  const idParameter = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{22}$' } };
+  const skuView = { $ref: '#/components/schemas/SkuView' };
+  const reservation = { $ref: '#/components/schemas/Reservation' };
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Stockhold', version: '1.0.0', description: 'Stock reservations for flash-sale checkouts.' },
+    security: [{ bearer: [] }],
+    paths: {
+      '/v1/skus/{sku}': { get: { summary: 'Read a SKU', parameters: [skuParameter], responses: { '200': json(skuView), ...problems(400, 401, 404, 503) } } },
+      '/v1/skus/{sku}/stock': {
+        put: { summary: 'Set on-hand (admin)', parameters: [skuParameter], requestBody: json(schemas.setStock), responses: { '200': json(skuView), ...problems(400, 401, 403, 409, 413, 415, 503) } },
+      },
+      '/v1/skus/{sku}/adjustments': {
+        post: {
+          summary: 'Receipt or shrinkage (admin)',
+          parameters: [skuParameter, idempotencyKey],
+          requestBody: json(schemas.adjustment),
+          responses: { '201': json(skuView), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 503) },
+        },
+      },
+      '/v1/reservations': {
+        post: {
+          summary: 'Reserve stock, all lines or none (checkout)',
+          parameters: [idempotencyKey],
+          requestBody: json(schemas.createReservation),
+          responses: { '201': json(reservation), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 503) },
+        },
+      },
+      '/v1/reservations/{id}': {
+        get: { summary: 'Read a reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 503) } },
+        delete: { summary: 'Release a pending reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 409, 503) } },
+      },
+    },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: {
+        SkuView: {
+          type: 'object',
+          properties: { sku: { type: 'string' }, onHand: { type: 'integer' }, reserved: { type: 'integer' }, available: { type: 'integer' } },
+        },
+        Reservation: {
+          type: 'object',
+          properties: {
+            id: { type: 'string' },
+            status: { enum: ['pending', 'confirmed', 'committed', 'released', 'expired'] },
+            lines: { type: 'array', items: schemas.line },
+            customerId: { type: 'string' },
+            expiresAt: { type: 'string', format: 'date-time' },
+            createdAt: { type: 'string', format: 'date-time' },
+          },
+        },
+        Problem: {
+          type: 'object',
+          properties: {
+            type: { type: 'string' },
+            title: { type: 'string' },
+            status: { type: 'integer' },
+            detail: { type: 'string' },
+            code: { type: 'string' },
+            instance: { type: 'string' },
+            requestId: { type: 'string' },
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,79 @@
+// The one place that maps errors to HTTP statuses, and renders them as RFC 9457
+// application/problem+json. Unknown errors become a 500 that leaks nothing but a request id.
+import type { ErrorRequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import { StockholdError, type ErrorCode } from '../../lib/errors';
+
+export const problemTypeBase = 'https://stockhold.dev/problems/';
+
+const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; title: string }>> = {
+  validation_failed: { status: 400, title: 'The request is not valid' },
+  idempotency_key_missing: { status: 400, title: 'Idempotency-Key header is required' },
+  unauthorized: { status: 401, title: 'Authentication required' },
+  forbidden: { status: 403, title: 'Not allowed for this API key' },
+  route_not_found: { status: 404, title: 'No such route' },
+  sku_not_found: { status: 404, title: 'Unknown SKU' },
+  reservation_not_found: { status: 404, title: 'Unknown reservation' },
+  insufficient_stock: { status: 409, title: 'Not enough stock' },
+  stock_below_reserved: { status: 409, title: 'Stock would fall below what is reserved' },
+  reservation_not_releasable: { status: 409, title: 'Reservation can no longer be released' },
+  idempotency_key_in_flight: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
+  payload_too_large: { status: 413, title: 'Request body too large' },
+  unsupported_media_type: { status: 415, title: 'Content-Type must be application/json' },
+  idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different request' },
+  backend_unavailable: { status: 503, title: 'A backend is unavailable' },
+  internal_error: { status: 500, title: 'Internal error' },
+};
+
+export function statusForCode(code: ErrorCode): number {
+  return statusOf[code].status;
+}
+
+export function sendProblem(response: Response, code: ErrorCode | 'internal_error', detail: string, extensions: Readonly<Record<string, unknown>> = {}, retryAfterSeconds?: number): void {
+  const { status, title } = statusOf[code];
+  if (retryAfterSeconds !== undefined) response.setHeader('Retry-After', String(retryAfterSeconds));
+  if (status === 401) response.setHeader('WWW-Authenticate', 'Bearer realm="stockhold"');
+  response
+    .status(status)
+    .type('application/problem+json')
+    .send(JSON.stringify({ type: `${problemTypeBase}${code}`, title, status, detail, code, instance: response.req.originalUrl, requestId: response.locals.requestId, ...extensions }));
+}
+
+interface BodyParserError extends Error {
+  type?: string;
+  status?: number;
+}
+
+function fromBodyParser(error: BodyParserError): StockholdError | undefined {
+  switch (error.type) {
+    case 'entity.parse.failed':
+      return new StockholdError('validation_failed', `The body is not valid JSON: ${error.message}`, { errors: [{ field: 'body', message: 'is not valid JSON' }] });
+    case 'entity.too.large':
+      return new StockholdError('payload_too_large', 'The body is larger than 64 KiB');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new StockholdError('unsupported_media_type', error.message);
+    case 'request.aborted':
+    case 'request.size.invalid':
+    case 'stream.encoding.set':
+      return new StockholdError('validation_failed', error.message, { errors: [{ field: 'body', message: error.message }] });
+    default:
+      return undefined;
+  }
+}
+
+export function problemHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, request, response, _next) => {
+    const known = error instanceof StockholdError ? error : fromBodyParser(error as BodyParserError);
+    const log = logger.child({ requestId: response.locals.requestId, method: request.method, url: request.originalUrl });
+    if (known === undefined) {
+      log.error({ err: error }, 'unhandled error');
+      sendProblem(response, 'internal_error', `An unexpected error occurred; quote request id ${String(response.locals.requestId)}`);
+      return;
+    }
+    const status = statusOf[known.code].status;
+    if (status >= 500) log.error({ err: known, cause: known.cause }, known.message);
+    else log.info({ code: known.code, status }, known.message);
+    sendProblem(response, known.code, known.message, known.extensions, known.retryAfterSeconds);
+  };
+}

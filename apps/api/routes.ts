@@ -1,0 +1,113 @@
+// The v1 routes: parse, validate, call lib/, render. No domain logic here.
+import { Router, type Request, type Response } from 'express';
+import { errors, StockholdError } from '../../lib/errors';
+import { requestFingerprint } from '../../lib/idempotency/fingerprint';
+import { normaliseLines, type Reservation } from '../../lib/reservations/reservation-service';
+import type { Stockhold } from '../../lib/stockhold';
+import { clientOf, requireScope, seesAllReservations } from './auth';
+import { buildSchemas, idempotencyKeyOf, validateSku, validator } from './schemas';
+
+function reservationBody(reservation: Reservation, status: string = reservation.status) {
+  return {
+    id: reservation.id,
+    status,
+    lines: reservation.lines,
+    ...(reservation.customerId === null ? {} : { customerId: reservation.customerId }),
+    expiresAt: new Date(reservation.expiresAtMs).toISOString(),
+    createdAt: new Date(reservation.createdAtMs).toISOString(),
+  };
+}
+
+function requireIdempotencyKey(request: Request): string {
+  const key = idempotencyKeyOf(request.get('idempotency-key'));
+  if (key === undefined) throw new StockholdError('idempotency_key_missing', 'Send an Idempotency-Key header (1-255 visible ASCII characters) with every mutation');
+  return key;
+}
+
+/** A body is JSON or absent; anything else is 415 before it is read. */
+function requireJsonBody(request: Request): void {
+  if (request.is(['application/json', 'application/*+json']) === false) {
+    throw new StockholdError('unsupported_media_type', `Content-Type ${String(request.get('content-type') ?? '(none)')} is not application/json`);
+  }
+}
+
+function markReplay(response: Response, replayed: boolean): void {
+  if (replayed) response.setHeader('Idempotent-Replayed', 'true');
+}
+
+export function v1Routes(stockhold: Stockhold): Router {
+  const { config } = stockhold;
+  const schemas = buildSchemas(config);
+  const validateSetStock = validator(schemas.setStock);
+  const validateAdjustment = validator(schemas.adjustment);
+  const validateCreateReservation = validator(schemas.createReservation);
+  const router = Router();
+
+  router.get('/skus/:sku', async (request, response) => {
+    response.json(await stockhold.stock.read(validateSku(request.params.sku)));
+  });
+
+  router.put('/skus/:sku/stock', requireScope('admin'), async (request, response) => {
+    requireJsonBody(request);
+    const sku = validateSku(request.params.sku);
+    const body = validateSetStock(request.body);
+    response.json(await stockhold.stock.setOnHand(sku, body.onHand, clientOf(response).clientId));
+  });
+
+  router.post('/skus/:sku/adjustments', requireScope('admin'), async (request, response) => {
+    requireJsonBody(request);
+    const sku = validateSku(request.params.sku);
+    const body = validateAdjustment(request.body);
+    const key = requireIdempotencyKey(request);
+    const { clientId } = clientOf(response);
+    const fingerprint = requestFingerprint(`POST /v1/skus/${sku}/adjustments`, body);
+    const result = await stockhold.stock.adjust(sku, body.delta, body.reason, clientId, { clientId, key, fingerprint });
+    markReplay(response, result.replayed);
+    response.status(result.status).json(result.body);
+  });
+
+  router.post('/reservations', requireScope('checkout'), async (request, response) => {
+    requireJsonBody(request);
+    const body = validateCreateReservation(request.body);
+    const idempotencyKey = requireIdempotencyKey(request);
+    const lines = normaliseLines(body.lines);
+    const tooMany = lines.filter((line) => line.quantity > config.quantityMax);
+    if (tooMany.length > 0) {
+      throw errors.validation(tooMany.map((line) => ({ field: `body.lines(${line.sku})`, message: `summed quantity ${line.quantity} is above ${config.quantityMax}` })));
+    }
+    const { clientId } = clientOf(response);
+    const { reservation, replayed } = await stockhold.reservations.create({
+      clientId,
+      idempotencyKey,
+      fingerprint: requestFingerprint('POST /v1/reservations', body),
+      lines,
+      holdTtlSeconds: body.ttlSeconds ?? config.holdTtlDefaultSeconds,
+      customerId: body.customerId ?? null,
+    });
+    markReplay(response, replayed);
+    response.status(201).location(`/v1/reservations/${reservation.id}`).json(reservationBody(reservation));
+  });
+
+  const visibleReservation = async (request: Request, response: Response): Promise<Reservation> => {
+    const id = String(request.params.id);
+    const reservation = await stockhold.reservations.read(id);
+    const client = clientOf(response);
+    // Another checkout client's reservation does not exist, as far as this client can tell.
+    if (reservation === undefined || (!seesAllReservations(client) && reservation.clientId !== client.clientId)) {
+      throw errors.reservationNotFound(id);
+    }
+    return reservation;
+  };
+
+  router.get('/reservations/:id', requireScope('checkout', 'fulfillment', 'admin'), async (request, response) => {
+    response.json(reservationBody(await visibleReservation(request, response)));
+  });
+
+  router.delete('/reservations/:id', requireScope('checkout', 'fulfillment', 'admin'), async (request, response) => {
+    const reservation = await visibleReservation(request, response);
+    const status = await stockhold.reservations.release(reservation);
+    response.json(reservationBody(reservation, status));
+  });
+
+  return router;
+}

@@ -1,0 +1,25 @@
+// Serves the API on the configured port; resolves with a function that stops it.
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { Stockhold } from '../../lib/stockhold';
+import { createApp } from './app';
+
+export const keepAliveTimeoutMs = 65_000;
+export const requestTimeoutMs = 30_000;
+
+export async function startApi(stockhold: Stockhold, logger: Logger, port = stockhold.config.port): Promise<{ server: Server; stop: () => Promise<void> }> {
+  const app = createApp(stockhold, logger);
+  const server = await new Promise<Server>((resolve, reject) => {
+    const listening = app.listen(port, '0.0.0.0', (error?: Error) => (error ? reject(error) : resolve(listening)));
+  });
+  server.keepAliveTimeout = keepAliveTimeoutMs;
+  server.requestTimeout = requestTimeoutMs;
+  const address = server.address();
+  logger.info({ port: typeof address === 'object' && address !== null ? address.port : port }, 'API listening');
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+  return { server, stop };
+}

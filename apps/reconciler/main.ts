@@ -1,0 +1,24 @@
+// `npm run start:reconciler`: the reconciler alone.
+import { createStockhold } from '../../lib/stockhold';
+import { configOrExit, onShutdown, prepareDatabase } from '../bootstrap';
+import { createLogger } from '../logger';
+import { startReconciler } from './reconciler';
+
+async function main(): Promise<void> {
+  const config = configOrExit();
+  const logger = createLogger(config, 'stockhold-reconciler');
+  await prepareDatabase(config, logger);
+  const stockhold = await createStockhold(config);
+  const reconciler = await startReconciler(stockhold, logger);
+  const keepAlive = setInterval(() => undefined, 60_000);
+  onShutdown(logger, async () => {
+    clearInterval(keepAlive);
+    await reconciler.stop();
+    await stockhold.close();
+  });
+}
+
+main().catch((error) => {
+  process.stderr.write(`stockhold-reconciler failed to start: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});

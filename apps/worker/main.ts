@@ -1,0 +1,25 @@
+// `npm run start:worker`: the commit worker alone.
+import { createStockhold } from '../../lib/stockhold';
+import { configOrExit, onShutdown, prepareDatabase } from '../bootstrap';
+import { createLogger } from '../logger';
+import { startWorker } from './worker';
+
+async function main(): Promise<void> {
+  const config = configOrExit();
+  const logger = createLogger(config, 'stockhold-worker');
+  await prepareDatabase(config, logger);
+  const stockhold = await createStockhold(config);
+  const worker = await startWorker(stockhold, logger);
+  // Keep the process alive until a signal: the worker's own connections will do this once built.
+  const keepAlive = setInterval(() => undefined, 60_000);
+  onShutdown(logger, async () => {
+    clearInterval(keepAlive);
+    await worker.stop();
+    await stockhold.close();
+  });
+}
+
+main().catch((error) => {
+  process.stderr.write(`stockhold-worker failed to start: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,133 @@
+// The one place that reads process.env. Every setting is declared once with its default, its
+// bounds and a sentence for the operator; loadConfig() parses them all, reports every problem at
+// once and returns a frozen object. Everything else takes a Config as an argument.
+import { parseApiKeys, type ApiKey } from './api-keys';
+
+export const DEVELOPMENT_API_KEYS =
+  'checkout-dev:checkout:dev-checkout-secret,' +
+  'fulfillment-dev:fulfillment:dev-fulfillment-secret,' +
+  'admin-dev:admin+fulfillment:dev-admin-secret';
+
+export interface Config {
+  readonly nodeEnv: string;
+  readonly port: number;
+  readonly redisUrl: string;
+  readonly redisKeyPrefix: string;
+  readonly databaseUrl: string;
+  readonly apiKeys: readonly ApiKey[];
+  readonly apiKeysAreDevelopmentDefaults: boolean;
+  readonly quantityMax: number;
+  readonly stockOnHandMax: number;
+  readonly holdTtlDefaultSeconds: number;
+  readonly idempotencyTtlSeconds: number;
+  readonly idempotencyInFlightTtlSeconds: number;
+  readonly reservationRetentionSeconds: number;
+  readonly reclaimPerSkuMax: number;
+  readonly redisCommandTimeoutMs: number;
+  readonly postgresPoolMax: number;
+  readonly postgresStatementTimeoutMs: number;
+  readonly postgresConnectTimeoutMs: number;
+  readonly logLevel: string;
+}
+
+type Environment = Readonly<Record<string, string | undefined>>;
+
+interface IntegerSetting {
+  readonly name: string;
+  readonly fallback: number;
+  readonly min: number;
+  readonly max: number;
+}
+
+function readInteger(env: Environment, setting: IntegerSetting, problems: string[]): number {
+  const raw = env[setting.name];
+  if (raw === undefined || raw === '') return setting.fallback;
+  if (!/^-?\d+$/.test(raw.trim())) {
+    problems.push(`${setting.name} must be a whole number, got "${raw}"`);
+    return setting.fallback;
+  }
+  const value = Number(raw.trim());
+  if (value < setting.min || value > setting.max) {
+    problems.push(`${setting.name} must be between ${setting.min} and ${setting.max}, got ${value}`);
+    return setting.fallback;
+  }
+  return value;
+}
+
+function readUrl(env: Environment, name: string, fallback: string, protocols: string[], problems: string[]): string {
+  const raw = env[name] === undefined || env[name] === '' ? fallback : (env[name] as string);
+  try {
+    const url = new URL(raw);
+    if (!protocols.includes(url.protocol)) {
+      problems.push(`${name} must use ${protocols.join(' or ')}, got "${url.protocol}"`);
+    }
+  } catch {
+    problems.push(`${name} is not a valid URL: "${raw}"`);
+  }
+  return raw;
+}
+
+function readChoice(env: Environment, name: string, fallback: string, choices: string[], problems: string[]): string {
+  const raw = env[name] === undefined || env[name] === '' ? fallback : (env[name] as string);
+  if (!choices.includes(raw)) problems.push(`${name} must be one of ${choices.join(', ')}, got "${raw}"`);
+  return raw;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: Environment = process.env): Config {
+  const problems: string[] = [];
+  const nodeEnv = env.NODE_ENV ?? 'development';
+  const integer = (name: string, fallback: number, min: number, max: number) =>
+    readInteger(env, { name, fallback, min, max }, problems);
+
+  const keyPrefix = env.REDIS_KEY_PREFIX ?? 'sh:';
+  if (!/^[A-Za-z0-9:_.-]{1,32}$/.test(keyPrefix)) {
+    problems.push(`REDIS_KEY_PREFIX must be 1-32 of A-Z a-z 0-9 : _ . -, got "${keyPrefix}"`);
+  }
+
+  const apiKeysRaw = env.API_KEYS;
+  const apiKeysAreDevelopmentDefaults = apiKeysRaw === undefined || apiKeysRaw.trim() === '';
+  if (apiKeysAreDevelopmentDefaults && nodeEnv === 'production') {
+    problems.push('API_KEYS is required when NODE_ENV=production (clientId:scope[+scope]:secret, comma-separated)');
+  }
+  const parsedKeys = parseApiKeys(apiKeysAreDevelopmentDefaults ? DEVELOPMENT_API_KEYS : (apiKeysRaw as string));
+  problems.push(...parsedKeys.problems.map((problem) => `API_KEYS: ${problem}`));
+
+  const idempotencyTtlSeconds = integer('IDEMPOTENCY_TTL_SECONDS', 86_400, 60, 7 * 86_400);
+  const reservationRetentionSeconds = integer('RESERVATION_RETENTION_SECONDS', idempotencyTtlSeconds, 60, 30 * 86_400);
+  if (reservationRetentionSeconds < idempotencyTtlSeconds) {
+    // A replayed creation reads nothing but the idempotency record, yet a client that replays
+    // expects to be able to GET the reservation it was given: keep the record at least as long.
+    problems.push('RESERVATION_RETENTION_SECONDS must be at least IDEMPOTENCY_TTL_SECONDS');
+  }
+
+  const config: Config = {
+    nodeEnv,
+    port: integer('PORT', 3000, 0, 65_535),
+    redisUrl: readUrl(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'], problems),
+    redisKeyPrefix: keyPrefix,
+    databaseUrl: readUrl(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/stockhold', ['postgres:', 'postgresql:'], problems),
+    apiKeys: parsedKeys.keys,
+    apiKeysAreDevelopmentDefaults,
+    quantityMax: integer('QUANTITY_MAX', 1000, 1, 1_000_000),
+    stockOnHandMax: integer('STOCK_ON_HAND_MAX', 1_000_000_000, 1, 1_000_000_000_000),
+    holdTtlDefaultSeconds: integer('HOLD_TTL_DEFAULT_SECONDS', 900, 1, 86_400),
+    idempotencyTtlSeconds,
+    idempotencyInFlightTtlSeconds: integer('IDEMPOTENCY_IN_FLIGHT_TTL_SECONDS', 30, 1, 600),
+    reservationRetentionSeconds,
+    reclaimPerSkuMax: integer('RECLAIM_PER_SKU_MAX', 100, 1, 1000),
+    redisCommandTimeoutMs: integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),
+    postgresPoolMax: integer('POSTGRES_POOL_MAX', 10, 1, 200),
+    postgresStatementTimeoutMs: integer('POSTGRES_STATEMENT_TIMEOUT_MS', 5000, 100, 600_000),
+    postgresConnectTimeoutMs: integer('POSTGRES_CONNECT_TIMEOUT_MS', 2000, 100, 60_000),
+    logLevel: readChoice(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], problems),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}

@@ -1,0 +1,89 @@
+// One error type for everything the domain expects to go wrong. Each carries a stable `code`
+// slug; the HTTP layer maps codes to statuses in exactly one table (apps/api/problem.ts).
+// Programmer errors are not StockholdErrors: they are assertion failures and become a 500.
+
+export type ErrorCode =
+  | 'validation_failed'
+  | 'unsupported_media_type'
+  | 'payload_too_large'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'route_not_found'
+  | 'sku_not_found'
+  | 'reservation_not_found'
+  | 'insufficient_stock'
+  | 'stock_below_reserved'
+  | 'reservation_not_releasable'
+  | 'idempotency_key_missing'
+  | 'idempotency_key_reused'
+  | 'idempotency_key_in_flight'
+  | 'backend_unavailable';
+
+export interface FieldProblem {
+  readonly field: string;
+  readonly message: string;
+}
+
+export interface ShortLine {
+  readonly sku: string;
+  readonly requested: number;
+  readonly available: number;
+}
+
+export class StockholdError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Extra members for the problem document (RFC 9457 extensions). */
+    readonly extensions: Readonly<Record<string, unknown>> = {},
+    /** Seconds after which the same request may succeed; absent when it cannot. */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+    this.name = 'StockholdError';
+  }
+}
+
+export const errors = {
+  validation: (problems: readonly FieldProblem[]) =>
+    new StockholdError('validation_failed', problems.map((p) => `${p.field}: ${p.message}`).join('; '), { errors: problems }),
+  skuNotFound: (skus: readonly string[]) =>
+    new StockholdError('sku_not_found', `Unknown SKU: ${skus.join(', ')}`, { skus }),
+  reservationNotFound: (id: string) => new StockholdError('reservation_not_found', `No reservation ${id}`),
+  insufficientStock: (lines: readonly ShortLine[], retryAfterSeconds?: number) =>
+    new StockholdError(
+      'insufficient_stock',
+      `Not enough stock for ${lines.map((l) => `${l.sku} (requested ${l.requested}, available ${l.available})`).join(', ')}`,
+      { lines },
+      retryAfterSeconds,
+    ),
+  stockBelowReserved: (sku: string, onHandAfter: number, reserved: number) =>
+    new StockholdError(
+      'stock_below_reserved',
+      `On-hand for ${sku} would become ${onHandAfter}, below the ${reserved} units reserved (or below zero)`,
+      { sku, onHandAfter, reserved },
+    ),
+  notReleasable: (id: string, status: string) =>
+    new StockholdError('reservation_not_releasable', `Reservation ${id} is ${status} and can no longer be released`, { status }),
+  idempotencyKeyReused: () =>
+    new StockholdError('idempotency_key_reused', 'This Idempotency-Key was already used with a different request'),
+  idempotencyKeyInFlight: (retryAfterSeconds: number) =>
+    new StockholdError('idempotency_key_in_flight', 'A request with this Idempotency-Key is still being processed', {}, retryAfterSeconds),
+  backendUnavailable: (backend: 'redis' | 'postgres', cause: unknown) => {
+    const error = new StockholdError('backend_unavailable', `The ${backend} backend is unavailable; retry later, with the same Idempotency-Key for a mutation`, { backend }, 1);
+    error.cause = cause;
+    return error;
+  },
+};
+
+/** Crashes on a broken invariant: a programmer error, never an operating one. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new AssertionError(message);
+}
+
+export class AssertionError extends Error {
+  constructor(message: string) {
+    super(`assertion failed: ${message}`);
+    this.name = 'AssertionError';
+  }
+}

@@ -1,0 +1,28 @@
+// Migrations are compiled with the rest of the code and handed to knex from this list, so the
+// same files run from TypeScript (tests) and from dist/ (npm start) without a knex CLI.
+import type { Knex } from 'knex';
+import * as createLedger from '../../migrations/20261125000001_create_ledger';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+const migrations: ReadonlyArray<readonly [string, Migration]> = [['20261125000001_create_ledger', createLedger]];
+
+const source: Knex.MigrationSource<string> = {
+  getMigrations: async () => migrations.map(([name]) => name),
+  getMigrationName: (name) => name,
+  getMigration: async (name) => {
+    const found = migrations.find(([candidate]) => candidate === name);
+    if (found === undefined) throw new Error(`unknown migration ${name}`);
+    return found[1];
+  },
+};
+
+export const migrationConfig: Knex.MigratorConfig = { migrationSource: source, tableName: 'knex_migrations' };
+
+export async function migrateToLatest(knex: Knex): Promise<string[]> {
+  const [, applied] = (await knex.migrate.latest(migrationConfig)) as [number, string[]];
+  return applied;
+}

@@ -1,0 +1,68 @@
+// The Redis connection for request traffic. It fails fast instead of queueing: with Redis down,
+// a checkout must get a 503 within the command timeout, not hang. Unanswered commands are not
+// re-sent after a reconnect, because a script may already have run: the client retries with
+// its Idempotency-Key instead, which is safe.
+import { Redis, ReplyError } from 'ioredis';
+import { errors } from '../errors';
+
+export interface RedisOptions {
+  readonly url: string;
+  readonly commandTimeoutMs: number;
+  readonly autoPipelining: boolean;
+}
+
+export const redisConnectTimeoutMs = 2000;
+export const redisReconnectDelayMaxMs = 2000;
+
+export function createRedis(options: RedisOptions): Redis {
+  const redis = new Redis(options.url, {
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: options.commandTimeoutMs,
+    connectTimeout: redisConnectTimeoutMs,
+    enableAutoPipelining: options.autoPipelining,
+    retryStrategy: (attempt) => Math.min(attempt * 100, redisReconnectDelayMaxMs),
+    lazyConnect: true,
+  });
+  // ioredis emits 'error' on every failed reconnect; the readiness probe reports the outage.
+  redis.on('error', () => undefined);
+  return redis;
+}
+
+/** Waits for the connection to be ready, at most `timeoutMs`; false when it is not. */
+export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') return true;
+  if (redis.status === 'wait') redis.connect().catch(() => undefined);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    redis.once('ready', onReady);
+  });
+}
+
+// Replies that mean "Redis cannot serve now", as opposed to a bug in a script.
+const unavailableReplies = ['LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'OOM', 'NOREPLICAS'];
+
+/**
+ * Runs Redis commands (and nothing else: wrap no domain logic in it), turning transport failures
+ * and "cannot serve now" replies into 503 backend_unavailable. Other replies are script bugs.
+ */
+export async function withRedis<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    if (error instanceof ReplyError) {
+      const message = (error as Error).message;
+      if (unavailableReplies.some((prefix) => message.startsWith(prefix))) throw errors.backendUnavailable('redis', error);
+      throw error;
+    }
+    throw errors.backendUnavailable('redis', error);
+  }
+}

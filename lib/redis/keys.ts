@@ -1,0 +1,17 @@
+// Every Redis key Stockhold uses, in one place. Per-SKU keys carry the SKU as a hash tag and a
+// reservation's record carries its id, so each SKU's state lives in one cluster slot.
+export interface RedisKeys {
+  skuState(sku: string): string;
+  skuHolds(sku: string): string;
+  reservation(id: string): string;
+  idempotency(clientId: string, idempotencyKey: string): string;
+}
+
+export function redisKeys(prefix: string): RedisKeys {
+  return {
+    skuState: (sku) => `${prefix}sku:{${sku}}`,
+    skuHolds: (sku) => `${prefix}holds:{${sku}}`,
+    reservation: (id) => `${prefix}res:{${id}}`,
+    idempotency: (clientId, idempotencyKey) => `${prefix}idem:${clientId}:${idempotencyKey}`,
+  };
+}

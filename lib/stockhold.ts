@@ -1,0 +1,56 @@
+// Builds the domain services over their adapters from one Config, and closes them.
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import type { Config } from './config';
+import { IdempotencyStore } from './idempotency/idempotency-store';
+import { createPostgres } from './postgres/connection';
+import { createRedis, waitForRedis } from './redis/connection';
+import { redisKeys, type RedisKeys } from './redis/keys';
+import { ScriptRunner } from './redis/scripts';
+import { ReservationService } from './reservations/reservation-service';
+import { SkuState } from './stock/sku-state';
+import { StockService } from './stock/stock-service';
+
+export interface Stockhold {
+  readonly config: Config;
+  readonly redis: Redis;
+  readonly knex: Knex;
+  readonly keys: RedisKeys;
+  readonly scripts: ScriptRunner;
+  readonly reservations: ReservationService;
+  readonly stock: StockService;
+  close(): Promise<void>;
+}
+
+export const redisStartupWaitMs = 5000;
+
+export async function createStockhold(config: Config): Promise<Stockhold> {
+  const redis = createRedis({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, autoPipelining: true });
+  const knex = createPostgres({
+    url: config.databaseUrl,
+    poolMax: config.postgresPoolMax,
+    statementTimeoutMs: config.postgresStatementTimeoutMs,
+    connectTimeoutMs: config.postgresConnectTimeoutMs,
+  });
+  const keys = redisKeys(config.redisKeyPrefix);
+  const scripts = new ScriptRunner(redis);
+  // Start even when Redis is down (requests then fail closed with 503); preload when it is up.
+  if (await waitForRedis(redis, redisStartupWaitMs)) await scripts.preload().catch(() => undefined);
+  const skuState = new SkuState(scripts, keys, knex, config.reclaimPerSkuMax);
+  const idempotency = new IdempotencyStore(scripts, keys, config.idempotencyTtlSeconds * 1000, config.idempotencyInFlightTtlSeconds * 1000);
+  const reservations = new ReservationService(scripts, keys, skuState, config);
+  const stock = new StockService(knex, scripts, keys, skuState, idempotency, config);
+  return {
+    config,
+    redis,
+    knex,
+    keys,
+    scripts,
+    reservations,
+    stock,
+    async close() {
+      redis.disconnect();
+      await knex.destroy();
+    },
+  };
+}

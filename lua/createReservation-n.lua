@@ -1,0 +1,107 @@
+--[[
+  Creates a pending reservation: for every line it checks stock and writes a TTL'd hold, all
+  lines or none, and it writes the idempotency record in the same atomic step, so no crash can
+  leave a hold without its record or a record without its hold.
+
+  Input:
+    KEYS[1]          idempotency record (hash: fp, st, rid, ca, ex)
+    KEYS[2]          reservation record (hash: s, c, u, ca, ex, l)
+    KEYS[1 + 2i]     SKU state of line i   (hash: onHand, reserved, version)
+    KEYS[2 + 2i]     holds index of line i (zset: "<reservationId>:<quantity>" -> expiresAt ms)
+
+    ARGV[1]          request fingerprint
+    ARGV[2]          reservation id (new, random)
+    ARGV[3]          client id
+    ARGV[4]          customer id, "" when none
+    ARGV[5]          hold ttl, milliseconds
+    ARGV[6]          idempotency record ttl, milliseconds
+    ARGV[7]          reservation record retention after the hold expires, milliseconds
+    ARGV[8]          reclaim limit: expired holds reclaimed per SKU in this call, at most
+    ARGV[7 + 2i]     SKU of line i (no duplicates: the caller sums duplicate lines)
+    ARGV[8 + 2i]     quantity of line i, units (>= 1)
+
+  Output:
+     {1, createdAtMs, expiresAtMs}                 created
+     {2, reservationId, createdAtMs, expiresAtMs}  replay: this key already created one
+    {-1, sku, requested, available, retryAfterMs, ...}  insufficient stock, per short line;
+                                                   retryAfterMs -1 when no pending hold can free it
+    {-2}                                           idempotency key used with another request
+    {-3, sku, ...}                                 SKUs missing from Redis (unknown or lost)
+    {-4, retryAfterMs}                             idempotency key held by a request in flight
+]]
+--- @include "includes/common"
+--- @include "includes/holds"
+
+local lineCount = (#KEYS - 2) / 2
+if lineCount < 1 or lineCount ~= math.floor(lineCount) then fail('KEYS must be 2 + 2 per line') end
+if #ARGV ~= 8 + 2 * lineCount then fail('ARGV must be 8 + 2 per line') end
+
+local idempotency = redis.call('HMGET', KEYS[1], 'fp', 'st', 'rid', 'ca', 'ex')
+if idempotency[1] then
+  if idempotency[1] ~= ARGV[1] then return { -2 } end
+  if idempotency[2] ~= 'done' then return { -4, redis.call('PTTL', KEYS[1]) } end
+  return { 2, idempotency[3], tonumber(idempotency[4]), tonumber(idempotency[5]) }
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then fail('reservation id collision ' .. ARGV[2]) end
+
+local reservationId = ARGV[2]
+local holdTtlMs = tonumber(ARGV[5])
+local reclaimLimit = tonumber(ARGV[8])
+local now = nowMs()
+
+-- Every line is checked before anything is held, so a refusal leaves no partial reservation.
+-- Reclaiming expired holds is a write, but one that is right whatever this request's outcome.
+local seen = {}
+local missing = {}
+local short = {}
+for i = 1, lineCount do
+  local skuKey, holdsKey = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local sku, quantity = ARGV[7 + 2 * i], tonumber(ARGV[8 + 2 * i])
+  if seen[sku] then fail('duplicate line for ' .. sku) end
+  seen[sku] = true
+  if quantity == nil or quantity < 1 then fail('quantity must be >= 1 for ' .. sku) end
+  if redis.call('EXISTS', skuKey) == 0 then
+    missing[#missing + 1] = sku
+  else
+    reclaimExpiredHolds(skuKey, holdsKey, now, reclaimLimit)
+    local state = redis.call('HMGET', skuKey, 'onHand', 'reserved')
+    local onHand, reserved = tonumber(state[1]), tonumber(state[2])
+    local available = onHand - reserved
+    if available < quantity then
+      local retryAfterMs = -1
+      if onHand >= quantity and reserved > 0 then
+        local earliest = redis.call('ZRANGE', holdsKey, 0, 0, 'WITHSCORES')
+        local expiresAt = tonumber(earliest[2])
+        if expiresAt ~= nil and expiresAt ~= math.huge then retryAfterMs = math.max(expiresAt - now, 1) end
+      end
+      local entry = #short
+      short[entry + 1], short[entry + 2] = sku, quantity
+      short[entry + 3], short[entry + 4] = math.max(available, 0), retryAfterMs
+    end
+  end
+end
+if #missing > 0 then
+  table.insert(missing, 1, -3)
+  return missing
+end
+if #short > 0 then
+  table.insert(short, 1, -1)
+  return short
+end
+
+local expiresAt = now + holdTtlMs
+local member = reservationId .. ':'
+local lines = {}
+for i = 1, lineCount do
+  local sku, quantity = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
+  redis.call('HINCRBY', KEYS[1 + 2 * i], 'reserved', quantity)
+  redis.call('ZADD', KEYS[2 + 2 * i], integerString(expiresAt), member .. quantity)
+  lines[i] = sku .. ':' .. quantity
+end
+
+redis.call('HSET', KEYS[2], 's', 'pending', 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(lines, ','))
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'u', ARGV[4]) end
+redis.call('PEXPIRE', KEYS[2], holdTtlMs + tonumber(ARGV[7]))
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'st', 'done', 'rid', reservationId, 'ca', integerString(now), 'ex', integerString(expiresAt))
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return { 1, now, expiresAt }

@@ -1,0 +1,20 @@
+--[[
+  Reads a SKU's counters after reclaiming its expired holds (bounded), so that "reserved" never
+  counts a hold that has run out.
+
+  Input:
+    KEYS[1]  SKU state   (hash: onHand, reserved, version)
+    KEYS[2]  holds index (zset)
+    ARGV[1]  reclaim limit: expired holds reclaimed in this call, at most
+
+  Output:
+    {1, onHand, reserved, version}
+    {-1}                             SKU missing from Redis (unknown, or lost with Redis's data)
+]]
+--- @include "includes/common"
+--- @include "includes/holds"
+
+if redis.call('EXISTS', KEYS[1]) == 0 then return { -1 } end
+reclaimExpiredHolds(KEYS[1], KEYS[2], nowMs(), tonumber(ARGV[1]))
+local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'version')
+return { 1, tonumber(state[1]), tonumber(state[2]), tonumber(state[3]) }
