@@ -26,6 +26,7 @@ function requireIdempotencyKey(request: Request): string {
 
 /** A body is JSON or absent; anything else is 415 before it is read. */
 function requireJsonBody(request: Request): void {
+  if (request.get('content-length') === '0') return;
   if (request.is(['application/json', 'application/*+json']) === false) {
     throw new StockholdError('unsupported_media_type', `Content-Type ${String(request.get('content-type') ?? '(none)')} is not application/json`);
   }

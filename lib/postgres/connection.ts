@@ -11,6 +11,8 @@ export interface PostgresOptions {
   readonly connectTimeoutMs: number;
 }
 
+const ignore = (): void => undefined;
+
 export function createPostgres(options: PostgresOptions): Knex {
   return knexFactory({
     client: 'pg',
@@ -22,6 +24,8 @@ export function createPostgres(options: PostgresOptions): Knex {
     },
     pool: { min: 0, max: options.poolMax, idleTimeoutMillis: 30_000 },
     acquireConnectionTimeout: options.connectTimeoutMs,
+    // lib/ does not log: failures reach the caller as errors, and the edges log them.
+    log: { warn: ignore, error: ignore, deprecate: ignore, debug: ignore },
   });
 }
 

@@ -1,0 +1,118 @@
+// Proves fail-closed behaviour with real outages: a private redis-server is SIGKILLed and
+// restarted empty, a private Postgres cluster is stopped and started. Every affected request gets
+// 503 backend_unavailable with Retry-After (never a 500), only what needs the missing backend
+// fails, nothing half-applied is left behind, and service resumes by itself afterwards.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPostgres, ensureDatabase } from '../lib/postgres/connection';
+import { migrateToLatest } from '../lib/postgres/migrations';
+import { createSku, idempotencyKey, startHarness, uniqueName, type Harness } from './support/harness';
+import { PrivatePostgres, PrivateRedis } from './support/private-servers';
+
+const recoverWaitMs = 15_000;
+
+async function waitUntilReady(harness: Harness): Promise<void> {
+  const deadline = Date.now() + recoverWaitMs;
+  while (Date.now() < deadline) {
+    if ((await harness.call('GET', '/readyz', { as: null })).status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('service did not become ready again');
+}
+
+function expect503(response: { status: number; headers: Headers; body: any }, backend: string): void {
+  expect(response.status).toBe(503);
+  expect(response.body).toMatchObject({ code: 'backend_unavailable', backend });
+  expect(response.headers.get('retry-after')).toBe('1');
+}
+
+describe('Redis killed and restarted empty', () => {
+  let redis: PrivateRedis;
+  let harness: Harness;
+  beforeAll(async () => {
+    redis = await PrivateRedis.start();
+    harness = await startHarness({ REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: '500' });
+  });
+  afterAll(async () => {
+    await harness.close();
+    await redis.kill();
+  });
+
+  it('fails closed with 503 while down, changes no ledger row, and sells exactly the ledger stock after', async () => {
+    const sku = await createSku(harness, 10);
+    const held = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 2 }] } });
+    expect(held.status).toBe(201);
+    const entriesBefore = await harness.stockhold.knex('ledger_entries').count({ n: '*' }).where({ sku });
+
+    await redis.kill();
+    expect503(await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }] } }), 'redis');
+    expect503(await harness.call('GET', `/v1/skus/${sku}`), 'redis');
+    expect503(await harness.call('GET', `/v1/reservations/${held.body.id}`, { as: 'checkout' }), 'redis');
+    expect503(await harness.call('DELETE', `/v1/reservations/${held.body.id}`, { as: 'checkout' }), 'redis');
+    expect503(await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 3 } }), 'redis');
+    expect503(await harness.call('POST', `/v1/skus/${sku}/adjustments`, { idempotencyKey: idempotencyKey(), body: { delta: -1, reason: 'x' } }), 'redis');
+    expect((await harness.call('GET', '/readyz', { as: null })).status).toBe(503);
+    expect(await harness.stockhold.knex('ledger_entries').count({ n: '*' }).where({ sku })).toEqual(entriesBefore);
+    expect(await harness.stockhold.knex('skus').first('on_hand').where({ sku })).toEqual({ on_hand: '10' });
+
+    await redis.start();
+    await waitUntilReady(harness);
+    // Redis kept nothing: the SKU is rebuilt from the ledger on first use, and exactly its
+    // stock can be sold (the lost hold's units are sellable again).
+    const results = await Promise.all(
+      Array.from({ length: 30 }, () => harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }] } })),
+    );
+    expect(results.filter((result) => result.status === 201)).toHaveLength(10);
+    expect(results.every((result) => result.status === 201 || result.status === 409)).toBe(true);
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 10, reserved: 10, available: 0 });
+  });
+});
+
+describe('Postgres stopped and started', () => {
+  let postgres: PrivatePostgres;
+  let harness: Harness;
+  beforeAll(async () => {
+    postgres = await PrivatePostgres.start();
+    const url = postgres.url('stockhold_outage');
+    await ensureDatabase(url);
+    const knex = createPostgres({ url, poolMax: 1, statementTimeoutMs: 10_000, connectTimeoutMs: 2000 });
+    await migrateToLatest(knex);
+    await knex.destroy();
+    harness = await startHarness({ DATABASE_URL: url, POSTGRES_CONNECT_TIMEOUT_MS: '500' });
+  }, 60_000);
+  afterAll(async () => {
+    await harness.close();
+    await postgres.remove();
+  });
+
+  it('keeps selling from Redis while stock changes fail closed, then resumes', async () => {
+    const sku = await createSku(harness, 10);
+    await postgres.stop();
+
+    const held = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 3 }] } });
+    expect(held.status).toBe(201);
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 10, reserved: 3, available: 7 });
+    expect((await harness.call('GET', `/v1/reservations/${held.body.id}`, { as: 'checkout' })).body.status).toBe('pending');
+    const other = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }] } });
+    expect((await harness.call('DELETE', `/v1/reservations/${other.body.id}`, { as: 'checkout' })).body.status).toBe('released');
+
+    expect503(await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 4 } }), 'postgres');
+    const key = idempotencyKey();
+    expect503(await harness.call('POST', `/v1/skus/${sku}/adjustments`, { idempotencyKey: key, body: { delta: -2, reason: 'damaged' } }), 'postgres');
+    // A SKU Redis does not have cannot be told apart from an unknown one without the ledger.
+    expect503(await harness.call('GET', `/v1/skus/${uniqueName('UNSEEN')}`), 'postgres');
+    const ready = await harness.call('GET', '/readyz', { as: null });
+    expect(ready.status).toBe(503);
+    expect(ready.body.checks.redis).toBe('ok');
+    expect(ready.body.checks.postgres).toMatch(/^unavailable/);
+    // Redis was not changed by the refused stock changes.
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 10, reserved: 3, available: 7 });
+
+    await postgres.start();
+    await waitUntilReady(harness);
+    // The refused adjustment's key was freed: the same retry now applies, once.
+    const retried = await harness.call('POST', `/v1/skus/${sku}/adjustments`, { idempotencyKey: key, body: { delta: -2, reason: 'damaged' } });
+    expect(retried.status).toBe(201);
+    expect(retried.body).toEqual({ sku, onHand: 8, reserved: 3, available: 5 });
+    expect(await harness.stockhold.knex('skus').first('on_hand').where({ sku })).toEqual({ on_hand: '8' });
+  });
+});

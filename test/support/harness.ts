@@ -1,0 +1,124 @@
+// A real Stockhold over the real Redis and Postgres, with a key prefix of its own, an HTTP server
+// on an ephemeral port, and helpers to call it. close() removes every key under the prefix.
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import pino from 'pino';
+import { createApp } from '../../apps/api/app';
+import { loadConfig, type Config } from '../../lib/config';
+import { createStockhold, type Stockhold } from '../../lib/stockhold';
+
+export const testDatabaseUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/stockhold_test';
+export const testRedisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/9';
+
+export const secrets = {
+  checkout: 'test-checkout-secret',
+  otherCheckout: 'test-other-checkout-secret',
+  fulfillment: 'test-fulfillment-secret',
+  admin: 'test-admin-secret',
+} as const;
+const apiKeys = [
+  `shop-a:checkout:${secrets.checkout}`,
+  `shop-b:checkout:${secrets.otherCheckout}`,
+  `warehouse:fulfillment:${secrets.fulfillment}`,
+  `ops:admin:${secrets.admin}`,
+].join(',');
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomBytes(6).toString('hex')}`;
+}
+
+export function testConfig(overrides: Record<string, string> = {}): Config {
+  return loadConfig({
+    NODE_ENV: 'test',
+    REDIS_URL: testRedisUrl,
+    DATABASE_URL: testDatabaseUrl,
+    REDIS_KEY_PREFIX: `t:${randomBytes(4).toString('hex')}:`,
+    API_KEYS: apiKeys,
+    LOG_LEVEL: 'silent',
+    ...overrides,
+  });
+}
+
+export interface Harness {
+  readonly stockhold: Stockhold;
+  readonly baseUrl: string;
+  call(method: string, path: string, options?: CallOptions): Promise<CallResult>;
+  close(): Promise<void>;
+}
+
+export interface CallOptions {
+  readonly as?: keyof typeof secrets | null;
+  readonly body?: unknown;
+  readonly rawBody?: string;
+  readonly headers?: Record<string, string>;
+  readonly idempotencyKey?: string;
+}
+
+export interface CallResult {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: any;
+}
+
+export const scanBatch = 500;
+
+/** Deletes every key under `prefix`, SCAN by SCAN (never KEYS, never FLUSHDB). */
+export async function deleteKeys(stockhold: Stockhold, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await stockhold.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', scanBatch);
+    if (keys.length > 0) await stockhold.redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
+
+export async function startHarness(overrides: Record<string, string> = {}): Promise<Harness> {
+  const config = testConfig(overrides);
+  const stockhold = await createStockhold(config);
+  const app = createApp(stockhold, pino({ level: 'silent' }));
+  const server: Server = await new Promise((resolve) => {
+    const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+  });
+  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    stockhold,
+    baseUrl,
+    async call(method, path, options = {}) {
+      const headers: Record<string, string> = { ...options.headers };
+      const as = options.as === undefined ? 'admin' : options.as;
+      if (as !== null) headers.authorization = `Bearer ${secrets[as]}`;
+      if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
+      let body: string | undefined = options.rawBody;
+      if (options.body !== undefined) {
+        body = JSON.stringify(options.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      const response = await fetch(`${baseUrl}${path}`, { method, headers, body });
+      const text = await response.text();
+      return { status: response.status, headers: response.headers, body: text === '' ? undefined : JSON.parse(text) };
+    },
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      if (stockhold.redis.status === 'ready') await deleteKeys(stockhold, config.redisKeyPrefix);
+      await stockhold.close();
+    },
+  };
+}
+
+/** Creates a SKU with `onHand` units through the API, as an operator would. */
+export async function createSku(harness: Harness, onHand: number, prefix = 'SKU'): Promise<string> {
+  const sku = uniqueName(prefix);
+  const response = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand } });
+  if (response.status !== 200) throw new Error(`creating ${sku} failed: ${response.status} ${JSON.stringify(response.body)}`);
+  return sku;
+}
+
+let keyCounter = 0;
+export function idempotencyKey(): string {
+  keyCounter += 1;
+  return `key-${process.pid}-${keyCounter}-${randomBytes(4).toString('hex')}`;
+}

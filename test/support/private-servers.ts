@@ -1,0 +1,127 @@
+// Private Redis and Postgres servers that a test may stop and start at will, to make outages
+// real (a refused connection, a killed server) instead of simulated. Each listens on its own
+// port on 127.0.0.1 with its own data directory, and is removed when the test is done.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, chownSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+const startWaitMs = 10_000;
+const pollMs = 50;
+
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + startWaitMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+  throw new Error(`${what} did not come up within ${startWaitMs} ms`);
+}
+
+export class PrivateRedis {
+  private process: ChildProcess | undefined;
+  private constructor(readonly port: number) {}
+
+  static async start(): Promise<PrivateRedis> {
+    const server = new PrivateRedis(await freePort());
+    await server.start();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.process = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+    await until(async () => {
+      const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        return (await probe.ping()) === 'PONG';
+      } catch {
+        return false;
+      } finally {
+        probe.disconnect();
+      }
+    }, `redis on ${this.port}`);
+  }
+
+  /** SIGKILL: Redis dies as in a crash, and with no persistence it comes back empty. */
+  async kill(): Promise<void> {
+    const child = this.process;
+    if (child === undefined || child.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    });
+  }
+}
+
+function postgresBinDirectory(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root) ? readdirSync(root).sort() : [];
+  const version = versions.at(-1);
+  if (version === undefined) throw new Error('no PostgreSQL server binaries under /usr/lib/postgresql');
+  return path.join(root, version, 'bin');
+}
+
+/** Runs a Postgres binary, as the postgres user when we are root (initdb refuses root). */
+function runPostgresTool(tool: string, args: string[]): void {
+  const binary = path.join(postgresBinDirectory(), tool);
+  if (process.getuid?.() === 0) execFileSync('runuser', ['-u', 'postgres', '--', binary, ...args], { stdio: 'ignore' });
+  else execFileSync(binary, args, { stdio: 'ignore' });
+}
+
+export class PrivatePostgres {
+  private constructor(readonly port: number, private readonly directory: string) {}
+
+  static async start(): Promise<PrivatePostgres> {
+    const directory = mkdtempSync(path.join(tmpdir(), 'stockhold-pg-'));
+    if (process.getuid?.() === 0) {
+      const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+      const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+      chownSync(directory, uid, gid);
+    }
+    runPostgresTool('initdb', ['-D', path.join(directory, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync']);
+    const server = new PrivatePostgres(await freePort(), directory);
+    await server.start();
+    return server;
+  }
+
+  url(database: string): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/${database}`;
+  }
+
+  async start(): Promise<void> {
+    const options = `-p ${this.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${this.directory} -c fsync=off`;
+    runPostgresTool('pg_ctl', ['-D', path.join(this.directory, 'data'), '-o', options, '-l', path.join(this.directory, 'log'), '-w', 'start']);
+  }
+
+  /** Immediate shutdown: connections drop at once, as in a crash. */
+  async stop(): Promise<void> {
+    runPostgresTool('pg_ctl', ['-D', path.join(this.directory, 'data'), '-m', 'immediate', '-w', 'stop']);
+  }
+
+  async remove(): Promise<void> {
+    try {
+      await this.stop();
+    } catch {
+      // Already stopped.
+    }
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+}
