@@ -1,0 +1,77 @@
+// `npm run bench:memory`: Redis memory per active hold and per idempotency record, measured by
+// creating real reservations through the same lib/ code and Lua script the API uses, under a key
+// prefix of its own (deleted afterwards). Two shapes: every hold on one hot SKU (the holds index
+// is a skiplist), and holds spread over 1,000 SKUs (small indexes stay listpacks).
+import { randomBytes, randomUUID } from 'node:crypto';
+import { loadConfig } from '../lib/config';
+import { requestFingerprint } from '../lib/idempotency/fingerprint';
+import { createStockhold, type Stockhold } from '../lib/stockhold';
+
+const holdsPerShape = Number(process.argv[2] ?? 20_000);
+const holdsMax = 1_000_000;
+if (!(holdsPerShape >= 1000 && holdsPerShape <= holdsMax)) throw new Error(`holds per shape: 1000-${holdsMax}`);
+const batch = 200;
+
+async function usedMemory(stockhold: Stockhold): Promise<number> {
+  const info = await stockhold.redis.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)?.[1]);
+}
+
+async function memoryUsage(stockhold: Stockhold, key: string): Promise<number> {
+  return Number(await stockhold.redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+}
+
+async function measure(stockhold: Stockhold, label: string, skus: string[]) {
+  const { keys } = stockhold;
+  for (const sku of skus) await stockhold.redis.hset(keys.skuState(sku), 'onHand', 1_000_000_000, 'reserved', 0, 'version', 1);
+  const before = await usedMemory(stockhold);
+  let sample: { id: string; idempotencyKey: string } | undefined;
+  for (let start = 0; start < holdsPerShape; start += batch) {
+    const created = await Promise.all(
+      Array.from({ length: Math.min(batch, holdsPerShape - start) }, async (_, offset) => {
+        const sku = skus[(start + offset) % skus.length] as string;
+        const idempotencyKey = randomUUID();
+        const lines = [{ sku, quantity: 1 }];
+        const { reservation } = await stockhold.reservations.create({
+          clientId: 'checkout-web', idempotencyKey, fingerprint: requestFingerprint('POST /v1/reservations', { lines }), lines, holdTtlSeconds: 900, customerId: null,
+        });
+        return { id: reservation.id, idempotencyKey };
+      }),
+    );
+    sample ??= created[0];
+  }
+  const after = await usedMemory(stockhold);
+  const record = await memoryUsage(stockhold, keys.reservation(sample!.id));
+  const idempotency = await memoryUsage(stockhold, keys.idempotency('checkout-web', sample!.idempotencyKey));
+  let index = 0;
+  for (const sku of skus) index += await memoryUsage(stockhold, keys.skuHolds(sku));
+  const indexPerHold = index / holdsPerShape;
+  process.stdout.write(
+    `${label}: ${holdsPerShape} holds\n` +
+      `  used_memory growth per reservation (hold + idempotency record): ${((after - before) / holdsPerShape).toFixed(0)} B\n` +
+      `  MEMORY USAGE reservation record: ${record} B, holds index per hold: ${indexPerHold.toFixed(0)} B => per hold ${(record + indexPerHold).toFixed(0)} B\n` +
+      `  MEMORY USAGE idempotency record (36-char key): ${idempotency} B\n`,
+  );
+}
+
+async function main(): Promise<void> {
+  const prefix = `bench:${randomBytes(4).toString('hex')}:`;
+  const stockhold = await createStockhold(loadConfig({ ...process.env, REDIS_KEY_PREFIX: prefix }));
+  try {
+    await measure(stockhold, 'one hot SKU', ['MEM-HOT']);
+    await measure(stockhold, 'spread over 1,000 SKUs', Array.from({ length: 1000 }, (_, index) => `MEM-${index}`));
+  } finally {
+    let cursor = '0';
+    do {
+      const [next, found] = await stockhold.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      if (found.length > 0) await stockhold.redis.unlink(...found);
+      cursor = next;
+    } while (cursor !== '0');
+    await stockhold.close();
+  }
+}
+
+main().catch((error) => {
+  process.stderr.write(`${(error as Error).stack}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,101 @@
+// `npm run bench`: POST /v1/reservations of the server as shipped (auth, validation,
+// idempotency, access logging on) against a bare Express 5 endpoint, both in their own process,
+// driven by autocannon with the same connections for the same time, in alternating rounds.
+// It reports per-round throughput and the ratio of the medians. It seeds its hot SKU straight
+// into Redis under a key prefix of its own and deletes those keys afterwards: it writes nothing
+// to Postgres and touches nothing it did not create.
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../lib/config';
+
+const flags = new Map<string, string>();
+for (let index = 2; index < process.argv.length; index += 2) flags.set(String(process.argv[index]).replace(/^--/, ''), String(process.argv[index + 1]));
+const durationSec = Number(flags.get('duration') ?? 5);
+const connections = Number(flags.get('connections') ?? 64);
+const rounds = Number(flags.get('rounds') ?? 3);
+const roundsMax = 20;
+if (!(durationSec >= 1 && durationSec <= 600 && connections >= 1 && connections <= 1024 && rounds >= 1 && rounds <= roundsMax)) {
+  throw new Error(`--duration 1-600, --connections 1-1024, --rounds 1-${roundsMax}`);
+}
+
+const config = loadConfig();
+const prefix = `bench:${randomBytes(4).toString('hex')}:`;
+const sku = 'BENCH-HOT';
+const secret = 'bench-checkout-secret';
+const stockUnits = 1_000_000_000;
+
+function startProcess(script: string, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
+  return new Promise((resolve, reject) => {
+    const child = fork(path.join(__dirname, script), [], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    child.once('message', (message: { port: number }) => resolve({ child, port: message.port }));
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+  });
+}
+
+async function run(url: string, body: string, authorization: string | undefined, seconds: number) {
+  let counter = 0;
+  const result = await autocannon({
+    url,
+    connections,
+    duration: seconds,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
+    body,
+    requests: [{ setupRequest: (request: any) => ({ ...request, headers: { ...request.headers, 'idempotency-key': `b-${process.pid}-${(counter += 1)}` } }) }],
+  });
+  return { requestsPerSec: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+
+async function deletePrefix(redis: Redis): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    if (keys.length > 0) await redis.unlink(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
+
+async function main(): Promise<void> {
+  const redis = new Redis(config.redisUrl);
+  await redis.hset(`${prefix}sku:{${sku}}`, 'onHand', stockUnits, 'reserved', 0, 'version', 1);
+  const bare = await startProcess('bare-express-server.js', { PORT: '0' });
+  const api = await startProcess('stockhold-api-server.js', { PORT: '0', REDIS_KEY_PREFIX: prefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: 'info', NODE_ENV: 'production' });
+  const body = JSON.stringify({ lines: [{ sku, quantity: 1 }], ttlSeconds: 900 });
+  const targets = [
+    { name: 'bare-express', url: `http://127.0.0.1:${bare.port}/v1/reservations`, authorization: undefined },
+    { name: 'stockhold-reservation', url: `http://127.0.0.1:${api.port}/v1/reservations`, authorization: `Bearer ${secret}` },
+  ];
+  const results = new Map<string, Array<Awaited<ReturnType<typeof run>>>>();
+  try {
+    process.stdout.write(`warm-up: 2 s each\n`);
+    for (const target of targets) await run(target.url, body, target.authorization, 2);
+    for (let round = 1; round <= rounds; round += 1) {
+      for (const target of round % 2 === 1 ? targets : [...targets].reverse()) {
+        const result = await run(target.url, body, target.authorization, durationSec);
+        results.set(target.name, [...(results.get(target.name) ?? []), result]);
+        process.stdout.write(`round ${round} ${target.name.padEnd(22)} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms  non-2xx ${result.non2xx}  errors ${result.errors}\n`);
+      }
+    }
+  } finally {
+    bare.child.kill('SIGTERM');
+    api.child.kill('SIGTERM');
+    await deletePrefix(redis);
+    redis.disconnect();
+  }
+  const bareMedian = median(results.get('bare-express')!.map((r) => r.requestsPerSec));
+  const apiMedian = median(results.get('stockhold-reservation')!.map((r) => r.requestsPerSec));
+  process.stdout.write(`\nmedian of ${rounds} rounds, ${connections} connections, ${durationSec} s each, one hot SKU\n`);
+  process.stdout.write(`bare Express 5 + express.json():  ${bareMedian.toFixed(0)} req/s\n`);
+  process.stdout.write(`POST /v1/reservations as shipped: ${apiMedian.toFixed(0)} req/s\n`);
+  process.stdout.write(`ratio: ${(apiMedian / bareMedian).toFixed(2)}x\n`);
+}
+
+main().catch((error) => {
+  process.stderr.write(`${(error as Error).stack}\n`);
+  process.exit(1);
+});
