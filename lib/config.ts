@@ -28,6 +28,16 @@ export interface Config {
   readonly postgresStatementTimeoutMs: number;
   readonly postgresConnectTimeoutMs: number;
   readonly logLevel: string;
+  readonly commitConcurrency: number;
+  readonly commitBatchMax: number;
+  readonly commitBatchWaitMs: number;
+  readonly commitAttempts: number;
+  readonly commitBackoffBaseMs: number;
+  readonly commitBackoffMaxMs: number;
+  readonly commitLockDurationMs: number;
+  readonly commitStalledIntervalMs: number;
+  readonly commitKeepCompleted: number;
+  readonly commitKeepFailed: number;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
@@ -126,6 +136,16 @@ export function loadConfig(env: Environment = process.env): Config {
     postgresPoolMax: integer('POSTGRES_POOL_MAX', 10, 1, 200),
     postgresStatementTimeoutMs: integer('POSTGRES_STATEMENT_TIMEOUT_MS', 5000, 100, 600_000),
     postgresConnectTimeoutMs: integer('POSTGRES_CONNECT_TIMEOUT_MS', 2000, 100, 60_000),
+    commitConcurrency: integer('COMMIT_CONCURRENCY', 256, 1, 4096),
+    commitBatchMax: integer('COMMIT_BATCH_MAX', 256, 1, 4096),
+    commitBatchWaitMs: integer('COMMIT_BATCH_WAIT_MS', 5, 0, 1000),
+    commitAttempts: integer('COMMIT_ATTEMPTS', 30, 1, 1000),
+    commitBackoffBaseMs: integer('COMMIT_BACKOFF_BASE_MS', 500, 10, 600_000),
+    commitBackoffMaxMs: integer('COMMIT_BACKOFF_MAX_MS', 30_000, 10, 3_600_000),
+    commitLockDurationMs: integer('COMMIT_LOCK_DURATION_MS', 30_000, 500, 600_000),
+    commitStalledIntervalMs: integer('COMMIT_STALLED_INTERVAL_MS', 15_000, 200, 600_000),
+    commitKeepCompleted: integer('COMMIT_KEEP_COMPLETED', 1000, 0, 1_000_000),
+    commitKeepFailed: integer('COMMIT_KEEP_FAILED', 100_000, 100, 10_000_000),
     logLevel: readChoice(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);

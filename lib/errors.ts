@@ -14,6 +14,10 @@ export type ErrorCode =
   | 'insufficient_stock'
   | 'stock_below_reserved'
   | 'reservation_not_releasable'
+  | 'reservation_expired'
+  | 'reservation_released'
+  | 'reservation_cancelled'
+  | 'reservation_not_committed'
   | 'idempotency_key_missing'
   | 'idempotency_key_reused'
   | 'idempotency_key_in_flight'
@@ -65,6 +69,11 @@ export const errors = {
     ),
   notReleasable: (id: string, status: string) =>
     new StockholdError('reservation_not_releasable', `Reservation ${id} is ${status} and can no longer be released`, { status }),
+  reservationExpired: (id: string) => new StockholdError('reservation_expired', `Reservation ${id} expired before it was confirmed; its units were returned`),
+  reservationReleased: (id: string) => new StockholdError('reservation_released', `Reservation ${id} was released and cannot be confirmed`),
+  reservationCancelled: (id: string) => new StockholdError('reservation_cancelled', `Reservation ${id} was cancelled`),
+  notCommitted: (id: string, status: string, retryAfterSeconds?: number) =>
+    new StockholdError('reservation_not_committed', `Reservation ${id} is ${status}: only a committed reservation can be cancelled (release a pending one, or wait for the commit)`, { status }, retryAfterSeconds),
   idempotencyKeyReused: () =>
     new StockholdError('idempotency_key_reused', 'This Idempotency-Key was already used with a different request'),
   idempotencyKeyInFlight: (retryAfterSeconds: number) =>

@@ -1,6 +1,8 @@
 // Builds the domain services over their adapters from one Config, and closes them.
 import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
+import { CommitQueue } from './commits/commit-queue';
+import { CommitService } from './commits/commit-service';
 import type { Config } from './config';
 import { IdempotencyStore } from './idempotency/idempotency-store';
 import { createPostgres } from './postgres/connection';
@@ -19,6 +21,8 @@ export interface Stockhold {
   readonly scripts: ScriptRunner;
   readonly reservations: ReservationService;
   readonly stock: StockService;
+  readonly commitQueue: CommitQueue;
+  readonly commits: CommitService;
   close(): Promise<void>;
 }
 
@@ -38,7 +42,10 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
   if (await waitForRedis(redis, redisStartupWaitMs)) await scripts.preload().catch(() => undefined);
   const skuState = new SkuState(scripts, keys, knex, config.reclaimPerSkuMax);
   const idempotency = new IdempotencyStore(scripts, keys, config.idempotencyTtlSeconds * 1000, config.idempotencyInFlightTtlSeconds * 1000);
-  const reservations = new ReservationService(scripts, keys, skuState, config);
+  const reservations = new ReservationService(scripts, keys, skuState, knex, config);
+  const commitQueue = new CommitQueue(config);
+  await commitQueue.connect();
+  const commits = new CommitService(scripts, reservations, commitQueue, config);
   const stock = new StockService(knex, scripts, keys, skuState, idempotency, config);
   return {
     config,
@@ -48,7 +55,10 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
     scripts,
     reservations,
     stock,
+    commitQueue,
+    commits,
     async close() {
+      await commitQueue.close();
       redis.disconnect();
       await knex.destroy();
     },

@@ -5,7 +5,7 @@
 
   Input:
     KEYS[1]          idempotency record (hash: fp, st, rid, ca, ex)
-    KEYS[2]          reservation record (hash: s, c, u, ca, ex, l)
+    KEYS[2]          reservation record (hash: s, v, c, u, ca, ex, l)
     KEYS[1 + 2i]     SKU state of line i   (hash: onHand, reserved, version)
     KEYS[2 + 2i]     holds index of line i (zset: "<reservationId>:<quantity>" -> expiresAt ms)
 
@@ -99,7 +99,7 @@ for i = 1, lineCount do
   lines[i] = sku .. ':' .. quantity
 end
 
-redis.call('HSET', KEYS[2], 's', 'pending', 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(lines, ','))
+redis.call('HSET', KEYS[2], 's', 'pending', 'v', 1, 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(lines, ','))
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'u', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[2], holdTtlMs + tonumber(ARGV[7]))
 redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'st', 'done', 'rid', reservationId, 'ca', integerString(now), 'ex', integerString(expiresAt))

@@ -4,7 +4,7 @@
   no reserve call has reclaimed them yet. Releasing again answers with the status it has.
 
   Input:
-    KEYS[1]          reservation record (hash: s, c, u, ca, ex, l)
+    KEYS[1]          reservation record (hash: s, c, u, ca, ex, l, v)
     KEYS[2i]         SKU state of line i, in the record's line order
     KEYS[2i + 1]     holds index of line i
     ARGV[1]          reservation id (names its members in the holds indexes)
@@ -16,7 +16,7 @@
     {-2, status}     the reservation is past pending (confirmed, committed, ...): not releasable
 ]]
 --- @include "includes/common"
---- @include "includes/holds"
+--- @include "includes/reservations"
 
 local record = redis.call('HMGET', KEYS[1], 's', 'ex', 'l')
 local status = record[1]
@@ -24,32 +24,11 @@ if not status then return { -1 } end
 if status == 'released' or status == 'expired' then return { 2, status } end
 if status ~= 'pending' then return { -2, status } end
 
-local lines = {}
-for sku, quantity in string.gmatch(record[3], '([^:,]+):(%d+)') do
-  lines[#lines + 1] = { sku = sku, quantity = tonumber(quantity) }
-end
-if #KEYS ~= 1 + 2 * #lines then fail('KEYS must be 1 + 2 per line of ' .. KEYS[1]) end
-
-local reservationId = ARGV[1]
+local lines = recordLines(record[3])
+local keys = lineKeys(lines, 2)
 local now = nowMs()
 local newStatus = 'released'
 if now >= tonumber(record[2]) then newStatus = 'expired' end
-
--- Check every line before the first write: Redis keeps writes made before an error.
-local returned = {}
-for i, line in ipairs(lines) do
-  local skuKey, holdsKey = KEYS[2 * i], KEYS[2 * i + 1]
-  if not string.find(skuKey, '{' .. line.sku .. '}', 1, true) then fail('KEYS out of line order at ' .. i) end
-  local member = reservationId .. ':' .. line.quantity
-  if redis.call('ZSCORE', holdsKey, member) then
-    local reserved = tonumber(redis.call('HGET', skuKey, 'reserved') or '0')
-    if reserved < line.quantity then fail('reserved below a live hold on ' .. skuKey) end
-    returned[#returned + 1] = { skuKey = skuKey, holdsKey = holdsKey, member = member, quantity = line.quantity }
-  end
-end
-for _, hold in ipairs(returned) do
-  redis.call('ZREM', hold.holdsKey, hold.member)
-  redis.call('HINCRBY', hold.skuKey, 'reserved', -hold.quantity)
-end
+returnHolds(lines, keys, ARGV[1])
 redis.call('HSET', KEYS[1], 's', newStatus, 'ra', integerString(now))
 return { 1, newStatus }

@@ -2,7 +2,8 @@
 import { Router, type Request, type Response } from 'express';
 import { errors, StockholdError } from '../../lib/errors';
 import { requestFingerprint } from '../../lib/idempotency/fingerprint';
-import { normaliseLines, type Reservation } from '../../lib/reservations/reservation-service';
+import { waitSecondsMax } from '../../lib/commits/commit-service';
+import { normaliseLines, reservationIdPattern, type Reservation } from '../../lib/reservations/reservation-service';
 import type { Stockhold } from '../../lib/stockhold';
 import { clientOf, requireScope, seesAllReservations } from './auth';
 import { buildSchemas, idempotencyKeyOf, validateSku, validator } from './schemas';
@@ -15,7 +16,26 @@ function reservationBody(reservation: Reservation, status: string = reservation.
     ...(reservation.customerId === null ? {} : { customerId: reservation.customerId }),
     expiresAt: new Date(reservation.expiresAtMs).toISOString(),
     createdAt: new Date(reservation.createdAtMs).toISOString(),
+    ...(reservation.confirmedAtMs === null ? {} : { confirmedAt: new Date(reservation.confirmedAtMs).toISOString() }),
+    ...(reservation.cancelRequested && status === 'committed' ? { cancelRequested: true } : {}),
   };
+}
+
+/** RFC 7240 `Prefer: wait=N`, N whole seconds, at most 30; anything else is ignored. */
+function preferredWaitSeconds(request: Request): number | undefined {
+  const match = /(?:^|[,;\s])wait=(\d{1,6})(?:$|[,;\s])/.exec(request.get('prefer') ?? '');
+  return match === null ? undefined : Math.min(Number(match[1]), waitSecondsMax);
+}
+
+/** Waits (when asked) for the worker, then answers 200 when done and 202 while queued. */
+async function answerAfterWait(request: Request, response: Response, stockhold: Stockhold, reservation: Reservation, done: (r: Reservation) => boolean): Promise<void> {
+  let current = reservation;
+  const waitSeconds = preferredWaitSeconds(request);
+  if (waitSeconds !== undefined && !done(current)) {
+    current = (await stockhold.commits.waitFor(current.id, done, waitSeconds * 1000)) ?? current;
+    response.setHeader('Preference-Applied', `wait=${waitSeconds}`);
+  }
+  response.status(done(current) ? 200 : 202).json(reservationBody(current));
 }
 
 function requireIdempotencyKey(request: Request): string {
@@ -108,6 +128,18 @@ export function v1Routes(stockhold: Stockhold): Router {
     const reservation = await visibleReservation(request, response);
     const status = await stockhold.reservations.release(reservation);
     response.json(reservationBody(reservation, status));
+  });
+
+  router.post('/reservations/:id/confirm', requireScope('checkout', 'fulfillment'), async (request, response) => {
+    const confirmed = await stockhold.commits.confirm(await visibleReservation(request, response));
+    await answerAfterWait(request, response, stockhold, confirmed, (reservation) => reservation.status === 'committed');
+  });
+
+  router.post('/reservations/:id/cancel', requireScope('fulfillment', 'admin'), async (request, response) => {
+    const id = String(request.params.id);
+    if (!reservationIdPattern.test(id)) throw errors.reservationNotFound(id);
+    const cancelling = await stockhold.commits.cancel(id, clientOf(response).clientId);
+    await answerAfterWait(request, response, stockhold, cancelling, (reservation) => reservation.status === 'cancelled');
   });
 
   return router;

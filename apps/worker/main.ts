@@ -10,10 +10,7 @@ async function main(): Promise<void> {
   await prepareDatabase(config, logger);
   const stockhold = await createStockhold(config);
   const worker = await startWorker(stockhold, logger);
-  // Keep the process alive until a signal: the worker's own connections will do this once built.
-  const keepAlive = setInterval(() => undefined, 60_000);
   onShutdown(logger, async () => {
-    clearInterval(keepAlive);
     await worker.stop();
     await stockhold.close();
   });

@@ -1,9 +1,47 @@
-// The commit worker: BullMQ processors that commit confirmed reservations to the ledger.
-// Not built yet: issue 3 (commit pipeline) fills this in. Until then it starts nothing, and says so.
+// The commit worker: a BullMQ worker whose processor hands each job to lib/'s CommitProcessor
+// (group commit to the ledger, then the fenced Redis step). Every BullMQ option is explicit.
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { commitQueueName, type LedgerJob } from '../../lib/commits/commit-jobs';
+import { CommitProcessor, type ProcessResult } from '../../lib/commits/commit-processor';
+import { backoffStrategyName, bullPrefix, cappedExponentialBackoff } from '../../lib/commits/commit-queue';
 import type { Stockhold } from '../../lib/stockhold';
 
-export async function startWorker(_stockhold: Stockhold, logger: Logger): Promise<{ stop: () => Promise<void> }> {
-  logger.warn('commit worker: no commit pipeline yet (issue 3); nothing to process');
-  return { stop: async () => undefined };
+/** A crashed worker's job is re-run this many times before BullMQ gives up on it. */
+export const stalledRunsMax = 10;
+
+export async function startWorker(stockhold: Stockhold, logger: Logger): Promise<{ worker: Worker; stop: () => Promise<void> }> {
+  const { config } = stockhold;
+  const processor = new CommitProcessor(stockhold.knex, stockhold.scripts, stockhold.keys, config);
+  // BullMQ's worker connection must retry forever (maxRetriesPerRequest: null) and queue while
+  // reconnecting; it is its own connection, without auto-pipelining.
+  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  connection.on('error', () => undefined);
+  const backoff = cappedExponentialBackoff(config.commitBackoffBaseMs, config.commitBackoffMaxMs);
+  const worker = new Worker<LedgerJob, ProcessResult>(commitQueueName, (job) => processor.process(job.data), {
+    connection,
+    prefix: bullPrefix(config),
+    concurrency: config.commitConcurrency,
+    lockDuration: config.commitLockDurationMs,
+    stalledInterval: config.commitStalledIntervalMs,
+    maxStalledCount: stalledRunsMax,
+    removeOnComplete: { count: config.commitKeepCompleted },
+    removeOnFail: { count: config.commitKeepFailed },
+    settings: { backoffStrategy: (attemptsMade, type) => (type === backoffStrategyName ? backoff(attemptsMade) : 0) },
+  });
+  worker.on('failed', (job, error) => {
+    const final = job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1);
+    logger[final ? 'error' : 'warn']({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: error }, final ? 'commit job failed for good' : 'commit job failed; will retry');
+  });
+  worker.on('error', (error) => logger.warn({ err: error }, 'commit worker error'));
+  logger.info({ concurrency: config.commitConcurrency, batchMax: config.commitBatchMax }, 'commit worker started');
+  return {
+    worker,
+    stop: async () => {
+      await worker.close();
+      await processor.close();
+      connection.disconnect();
+    },
+  };
 }

@@ -2,13 +2,17 @@
 // same files run from TypeScript (tests) and from dist/ (npm start) without a knex CLI.
 import type { Knex } from 'knex';
 import * as createLedger from '../../migrations/20261125000001_create_ledger';
+import * as createReservations from '../../migrations/20261125000002_create_reservations';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
   down(knex: Knex): Promise<void>;
 }
 
-const migrations: ReadonlyArray<readonly [string, Migration]> = [['20261125000001_create_ledger', createLedger]];
+const migrations: ReadonlyArray<readonly [string, Migration]> = [
+  ['20261125000001_create_ledger', createLedger],
+  ['20261125000002_create_reservations', createReservations],
+];
 
 const source: Knex.MigrationSource<string> = {
   getMigrations: async () => migrations.map(([name]) => name),

@@ -14,6 +14,10 @@ import { withRedis } from './connection';
 export const scriptNames = [
   'createReservation',
   'releaseReservation',
+  'confirmReservation',
+  'commitReservation',
+  'requestCancel',
+  'applyCancel',
   'readReservation',
   'readSku',
   'initSku',

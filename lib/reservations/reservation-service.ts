@@ -2,7 +2,9 @@
 // Creating needs only Redis, except the first use of a SKU that Redis lost, which is rebuilt
 // from the ledger before the one retry.
 import { randomBytes } from 'node:crypto';
+import type { Knex } from 'knex';
 import { assert, errors, type ShortLine } from '../errors';
+import { withPostgres } from '../postgres/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptReply, ScriptRunner } from '../redis/scripts';
 import type { SkuState } from '../stock/sku-state';
@@ -12,7 +14,7 @@ export interface ReservationLine {
   readonly quantity: number;
 }
 
-export type ReservationStatus = 'pending' | 'confirmed' | 'committed' | 'released' | 'expired';
+export type ReservationStatus = 'pending' | 'confirmed' | 'committed' | 'released' | 'expired' | 'cancelled';
 
 export interface Reservation {
   readonly id: string;
@@ -22,6 +24,11 @@ export interface Reservation {
   readonly lines: readonly ReservationLine[];
   readonly createdAtMs: number;
   readonly expiresAtMs: number;
+  /** Per-reservation version: 1 pending, bumped on confirm and on a cancel request. */
+  readonly fence: number;
+  readonly confirmedAtMs: number | null;
+  /** A committed reservation whose cancellation is queued. */
+  readonly cancelRequested: boolean;
 }
 
 export interface CreateReservation {
@@ -81,6 +88,7 @@ export class ReservationService {
     private readonly scripts: ScriptRunner,
     private readonly keys: RedisKeys,
     private readonly skuState: SkuState,
+    private readonly knex: Knex,
     private readonly limits: ReservationLimits,
   ) {}
 
@@ -115,6 +123,9 @@ export class ReservationService {
           lines: request.lines,
           createdAtMs: Number(replayed ? reply[2] : reply[1]),
           expiresAtMs: Number(replayed ? reply[3] : reply[2]),
+          fence: 1,
+          confirmedAtMs: null,
+          cancelRequested: false,
         };
         return { reservation, replayed };
       }
@@ -131,9 +142,16 @@ export class ReservationService {
     throw new Error(`createReservation still found SKUs missing after ${createAttemptsMax} attempts`);
   }
 
-  /** The reservation, with a pending one past its expiry reported as expired. */
+  /**
+   * The reservation, with a pending one past its expiry reported as expired. Redis answers for
+   * live reservations; a committed or cancelled one that Redis has forgotten comes from Postgres.
+   */
   async read(id: string): Promise<Reservation | undefined> {
     if (!reservationIdPattern.test(id)) return undefined;
+    return (await this.readFromRedis(id)) ?? this.readFromLedger(id);
+  }
+
+  async readFromRedis(id: string): Promise<Reservation | undefined> {
     const reply = await this.scripts.run('readReservation', [this.keys.reservation(id)], []);
     if (reply.length <= 1) return undefined;
     const nowMs = Number(reply[0]);
@@ -149,6 +167,26 @@ export class ReservationService {
       lines: parseLines(String(fields.get('l'))),
       createdAtMs: Number(fields.get('ca')),
       expiresAtMs,
+      fence: Number(fields.get('v') ?? 1),
+      confirmedAtMs: fields.has('cf') ? Number(fields.get('cf')) : null,
+      cancelRequested: fields.has('cx'),
+    };
+  }
+
+  async readFromLedger(id: string): Promise<Reservation | undefined> {
+    const row = await withPostgres(() => this.knex('reservations').first().where({ id }));
+    if (row === undefined) return undefined;
+    return {
+      id,
+      status: row.status,
+      clientId: row.client_id,
+      customerId: row.customer_id,
+      lines: row.lines,
+      createdAtMs: new Date(row.created_at).getTime(),
+      expiresAtMs: new Date(row.expires_at).getTime(),
+      fence: Number(row.fence),
+      confirmedAtMs: new Date(row.confirmed_at).getTime(),
+      cancelRequested: false,
     };
   }
 
@@ -157,12 +195,17 @@ export class ReservationService {
    * its hold had already run out. Throws reservation_not_releasable once it is past pending.
    */
   async release(reservation: Reservation): Promise<ReservationStatus> {
-    const keys = [this.keys.reservation(reservation.id)];
-    for (const line of reservation.lines) keys.push(this.keys.skuState(line.sku), this.keys.skuHolds(line.sku));
-    const reply = await this.scripts.run('releaseReservation', keys, [reservation.id]);
+    const reply = await this.scripts.run('releaseReservation', this.recordAndLineKeys(reservation), [reservation.id]);
     if (reply[0] === 1 || reply[0] === 2) return String(reply[1]) as ReservationStatus;
     if (reply[0] === -1) throw errors.reservationNotFound(reservation.id);
     assert(reply[0] === -2, `releaseReservation returned ${String(reply[0])}`);
     throw errors.notReleasable(reservation.id, String(reply[1]));
+  }
+
+  /** The record's key, then each line's SKU state and holds index, in line order. */
+  recordAndLineKeys(reservation: Pick<Reservation, 'id' | 'lines'>): string[] {
+    const keys = [this.keys.reservation(reservation.id)];
+    for (const line of reservation.lines) keys.push(this.keys.skuState(line.sku), this.keys.skuHolds(line.sku));
+    return keys;
   }
 }

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import pino from 'pino';
 import { createApp } from '../../apps/api/app';
+import { startWorker } from '../../apps/worker/worker';
 import { loadConfig, type Config } from '../../lib/config';
 import { createStockhold, type Stockhold } from '../../lib/stockhold';
 
@@ -42,6 +43,9 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
 
 export interface Harness {
   readonly stockhold: Stockhold;
+  readonly config: Config;
+  /** Starts an in-process commit worker (stopped by close()). */
+  startWorker(): Promise<() => Promise<void>>;
   readonly baseUrl: string;
   call(method: string, path: string, options?: CallOptions): Promise<CallResult>;
   close(): Promise<void>;
@@ -81,9 +85,22 @@ export async function startHarness(overrides: Record<string, string> = {}): Prom
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
   });
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const workers: Array<() => Promise<void>> = [];
   return {
     stockhold,
+    config,
     baseUrl,
+    async startWorker() {
+      const worker = await startWorker(stockhold, pino({ level: 'silent' }));
+      let stopped = false;
+      const stop = async () => {
+        if (stopped) return;
+        stopped = true;
+        await worker.stop();
+      };
+      workers.push(stop);
+      return stop;
+    },
     async call(method, path, options = {}) {
       const headers: Record<string, string> = { ...options.headers };
       const as = options.as === undefined ? 'admin' : options.as;
@@ -99,6 +116,7 @@ export async function startHarness(overrides: Record<string, string> = {}): Prom
       return { status: response.status, headers: response.headers, body: text === '' ? undefined : JSON.parse(text) };
     },
     async close() {
+      for (const stop of workers) await stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -1,0 +1,33 @@
+// What travels through the commit queue. One BullMQ queue carries both kinds; a commit job's id
+// is the reservation id and a cancel job's id is "cancel-<id>", so queueing either twice while it
+// is still known to BullMQ adds nothing.
+import type { ReservationLine } from '../reservations/reservation-service';
+
+export const commitQueueName = 'commits';
+
+export interface CommitJob {
+  readonly kind: 'commit';
+  readonly reservationId: string;
+  readonly fence: number;
+  readonly clientId: string;
+  readonly customerId: string | null;
+  readonly lines: readonly ReservationLine[];
+  readonly createdAtMs: number;
+  readonly expiresAtMs: number;
+  readonly confirmedAtMs: number;
+}
+
+export interface CancelJob {
+  readonly kind: 'cancel';
+  readonly reservationId: string;
+  readonly fence: number;
+  /** The client that asked for the cancellation, recorded on the ledger entries. */
+  readonly requestedBy: string;
+  readonly lines: readonly ReservationLine[];
+}
+
+export type LedgerJob = CommitJob | CancelJob;
+
+export function jobIdOf(job: LedgerJob): string {
+  return job.kind === 'commit' ? job.reservationId : `cancel-${job.reservationId}`;
+}

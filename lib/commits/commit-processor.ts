@@ -1,0 +1,58 @@
+// The worker side: a commit job goes through the group committer (Postgres), then the Redis
+// side is finished with commitReservation, fenced. A re-run (BullMQ delivers at least once)
+// finds the reservation already in the ledger and still finishes the Redis side, exactly once.
+import type { Config } from '../config';
+import type { RedisKeys } from '../redis/keys';
+import type { ScriptRunner } from '../redis/scripts';
+import type { CancelJob, CommitJob, LedgerJob } from './commit-jobs';
+import { GroupCommitter } from './group-committer';
+import { LedgerWriter } from './ledger-writer';
+import type { Knex } from 'knex';
+
+export interface ProcessResult {
+  readonly ledger: string;
+  readonly redis: string;
+}
+
+export class CommitProcessor {
+  private readonly writer: LedgerWriter;
+  readonly committer: GroupCommitter;
+
+  constructor(
+    knex: Knex,
+    private readonly scripts: ScriptRunner,
+    private readonly keys: RedisKeys,
+    private readonly config: Config,
+  ) {
+    this.writer = new LedgerWriter(knex);
+    this.committer = new GroupCommitter((jobs) => this.writer.commitBatch(jobs), {
+      batchMax: config.commitBatchMax,
+      waitMs: config.commitBatchWaitMs,
+      queuedMax: Math.max(config.commitBatchMax, config.commitConcurrency),
+    });
+  }
+
+  process(job: LedgerJob): Promise<ProcessResult> {
+    return job.kind === 'commit' ? this.commit(job) : this.cancel(job);
+  }
+
+  private async commit(job: CommitJob): Promise<ProcessResult> {
+    const ledger = await this.committer.submit(job);
+    const keys = [this.keys.reservation(job.reservationId)];
+    for (const line of job.lines) keys.push(this.keys.skuState(line.sku), this.keys.skuHolds(line.sku));
+    const reply = await this.scripts.run('commitReservation', keys, [job.reservationId, job.fence, this.config.reservationRetentionSeconds * 1000]);
+    return { ledger, redis: reply[0] === 1 ? 'applied' : `unchanged (${String(reply[1])})` };
+  }
+
+  private async cancel(job: CancelJob): Promise<ProcessResult> {
+    const ledger = await this.writer.cancel(job);
+    if (ledger === 'stale') return { ledger, redis: 'unchanged (stale fence)' };
+    const keys = [this.keys.reservation(job.reservationId), ...job.lines.map((line) => this.keys.skuState(line.sku))];
+    const reply = await this.scripts.run('applyCancel', keys, [job.fence, this.config.reservationRetentionSeconds * 1000]);
+    return { ledger, redis: reply[0] === 1 ? 'applied' : `unchanged (${String(reply[1])})` };
+  }
+
+  close(): Promise<void> {
+    return this.committer.close();
+  }
+}
