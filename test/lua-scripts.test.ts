@@ -87,7 +87,7 @@ describe('createReservation', () => {
     expect(await skuState(b)).toMatchObject({ onHand: 5, reserved: 5 });
     expect(await redis.zscore(keys.skuHolds(a), `${call.id}:3`)).toBe(String(expiresAt));
     expect(await redis.hgetall(keys.reservation(call.id))).toEqual({
-      s: 'pending', c: 'client-1', u: 'cust-9', ca: String(createdAt), ex: String(expiresAt), l: `${a}:3,${b}:5`,
+      s: 'pending', v: '1', c: 'client-1', u: 'cust-9', ca: String(createdAt), ex: String(expiresAt), l: `${a}:3,${b}:5`,
     });
     expect(await redis.hgetall(call.idemKey)).toEqual({ fp: 'fp-1', st: 'done', rid: call.id, ca: String(createdAt), ex: String(expiresAt) });
     expect(await redis.pttl(call.idemKey)).toBeGreaterThan(hourMs - 5000);
@@ -307,3 +307,102 @@ describe('beginIdempotent, settleIdempotent', () => {
   });
 });
 
+
+describe('confirmReservation, commitReservation', () => {
+  const lineKeys = (id: string, lines: Array<[string, number]>) => [keys.reservation(id), ...lines.flatMap(([sku]) => [keys.skuState(sku), keys.skuHolds(sku)])];
+  const confirm = (id: string, lines: Array<[string, number]>) => scripts.run('confirmReservation', lineKeys(id, lines), [id]);
+  const commit = (id: string, lines: Array<[string, number]>, fence: number) => scripts.run('commitReservation', lineKeys(id, lines), [id, fence, hourMs]);
+
+  it('confirms: holds stop expiring (+inf), the record persists, the fence goes to 2', async () => {
+    const sku = await seedSku(5);
+    const call = reserve({ lines: [[sku, 2]], ttlMs: 50 });
+    await call.reply;
+    const reply = await confirm(call.id, [[sku, 2]]);
+    expect(reply.slice(0, 2)).toEqual([1, 2]);
+    expect(await redis.zscore(keys.skuHolds(sku), `${call.id}:2`)).toBe('inf');
+    expect(await redis.pttl(keys.reservation(call.id))).toBe(-1);
+    expect(await redis.hmget(keys.reservation(call.id), 's', 'v')).toEqual(['confirmed', '2']);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    // Past the original expiry, a reserve reclaims nothing of it.
+    expect((await reserve({ lines: [[sku, 4]] }).reply)[0]).toBe(-1);
+    expect(await confirm(call.id, [[sku, 2]])).toEqual([2, 'confirmed', 2]);
+  });
+
+  it('refuses released (-2), expires an expired one (-3, units back), and unknown (-1)', async () => {
+    const sku = await seedSku(5);
+    const expired = reserve({ lines: [[sku, 3]], ttlMs: 1 });
+    await expired.reply;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await confirm(expired.id, [[sku, 3]])).toEqual([-3]);
+    expect(await redis.hget(keys.reservation(expired.id), 's')).toBe('expired');
+    expect(await skuState(sku)).toMatchObject({ reserved: 0 });
+    expect(await confirm(expired.id, [[sku, 3]])).toEqual([-3]);
+    const released = reserve({ lines: [[sku, 1]] });
+    await released.reply;
+    await redis.hset(keys.reservation(released.id), 's', 'released');
+    expect(await confirm(released.id, [[sku, 1]])).toEqual([-2]);
+    expect(await confirm('y'.repeat(22), [])).toEqual([-1]);
+  });
+
+  it('commits at the right fence only: reserved and on-hand drop together, once', async () => {
+    const a = await seedSku(10);
+    const b = await seedSku(4);
+    const call = reserve({ lines: [[a, 3], [b, 4]] });
+    await call.reply;
+    expect(await commit(call.id, [[a, 3], [b, 4]], 2)).toEqual([0, 'pending']);
+    await confirm(call.id, [[a, 3], [b, 4]]);
+    expect(await commit(call.id, [[a, 3], [b, 4]], 1)).toEqual([0, 'confirmed']);
+    expect(await commit(call.id, [[a, 3], [b, 4]], 2)).toEqual([1]);
+    expect(await skuState(a)).toMatchObject({ onHand: 7, reserved: 0 });
+    expect(await skuState(b)).toMatchObject({ onHand: 0, reserved: 0 });
+    expect(await redis.zcard(keys.skuHolds(a))).toBe(0);
+    expect(await redis.hget(keys.reservation(call.id), 's')).toBe('committed');
+    expect(await redis.pttl(keys.reservation(call.id))).toBeGreaterThan(hourMs - 5000);
+    expect(await commit(call.id, [[a, 3], [b, 4]], 2)).toEqual([0, 'committed']);
+    expect(await skuState(a)).toMatchObject({ onHand: 7, reserved: 0 });
+  });
+
+  it('changes nothing when Redis lost the reservation', async () => {
+    const sku = await seedSku(10);
+    expect(await commit('z'.repeat(22), [[sku, 1]], 2)).toEqual([0, 'missing']);
+    expect(await skuState(sku)).toMatchObject({ onHand: 10, reserved: 0 });
+  });
+});
+
+describe('requestCancel, applyCancel', () => {
+  const committedRecord = async (sku: string, quantity: number) => {
+    const call = reserve({ lines: [[sku, quantity]] });
+    await call.reply;
+    const lineKeys = [keys.reservation(call.id), keys.skuState(sku), keys.skuHolds(sku)];
+    await scripts.run('confirmReservation', lineKeys, [call.id]);
+    await scripts.run('commitReservation', lineKeys, [call.id, 2, hourMs]);
+    return call.id;
+  };
+  const request = (id: string, recreate: Array<string | number> = [2, 'client-1', '', 1, 2, 'X:1', hourMs]) =>
+    scripts.run('requestCancel', [keys.reservation(id)], recreate);
+  const apply = (id: string, sku: string, fence: number) => scripts.run('applyCancel', [keys.reservation(id), keys.skuState(sku)], [fence, hourMs]);
+
+  it('bumps the fence once, applies once at that fence, then answers cancelled', async () => {
+    const sku = await seedSku(10);
+    const id = await committedRecord(sku, 4);
+    expect(await skuState(sku)).toMatchObject({ onHand: 6 });
+    expect(await request(id)).toEqual([1, 3]);
+    expect(await request(id)).toEqual([1, 3]);
+    expect(await apply(id, sku, 2)).toEqual([0, 'committed']);
+    expect(await apply(id, sku, 3)).toEqual([1]);
+    expect(await skuState(sku)).toMatchObject({ onHand: 10, reserved: 0 });
+    expect(await apply(id, sku, 3)).toEqual([0, 'cancelled']);
+    expect(await request(id)).toEqual([2, 3]);
+    expect(await skuState(sku)).toMatchObject({ onHand: 10 });
+  });
+
+  it('recreates a forgotten record from the ledger copy, and refuses one not committed', async () => {
+    const sku = await seedSku(10);
+    const id = randomBytes(16).toString('base64url');
+    expect(await request(id, [2, 'client-9', 'cust', 1000, 2000, `${sku}:2`, hourMs])).toEqual([1, 3]);
+    expect(await redis.hgetall(keys.reservation(id))).toMatchObject({ s: 'committed', c: 'client-9', u: 'cust', l: `${sku}:2`, v: '3', cx: '1' });
+    const pending = reserve({ lines: [[sku, 1]] });
+    await pending.reply;
+    expect(await request(pending.id)).toEqual([-1, 'pending']);
+  });
+});

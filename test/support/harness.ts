@@ -48,7 +48,8 @@ export interface Harness {
   startWorker(): Promise<() => Promise<void>>;
   readonly baseUrl: string;
   call(method: string, path: string, options?: CallOptions): Promise<CallResult>;
-  close(): Promise<void>;
+  /** Stops server and workers; deletes the test's Redis keys unless `keepData`. */
+  close(options?: { keepData?: boolean }): Promise<void>;
 }
 
 export interface CallOptions {
@@ -115,13 +116,13 @@ export async function startHarness(overrides: Record<string, string> = {}): Prom
       const text = await response.text();
       return { status: response.status, headers: response.headers, body: text === '' ? undefined : JSON.parse(text) };
     },
-    async close() {
+    async close(options = {}) {
       for (const stop of workers) await stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      if (stockhold.redis.status === 'ready') await deleteKeys(stockhold, config.redisKeyPrefix);
+      if (stockhold.redis.status === 'ready' && options.keepData !== true) await deleteKeys(stockhold, config.redisKeyPrefix);
       await stockhold.close();
     },
   };
