@@ -48,6 +48,7 @@ describe('Redis killed and restarted empty', () => {
     expect503(await harness.call('GET', `/v1/skus/${sku}`), 'redis');
     expect503(await harness.call('GET', `/v1/reservations/${held.body.id}`, { as: 'checkout' }), 'redis');
     expect503(await harness.call('DELETE', `/v1/reservations/${held.body.id}`, { as: 'checkout' }), 'redis');
+    expect503(await harness.call('POST', `/v1/reservations/${held.body.id}/confirm`, { as: 'checkout' }), 'redis');
     expect503(await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 3 } }), 'redis');
     expect503(await harness.call('POST', `/v1/skus/${sku}/adjustments`, { idempotencyKey: idempotencyKey(), body: { delta: -1, reason: 'x' } }), 'redis');
     expect((await harness.call('GET', '/readyz', { as: null })).status).toBe(503);

@@ -12,6 +12,7 @@ export function openApiDocument(config: Config) {
   const skuParameter = { name: 'sku', in: 'path', required: true, schema: schemas.sku };
   const idParameter = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{22}$' } };
   const skuView = { $ref: '#/components/schemas/SkuView' };
+  const prefer = { name: 'Prefer', in: 'header', required: false, schema: { type: 'string', example: 'wait=10' }, description: 'wait=N (N <= 30): wait up to N s for the ledger' };
   const reservation = { $ref: '#/components/schemas/Reservation' };
   return {
     openapi: '3.1.0',
@@ -42,6 +43,20 @@ export function openApiDocument(config: Config) {
         get: { summary: 'Read a reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 503) } },
         delete: { summary: 'Release a pending reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 409, 503) } },
       },
+      '/v1/reservations/{id}/confirm': {
+        post: {
+          summary: 'Confirm: the hold stops expiring and is committed to the ledger (owner, fulfillment)',
+          parameters: [idParameter, prefer],
+          responses: { '200': json(reservation), '202': json(reservation), ...problems(401, 403, 404, 409, 410, 503) },
+        },
+      },
+      '/v1/reservations/{id}/cancel': {
+        post: {
+          summary: "Cancel a committed reservation: its units return to stock (fulfillment, admin)",
+          parameters: [idParameter, prefer],
+          responses: { '200': json(reservation), '202': json(reservation), ...problems(401, 403, 404, 409, 503) },
+        },
+      },
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -54,7 +69,9 @@ export function openApiDocument(config: Config) {
           type: 'object',
           properties: {
             id: { type: 'string' },
-            status: { enum: ['pending', 'confirmed', 'committed', 'released', 'expired'] },
+            status: { enum: ['pending', 'confirmed', 'committed', 'released', 'expired', 'cancelled'] },
+            confirmedAt: { type: 'string', format: 'date-time' },
+            cancelRequested: { type: 'boolean' },
             lines: { type: 'array', items: schemas.line },
             customerId: { type: 'string' },
             expiresAt: { type: 'string', format: 'date-time' },
