@@ -21,5 +21,6 @@ local units = tonumber(ARGV[1])
 if units == nil or units < 1 then fail('units must be >= 1') end
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[2] then return { 0 } end
 local onHand = redis.call('HINCRBY', KEYS[1], 'onHand', units)
+redis.call('HINCRBY', KEYS[1], 'ov', 1)
 redis.call('HSET', KEYS[1], 'version', ARGV[3])
 return { 1, onHand, tonumber(redis.call('HGET', KEYS[1], 'reserved')) }

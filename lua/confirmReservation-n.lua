@@ -18,6 +18,7 @@
     {-3}                         expired
 ]]
 --- @include "includes/common"
+--- @include "includes/holds"
 --- @include "includes/reservations"
 
 local record = redis.call('HMGET', KEYS[1], 's', 'ex', 'l', 'v')
@@ -37,13 +38,16 @@ if now >= tonumber(record[2]) then
   return { -3 }
 end
 -- A pending hold before its expiry cannot have been reclaimed: check them all before writing.
+local scores = {}
 for i, line in ipairs(lines) do
-  if not redis.call('ZSCORE', keys[i].holdsKey, ARGV[1] .. ':' .. line.quantity) then
-    fail('pending reservation ' .. ARGV[1] .. ' lost its hold on ' .. line.sku)
-  end
+  scores[i] = redis.call('ZSCORE', keys[i].holdsKey, ARGV[1] .. ':' .. line.quantity)
+  if not scores[i] then fail('pending reservation ' .. ARGV[1] .. ' lost its hold on ' .. line.sku) end
 end
 for i, line in ipairs(lines) do
   redis.call('ZADD', keys[i].holdsKey, 'XX', '+inf', ARGV[1] .. ':' .. line.quantity)
+  local cursor = auditCursor(keys[i].skuKey)
+  auditHoldChange(keys[i].skuKey, cursor, scores[i], -line.quantity)
+  auditHoldChange(keys[i].skuKey, cursor, math.huge, line.quantity)
 end
 local fence = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 's', 'confirmed', 'cf', integerString(now))

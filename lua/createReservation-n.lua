@@ -52,6 +52,7 @@ local now = nowMs()
 -- Every line is checked before anything is held, so a refusal leaves no partial reservation.
 -- Reclaiming expired holds is a write, but one that is right whatever this request's outcome.
 local seen = {}
+local cursors = {}
 local missing = {}
 local short = {}
 for i = 1, lineCount do
@@ -64,8 +65,9 @@ for i = 1, lineCount do
     missing[#missing + 1] = sku
   else
     reclaimExpiredHolds(skuKey, holdsKey, now, reclaimLimit)
-    local state = redis.call('HMGET', skuKey, 'onHand', 'reserved')
+    local state = redis.call('HMGET', skuKey, 'onHand', 'reserved', 'as')
     local onHand, reserved = tonumber(state[1]), tonumber(state[2])
+    cursors[i] = state[3]
     local available = onHand - reserved
     if available < quantity then
       local retryAfterMs = -1
@@ -96,6 +98,7 @@ for i = 1, lineCount do
   local sku, quantity = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
   redis.call('HINCRBY', KEYS[1 + 2 * i], 'reserved', quantity)
   redis.call('ZADD', KEYS[2 + 2 * i], integerString(expiresAt), member .. quantity)
+  auditHoldChange(KEYS[1 + 2 * i], cursors[i], expiresAt, tonumber(quantity))
   lines[i] = sku .. ':' .. quantity
 end
 

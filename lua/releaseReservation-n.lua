@@ -16,6 +16,7 @@
     {-2, status}     the reservation is past pending (confirmed, committed, ...): not releasable
 ]]
 --- @include "includes/common"
+--- @include "includes/holds"
 --- @include "includes/reservations"
 
 local record = redis.call('HMGET', KEYS[1], 's', 'ex', 'l')

@@ -9,13 +9,14 @@
   change's second step), on-hand is first resynchronised from the ledger: the ledger is the truth.
 
   Input:
-    KEYS[1]  SKU state   (hash: onHand, reserved, version)
+    KEYS[1]  SKU state   (hash: onHand, reserved, version, ov, ls)
     KEYS[2]  holds index (zset)
     ARGV[1]  delta, units (negative for a decrease, 0 for a no-op set)
     ARGV[2]  on-hand per the ledger before this change, units
     ARGV[3]  stock version per the ledger before this change
     ARGV[4]  stock version after this change
     ARGV[5]  reclaim limit: expired holds reclaimed in this call, at most
+    ARGV[6]  id of the SKU's last ledger entry before this change (recorded on a resync)
 
   Output:
      {1, onHandBefore, reserved, resynced}   accepted; resynced is 1 when on-hand was reset
@@ -31,10 +32,11 @@ local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'version')
 local resynced = 0
 if not state[1] then
   if redis.call('EXISTS', KEYS[2]) == 1 then return { -2 } end
-  redis.call('HSET', KEYS[1], 'onHand', ledgerOnHand, 'reserved', 0, 'version', ledgerVersion)
+  redis.call('HSET', KEYS[1], 'onHand', ledgerOnHand, 'reserved', 0, 'version', ledgerVersion, 'ov', 0, 'ls', ARGV[6])
   resynced = 1
 elseif state[3] ~= ledgerVersion then
-  redis.call('HSET', KEYS[1], 'onHand', ledgerOnHand, 'version', ledgerVersion)
+  redis.call('HSET', KEYS[1], 'onHand', ledgerOnHand, 'version', ledgerVersion, 'ls', ARGV[6])
+  redis.call('HINCRBY', KEYS[1], 'ov', 1)
   resynced = 1
 end
 
@@ -44,6 +46,7 @@ local onHand, reserved = tonumber(state[1]), tonumber(state[2])
 if delta < 0 then
   if onHand + delta < reserved then return { -1, onHand, reserved } end
   redis.call('HINCRBY', KEYS[1], 'onHand', delta)
+  redis.call('HINCRBY', KEYS[1], 'ov', 1)
   redis.call('HSET', KEYS[1], 'version', versionAfter)
 end
 return { 1, onHand, reserved, resynced }

@@ -227,22 +227,23 @@ describe('readSku, initSku', () => {
 
   it('creates state once and never overwrites it', async () => {
     const sku = uniqueName('L');
-    expect(await scripts.run('initSku', [keys.skuState(sku), keys.skuHolds(sku)], [7, 3])).toEqual([1]);
-    expect(await scripts.run('initSku', [keys.skuState(sku), keys.skuHolds(sku)], [99, 9])).toEqual([0]);
+    expect(await scripts.run('initSku', [keys.skuState(sku), keys.skuHolds(sku)], [7, 3, 41])).toEqual([1]);
+    expect(await scripts.run('initSku', [keys.skuState(sku), keys.skuHolds(sku)], [99, 9, 50])).toEqual([0]);
     expect(await skuState(sku)).toEqual({ onHand: 7, reserved: 0, version: 3 });
+    expect(await redis.hmget(keys.skuState(sku), 'ov', 'ls')).toEqual(['0', '41']);
   });
 
   it('refuses to rebuild a SKU whose holds survived without its state', async () => {
     const sku = uniqueName('L');
     await redis.zadd(keys.skuHolds(sku), Date.now() + hourMs, 'someone:1');
-    expect(await scripts.run('initSku', [keys.skuState(sku), keys.skuHolds(sku)], [7, 3])).toEqual([-1]);
+    expect(await scripts.run('initSku', [keys.skuState(sku), keys.skuHolds(sku)], [7, 3, 1])).toEqual([-1]);
     expect(await redis.exists(keys.skuState(sku))).toBe(0);
   });
 });
 
 describe('stageStockChange, applyOnHandDelta', () => {
   const stage = (sku: string, delta: number, ledgerOnHand: number, version: number) =>
-    scripts.run('stageStockChange', [keys.skuState(sku), keys.skuHolds(sku)], [delta, ledgerOnHand, version, version + 1, 100]);
+    scripts.run('stageStockChange', [keys.skuState(sku), keys.skuHolds(sku)], [delta, ledgerOnHand, version, version + 1, 100, 77]);
   const apply = (sku: string, units: number, from: number, to: number) => scripts.run('applyOnHandDelta', [keys.skuState(sku)], [units, from, to]);
 
   it('applies a decrease at once and moves the version', async () => {
@@ -270,6 +271,7 @@ describe('stageStockChange, applyOnHandDelta', () => {
     const sku = await seedSku(99, 2, 3);
     expect(await stage(sku, 1, 20, 4)).toEqual([1, 20, 2, 1]);
     expect(await skuState(sku)).toEqual({ onHand: 20, reserved: 2, version: 4 });
+    expect(await redis.hmget(keys.skuState(sku), 'ov', 'ls')).toEqual(['1', '77']);
   });
 
   it('creates a missing SKU from the ledger values', async () => {
@@ -311,7 +313,8 @@ describe('beginIdempotent, settleIdempotent', () => {
 describe('confirmReservation, commitReservation', () => {
   const lineKeys = (id: string, lines: Array<[string, number]>) => [keys.reservation(id), ...lines.flatMap(([sku]) => [keys.skuState(sku), keys.skuHolds(sku)])];
   const confirm = (id: string, lines: Array<[string, number]>) => scripts.run('confirmReservation', lineKeys(id, lines), [id]);
-  const commit = (id: string, lines: Array<[string, number]>, fence: number) => scripts.run('commitReservation', lineKeys(id, lines), [id, fence, hourMs]);
+  const commit = (id: string, lines: Array<[string, number]>, fence: number, entryId = 100) =>
+    scripts.run('commitReservation', lineKeys(id, lines), [id, fence, hourMs, ...lines.flatMap(([, quantity]) => [quantity, entryId])]);
 
   it('confirms: holds stop expiring (+inf), the record persists, the fence goes to 2', async () => {
     const sku = await seedSku(5);
@@ -362,10 +365,19 @@ describe('confirmReservation, commitReservation', () => {
     expect(await skuState(a)).toMatchObject({ onHand: 7, reserved: 0 });
   });
 
-  it('changes nothing when Redis lost the reservation', async () => {
+  it('when Redis lost the reservation, lowers on-hand only of states rebuilt before the entry', async () => {
     const sku = await seedSku(10);
-    expect(await commit('z'.repeat(22), [[sku, 1]], 2)).toEqual([0, 'missing']);
+    await redis.hset(keys.skuState(sku), 'ls', 5, 'ov', 0);
+    const lost = 'z'.repeat(22);
+    // Entry 5 is already in the rebuilt on-hand; entry 6 came after the rebuild.
+    expect(await commit(lost, [[sku, 2]], 2, 5)).toEqual([0, 'missing', 0]);
     expect(await skuState(sku)).toMatchObject({ onHand: 10, reserved: 0 });
+    expect(await commit(lost, [[sku, 2]], 2, 6)).toEqual([0, 'missing', 1]);
+    expect(await skuState(sku)).toMatchObject({ onHand: 8, reserved: 0 });
+    // A state that was never rebuilt (no ls) is never touched by this path.
+    const plain = await seedSku(10);
+    expect(await commit(lost, [[plain, 2]], 2, 6)).toEqual([0, 'missing', 0]);
+    expect(await skuState(plain)).toMatchObject({ onHand: 10 });
   });
 });
 
@@ -375,12 +387,12 @@ describe('requestCancel, applyCancel', () => {
     await call.reply;
     const lineKeys = [keys.reservation(call.id), keys.skuState(sku), keys.skuHolds(sku)];
     await scripts.run('confirmReservation', lineKeys, [call.id]);
-    await scripts.run('commitReservation', lineKeys, [call.id, 2, hourMs]);
+    await scripts.run('commitReservation', lineKeys, [call.id, 2, hourMs, quantity, 100]);
     return call.id;
   };
   const request = (id: string, recreate: Array<string | number> = [2, 'client-1', '', 1, 2, 'X:1', hourMs]) =>
     scripts.run('requestCancel', [keys.reservation(id)], recreate);
-  const apply = (id: string, sku: string, fence: number) => scripts.run('applyCancel', [keys.reservation(id), keys.skuState(sku)], [fence, hourMs]);
+  const apply = (id: string, sku: string, fence: number) => scripts.run('applyCancel', [keys.reservation(id), keys.skuState(sku)], [fence, hourMs, 4, 200]);
 
   it('bumps the fence once, applies once at that fence, then answers cancelled', async () => {
     const sku = await seedSku(10);

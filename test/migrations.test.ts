@@ -30,7 +30,7 @@ describe('migrations', () => {
     const tables = async () =>
       (await knex('information_schema.tables').select('table_name').where({ table_schema: 'public' }).orderBy('table_name')).map((row) => row.table_name);
     try {
-      expect(await migrateToLatest(knex)).toEqual(['20261125000001_create_ledger', '20261125000002_create_reservations']);
+      expect(await migrateToLatest(knex)).toEqual(['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation']);
       expect(await tables()).toEqual(expect.arrayContaining(['ledger_entries', 'reservations', 'skus']));
       expect(await migrateToLatest(knex)).toEqual([]);
 
@@ -38,8 +38,9 @@ describe('migrations', () => {
       expect(await tables()).not.toContain('ledger_entries');
       expect(await tables()).not.toContain('skus');
       expect(await tables()).not.toContain('reservations');
+      expect(await tables()).not.toContain('reconcile_runs');
 
-      expect(await migrateToLatest(knex)).toEqual(['20261125000001_create_ledger', '20261125000002_create_reservations']);
+      expect(await migrateToLatest(knex)).toEqual(['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation']);
       await knex('skus').insert({ sku: 'M-1', on_hand: 1, version: 1 });
       await expect(knex('skus').insert({ sku: 'bad sku', on_hand: 1, version: 1 })).rejects.toThrow(/check constraint/);
     } finally {

@@ -3,11 +3,24 @@
 // finds the reservation already in the ledger and still finishes the Redis side, exactly once.
 import type { Config } from '../config';
 import type { RedisKeys } from '../redis/keys';
-import type { ScriptRunner } from '../redis/scripts';
+import { assert } from '../errors';
+import type { ScriptReply, ScriptRunner } from '../redis/scripts';
 import type { CancelJob, CommitJob, LedgerJob } from './commit-jobs';
 import { GroupCommitter } from './group-committer';
 import { LedgerWriter } from './ledger-writer';
 import type { Knex } from 'knex';
+
+function entryIdOf(entryIds: ReadonlyMap<string, number>, sku: string): number {
+  const id = entryIds.get(sku);
+  assert(id !== undefined, `no ledger entry for ${sku}`);
+  return id;
+}
+
+function describe(reply: ScriptReply): string {
+  if (reply[0] === 1) return 'applied';
+  if (reply[1] === 'missing') return `redis lost the reservation (${String(reply[2])} SKU states adjusted)`;
+  return `unchanged (${String(reply[1])})`;
+}
 
 export interface ProcessResult {
   readonly ledger: string;
@@ -37,19 +50,28 @@ export class CommitProcessor {
   }
 
   private async commit(job: CommitJob): Promise<ProcessResult> {
-    const ledger = await this.committer.submit(job);
+    const outcome = await this.committer.submit(job);
     const keys = [this.keys.reservation(job.reservationId)];
-    for (const line of job.lines) keys.push(this.keys.skuState(line.sku), this.keys.skuHolds(line.sku));
-    const reply = await this.scripts.run('commitReservation', keys, [job.reservationId, job.fence, this.config.reservationRetentionSeconds * 1000]);
-    return { ledger, redis: reply[0] === 1 ? 'applied' : `unchanged (${String(reply[1])})` };
+    const args: Array<string | number> = [job.reservationId, job.fence, this.config.reservationRetentionSeconds * 1000];
+    for (const line of job.lines) {
+      keys.push(this.keys.skuState(line.sku), this.keys.skuHolds(line.sku));
+      args.push(line.quantity, entryIdOf(outcome.entryIds, line.sku));
+    }
+    const reply = await this.scripts.run('commitReservation', keys, args);
+    return { ledger: outcome.ledger, redis: describe(reply) };
   }
 
   private async cancel(job: CancelJob): Promise<ProcessResult> {
-    const ledger = await this.writer.cancel(job);
-    if (ledger === 'stale') return { ledger, redis: 'unchanged (stale fence)' };
-    const keys = [this.keys.reservation(job.reservationId), ...job.lines.map((line) => this.keys.skuState(line.sku))];
-    const reply = await this.scripts.run('applyCancel', keys, [job.fence, this.config.reservationRetentionSeconds * 1000]);
-    return { ledger, redis: reply[0] === 1 ? 'applied' : `unchanged (${String(reply[1])})` };
+    const outcome = await this.writer.cancel(job);
+    if (outcome.ledger === 'stale') return { ledger: outcome.ledger, redis: 'unchanged (stale fence)' };
+    const keys = [this.keys.reservation(job.reservationId)];
+    const args: Array<string | number> = [job.fence, this.config.reservationRetentionSeconds * 1000];
+    for (const line of job.lines) {
+      keys.push(this.keys.skuState(line.sku));
+      args.push(line.quantity, entryIdOf(outcome.entryIds, line.sku));
+    }
+    const reply = await this.scripts.run('applyCancel', keys, args);
+    return { ledger: outcome.ledger, redis: describe(reply) };
   }
 
   close(): Promise<void> {

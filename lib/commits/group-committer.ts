@@ -47,7 +47,7 @@ export class GroupCommitter {
         const { resolve: resolveTwin, reject: rejectTwin } = twin;
         twin.resolve = (outcome) => {
           resolveTwin(outcome);
-          resolve('already-committed');
+          resolve({ ...outcome, ledger: 'already-committed' });
         };
         twin.reject = (error) => {
           rejectTwin(error);

@@ -8,8 +8,17 @@ import type { Knex } from 'knex';
 import { assert } from '../errors';
 import type { CancelJob, CommitJob } from './commit-jobs';
 
-export type CommitOutcome = 'committed' | 'already-committed';
-export type CancelOutcome = 'cancelled' | 'already-cancelled' | 'stale';
+export interface CommitOutcome {
+  readonly ledger: 'committed' | 'already-committed';
+  /** The id of each line's allocation entry, by SKU. */
+  readonly entryIds: ReadonlyMap<string, number>;
+}
+
+export interface CancelOutcome {
+  readonly ledger: 'cancelled' | 'already-cancelled' | 'stale';
+  /** The id of each line's deallocation entry, by SKU (empty when stale). */
+  readonly entryIds: ReadonlyMap<string, number>;
+}
 
 export class LedgerShortError extends Error {
   constructor(readonly sku: string, readonly onHandAfter: number) {
@@ -21,22 +30,41 @@ export class LedgerShortError extends Error {
 interface Projection {
   onHand: number;
   version: number;
+  lastEntryId: number;
+}
+
+interface EntryRow {
+  id: string;
+  sku: string;
+  reservation_id: string;
 }
 
 async function lockProjections(transaction: Knex.Transaction, skus: readonly string[]): Promise<Map<string, Projection>> {
-  const rows = await transaction('skus').select('sku', 'on_hand', 'version').whereIn('sku', skus as string[]).orderBy('sku').forUpdate();
-  return new Map(rows.map((row) => [row.sku as string, { onHand: Number(row.on_hand), version: Number(row.version) }]));
+  const rows = await transaction('skus').select('sku', 'on_hand', 'version', 'last_entry_id').whereIn('sku', skus as string[]).orderBy('sku').forUpdate();
+  return new Map(rows.map((row) => [row.sku as string, { onHand: Number(row.on_hand), version: Number(row.version), lastEntryId: Number(row.last_entry_id) }]));
 }
 
-async function writeProjections(transaction: Knex.Transaction, projections: Map<string, Projection>, touched: ReadonlySet<string>): Promise<void> {
-  if (touched.size === 0) return;
-  const values = [...touched].map((sku) => [sku, projections.get(sku)!.onHand]);
+/** Inserts the entries and records, per SKU, the new on-hand and the id of its last entry. */
+async function appendEntries(transaction: Knex.Transaction, projections: Map<string, Projection>, entries: ReadonlyArray<Record<string, unknown>>): Promise<EntryRow[]> {
+  if (entries.length === 0) return [];
+  const rows: EntryRow[] = await transaction('ledger_entries').insert(entries).returning(['id', 'sku', 'reservation_id']);
+  for (const row of rows) {
+    const projection = projections.get(row.sku)!;
+    projection.lastEntryId = Math.max(projection.lastEntryId, Number(row.id));
+  }
+  const touched = [...new Set(rows.map((row) => row.sku))];
+  const values = touched.map((sku) => [sku, projections.get(sku)!.onHand, projections.get(sku)!.lastEntryId]);
   await transaction.raw(
-    `UPDATE skus SET on_hand = v.on_hand, updated_at = now()
-       FROM (VALUES ${values.map(() => '(?::text, ?::bigint)').join(', ')}) AS v (sku, on_hand)
+    `UPDATE skus SET on_hand = v.on_hand, last_entry_id = v.last_entry_id, updated_at = now()
+       FROM (VALUES ${values.map(() => '(?::text, ?::bigint, ?::bigint)').join(', ')}) AS v (sku, on_hand, last_entry_id)
       WHERE skus.sku = v.sku`,
     values.flat(),
   );
+  return rows;
+}
+
+function entryIdsOf(rows: readonly EntryRow[], reservationId: string): Map<string, number> {
+  return new Map(rows.filter((row) => row.reservation_id === reservationId).map((row) => [row.sku, Number(row.id)]));
 }
 
 export class LedgerWriter {
@@ -68,7 +96,6 @@ export class LedgerWriter {
         .returning('id');
       const fresh = new Set(inserted.map((row: { id: string }) => row.id));
       const entries: Array<Record<string, unknown>> = [];
-      const touched = new Set<string>();
       for (const job of jobs) {
         if (!fresh.has(job.reservationId)) continue;
         for (const line of job.lines) {
@@ -76,7 +103,6 @@ export class LedgerWriter {
           if (projection === undefined) throw new LedgerShortError(line.sku, -line.quantity);
           projection.onHand -= line.quantity;
           if (projection.onHand < 0) throw new LedgerShortError(line.sku, projection.onHand);
-          touched.add(line.sku);
           entries.push({
             sku: line.sku,
             kind: 'allocation',
@@ -88,9 +114,12 @@ export class LedgerWriter {
           });
         }
       }
-      if (entries.length > 0) await transaction('ledger_entries').insert(entries);
-      await writeProjections(transaction, projections, touched);
-      return jobs.map((job) => (fresh.has(job.reservationId) ? 'committed' : 'already-committed'));
+      const rows = await appendEntries(transaction, projections, entries);
+      const earlier = jobs.filter((job) => !fresh.has(job.reservationId)).map((job) => job.reservationId);
+      if (earlier.length > 0) {
+        rows.push(...(await transaction('ledger_entries').select('id', 'sku', 'reservation_id').whereIn('reservation_id', earlier).andWhere({ kind: 'allocation' })));
+      }
+      return jobs.map((job) => ({ ledger: fresh.has(job.reservationId) ? 'committed' : 'already-committed', entryIds: entryIdsOf(rows, job.reservationId) }));
     });
   }
 
@@ -99,9 +128,12 @@ export class LedgerWriter {
     return this.knex.transaction(async (transaction) => {
       const row = await transaction('reservations').first('status', 'fence').where({ id: job.reservationId }).forUpdate();
       assert(row !== undefined, `cancel job for ${job.reservationId}, which the ledger has not committed`);
-      if (row.status === 'cancelled') return 'already-cancelled';
+      if (row.status === 'cancelled') {
+        const rows = await transaction('ledger_entries').select('id', 'sku', 'reservation_id').where({ reservation_id: job.reservationId, kind: 'deallocation' });
+        return { ledger: 'already-cancelled', entryIds: entryIdsOf(rows, job.reservationId) };
+      }
       // The fencing check: a job from before a newer state must not write over it.
-      if (Number(row.fence) >= job.fence) return 'stale';
+      if (Number(row.fence) >= job.fence) return { ledger: 'stale', entryIds: new Map() };
       const skus = [...new Set(job.lines.map((line) => line.sku))].sort();
       const projections = await lockProjections(transaction, skus);
       const entries = job.lines.map((line) => {
@@ -118,10 +150,9 @@ export class LedgerWriter {
           client_id: job.requestedBy,
         };
       });
-      await transaction('ledger_entries').insert(entries);
-      await writeProjections(transaction, projections, new Set(skus));
+      const rows = await appendEntries(transaction, projections, entries);
       await transaction('reservations').update({ status: 'cancelled', fence: job.fence, cancelled_at: transaction.fn.now() }).where({ id: job.reservationId });
-      return 'cancelled';
+      return { ledger: 'cancelled', entryIds: entryIdsOf(rows, job.reservationId) };
     });
   }
 }

@@ -3,6 +3,7 @@
 import type { Knex } from 'knex';
 import * as createLedger from '../../migrations/20261125000001_create_ledger';
 import * as createReservations from '../../migrations/20261125000002_create_reservations';
+import * as reconciliation from '../../migrations/20261125000003_reconciliation';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -12,6 +13,7 @@ interface Migration {
 const migrations: ReadonlyArray<readonly [string, Migration]> = [
   ['20261125000001_create_ledger', createLedger],
   ['20261125000002_create_reservations', createReservations],
+  ['20261125000003_reconciliation', reconciliation],
 ];
 
 const source: Knex.MigrationSource<string> = {

@@ -44,11 +44,11 @@ export class SkuState {
    */
   async rebuild(skus: readonly string[]): Promise<string[]> {
     const rows = await withPostgres(() =>
-      this.knex('skus').select('sku', 'on_hand', 'version').whereIn('sku', skus as string[]),
+      this.knex('skus').select('sku', 'on_hand', 'version', 'last_entry_id').whereIn('sku', skus as string[]),
     );
-    const found = new Map<string, { on_hand: string; version: string }>(rows.map((row) => [row.sku, row]));
+    const found = new Map<string, { on_hand: string; version: string; last_entry_id: string }>(rows.map((row) => [row.sku, row]));
     for (const [sku, row] of found) {
-      const reply = await this.scripts.run('initSku', [this.keys.skuState(sku), this.keys.skuHolds(sku)], [row.on_hand, row.version]);
+      const reply = await this.scripts.run('initSku', [this.keys.skuState(sku), this.keys.skuHolds(sku)], [row.on_hand, row.version, row.last_entry_id]);
       if (reply[0] === -1) throw new Error(`Redis holds for ${sku} exist without its state: refusing to rebuild`);
     }
     return skus.filter((sku) => !found.has(sku));

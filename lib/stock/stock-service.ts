@@ -131,7 +131,7 @@ export class StockService {
     if (request.createIfMissing) {
       await transaction.raw('INSERT INTO skus (sku, on_hand, version) VALUES (?, 0, 1) ON CONFLICT (sku) DO NOTHING', [sku]);
     }
-    const row = await transaction('skus').first('on_hand', 'version').where({ sku }).forUpdate();
+    const row = await transaction('skus').first('on_hand', 'version', 'last_entry_id').where({ sku }).forUpdate();
     if (row === undefined) throw errors.skuNotFound([sku]);
     const onHandBefore = Number(row.on_hand);
     const versionBefore = Number(row.version);
@@ -143,7 +143,7 @@ export class StockService {
     const reply = await this.scripts.run(
       'stageStockChange',
       [this.keys.skuState(sku), this.keys.skuHolds(sku)],
-      [delta, onHandBefore, versionBefore, versionBefore + 1, this.limits.reclaimPerSkuMax],
+      [delta, onHandBefore, versionBefore, versionBefore + 1, this.limits.reclaimPerSkuMax, row.last_entry_id],
     );
     if (reply[0] === -2) throw new Error(`Redis holds for ${sku} exist without its state: refusing the stock change`);
     const reserved = Number(reply[2]);
@@ -152,14 +152,14 @@ export class StockService {
     const staged = { delta, versionBefore, onHandAfter, reserved };
     if (delta < 0) progress.decreaseStaged = staged;
     if (delta !== 0) {
-      await this.appendEntry(transaction, request, delta, onHandAfter, versionBefore + 1);
-      await transaction('skus').update({ on_hand: onHandAfter, version: versionBefore + 1, updated_at: transaction.fn.now() }).where({ sku });
+      const entryId = await this.appendEntry(transaction, request, delta, onHandAfter, versionBefore + 1);
+      await transaction('skus').update({ on_hand: onHandAfter, version: versionBefore + 1, last_entry_id: entryId, updated_at: transaction.fn.now() }).where({ sku });
     }
     return staged;
   }
 
-  private async appendEntry(transaction: Knex.Transaction, request: ChangeRequest, delta: number, onHandAfter: number, skuVersion: number) {
-    await transaction('ledger_entries').insert({
+  private async appendEntry(transaction: Knex.Transaction, request: ChangeRequest, delta: number, onHandAfter: number, skuVersion: number): Promise<number> {
+    const [row] = await transaction('ledger_entries').insert({
       sku: request.sku,
       kind: 'adjustment',
       delta,
@@ -169,6 +169,7 @@ export class StockService {
       client_id: request.clientId,
       idempotency_key: request.idempotency?.key ?? null,
       request_fingerprint: request.idempotency?.fingerprint ?? null,
-    });
+    }).returning('id');
+    return Number(row.id);
   }
 }

@@ -4,13 +4,19 @@
   cluster split can run them slot by slot.
 
   Holds index: a sorted set, member "<reservationId>:<quantity>", score = expiresAt in ms.
-  A hold whose score is <= now has expired; confirmed holds (a later issue) carry +inf.
+  A hold whose score is <= now has expired; confirmed holds carry +inf.
 
+  Audit bookkeeping. While the reconciler audits a SKU's holds (auditHolds-2.lua) the SKU state
+  carries `as`, the score up to which the audit has summed the holds, and `ap`, that partial sum.
+  Every change to a hold at or below `as` adjusts `ap`, so that when the audit reaches the end its
+  sum is exactly what the holds hold at that moment, however long it took in bounded chunks.
+
+  holdQuantity(member)                           the quantity encoded in a holds index member
+  auditCursor(skuKey)                            `as`, or false when no audit is running
+  auditHoldChange(skuKey, cursor, score, units)  records a hold change of `units` at `score`
   reclaimExpiredHolds(skuKey, holdsKey, now, limit)
     Removes at most `limit` expired holds and gives their units back (reserved -= units).
-    Returns the units reclaimed.
-  holdQuantity(member)
-    The quantity encoded in a holds index member.
+    Returns the units and the number of holds reclaimed.
 ]]
 local function holdQuantity(member)
   local quantity = tonumber(string.match(member, ':(%d+)$'))
@@ -18,16 +24,30 @@ local function holdQuantity(member)
   return quantity
 end
 
+local function auditCursor(skuKey)
+  return redis.call('HGET', skuKey, 'as')
+end
+
+local function auditHoldChange(skuKey, cursor, score, units)
+  if cursor and tonumber(score) <= tonumber(cursor) then redis.call('HINCRBY', skuKey, 'ap', units) end
+end
+
 local function reclaimExpiredHolds(skuKey, holdsKey, now, limit)
-  local expired = redis.call('ZRANGEBYSCORE', holdsKey, '-inf', integerString(now), 'LIMIT', 0, limit)
-  if #expired == 0 then return 0 end
+  local expired = redis.call('ZRANGEBYSCORE', holdsKey, '-inf', integerString(now), 'WITHSCORES', 'LIMIT', 0, limit)
+  if #expired == 0 then return 0, 0 end
   local units = 0
-  for i = 1, #expired do
+  local members = {}
+  for i = 1, #expired, 2 do
     units = units + holdQuantity(expired[i])
+    members[#members + 1] = expired[i]
   end
   local reserved = tonumber(redis.call('HGET', skuKey, 'reserved') or '0')
   if reserved < units then fail('reserved ' .. reserved .. ' below expired holds ' .. units .. ' on ' .. skuKey) end
-  redis.call('ZREM', holdsKey, unpack(expired))
+  redis.call('ZREM', holdsKey, unpack(members))
   redis.call('HINCRBY', skuKey, 'reserved', -units)
-  return units
+  local cursor = auditCursor(skuKey)
+  if cursor then
+    for i = 1, #expired, 2 do auditHoldChange(skuKey, cursor, expired[i + 1], -holdQuantity(expired[i])) end
+  end
+  return units, #members
 end

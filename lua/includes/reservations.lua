@@ -35,16 +35,18 @@ local function returnHolds(lines, keys, reservationId)
   local held = {}
   for i, line in ipairs(lines) do
     local member = reservationId .. ':' .. line.quantity
-    if redis.call('ZSCORE', keys[i].holdsKey, member) then
+    local score = redis.call('ZSCORE', keys[i].holdsKey, member)
+    if score then
       local reserved = tonumber(redis.call('HGET', keys[i].skuKey, 'reserved') or '0')
       if reserved < line.quantity then fail('reserved below a live hold on ' .. keys[i].skuKey) end
-      held[#held + 1] = { i = i, member = member, quantity = line.quantity }
+      held[#held + 1] = { i = i, member = member, quantity = line.quantity, score = score }
     end
   end
   local units = 0
   for _, hold in ipairs(held) do
     redis.call('ZREM', keys[hold.i].holdsKey, hold.member)
     redis.call('HINCRBY', keys[hold.i].skuKey, 'reserved', -hold.quantity)
+    auditHoldChange(keys[hold.i].skuKey, auditCursor(keys[hold.i].skuKey), hold.score, -hold.quantity)
     units = units + hold.quantity
   end
   return units
