@@ -38,6 +38,16 @@ export interface Config {
   readonly commitStalledIntervalMs: number;
   readonly commitKeepCompleted: number;
   readonly commitKeepFailed: number;
+  readonly reconcileIntervalMs: number;
+  readonly reconcileSkuPage: number;
+  readonly reconcileHoldsChunk: number;
+  readonly reconcileTieMax: number;
+  readonly reconcileReclaimPerSku: number;
+  readonly reconcileConfirmedMax: number;
+  readonly reconcileCommitGraceMs: number;
+  readonly reconcileFailedJobsMax: number;
+  readonly reconcileCancelWindowHours: number;
+  readonly reconcileCorrectionsReportedMax: number;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
@@ -146,6 +156,16 @@ export function loadConfig(env: Environment = process.env): Config {
     commitStalledIntervalMs: integer('COMMIT_STALLED_INTERVAL_MS', 15_000, 200, 600_000),
     commitKeepCompleted: integer('COMMIT_KEEP_COMPLETED', 1000, 0, 1_000_000),
     commitKeepFailed: integer('COMMIT_KEEP_FAILED', 100_000, 100, 10_000_000),
+    reconcileIntervalMs: integer('RECONCILE_INTERVAL_MS', 5000, 100, 86_400_000),
+    reconcileSkuPage: integer('RECONCILE_SKU_PAGE', 500, 1, 10_000),
+    reconcileHoldsChunk: integer('RECONCILE_HOLDS_CHUNK', 1000, 10, 100_000),
+    reconcileTieMax: integer('RECONCILE_TIE_MAX', 1000, 1, 100_000),
+    reconcileReclaimPerSku: integer('RECONCILE_RECLAIM_PER_SKU', 1000, 1, 100_000),
+    reconcileConfirmedMax: integer('RECONCILE_CONFIRMED_MAX', 1000, 1, 100_000),
+    reconcileCommitGraceMs: integer('RECONCILE_COMMIT_GRACE_MS', 30_000, 0, 86_400_000),
+    reconcileFailedJobsMax: integer('RECONCILE_FAILED_JOBS_MAX', 1000, 0, 100_000),
+    reconcileCancelWindowHours: integer('RECONCILE_CANCEL_WINDOW_HOURS', 24, 1, 24 * 30),
+    reconcileCorrectionsReportedMax: integer('RECONCILE_CORRECTIONS_REPORTED_MAX', 1000, 1, 100_000),
     logLevel: readChoice(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);

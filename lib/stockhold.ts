@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { CommitQueue } from './commits/commit-queue';
 import { CommitService } from './commits/commit-service';
 import type { Config } from './config';
+import { Reconciler } from './reconcile/reconciler';
 import { IdempotencyStore } from './idempotency/idempotency-store';
 import { createPostgres } from './postgres/connection';
 import { createRedis, waitForRedis } from './redis/connection';
@@ -23,6 +24,7 @@ export interface Stockhold {
   readonly stock: StockService;
   readonly commitQueue: CommitQueue;
   readonly commits: CommitService;
+  readonly reconciler: Reconciler;
   close(): Promise<void>;
 }
 
@@ -46,6 +48,7 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
   const commitQueue = new CommitQueue(config);
   await commitQueue.connect();
   const commits = new CommitService(scripts, reservations, commitQueue, config);
+  const reconciler = new Reconciler(knex, redis, scripts, keys, commitQueue, reservations, config);
   const stock = new StockService(knex, scripts, keys, skuState, idempotency, config);
   return {
     config,
@@ -57,6 +60,7 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
     stock,
     commitQueue,
     commits,
+    reconciler,
     async close() {
       await commitQueue.close();
       redis.disconnect();

@@ -46,6 +46,11 @@ export function createApp(stockhold: Stockhold, logger: Logger): Express {
     if (readiness.ready) response.json({ status: 'ready', checks: readiness.checks });
     else sendProblem(response, 'backend_unavailable', 'Not ready: see checks', { checks: readiness.checks }, 1);
   });
+  app.get('/metrics', async (_request, response) => {
+    const counters = await stockhold.reconciler.log.metrics().catch(() => ({}) as Record<string, number>);
+    const lines = Object.entries(counters).map(([name, value]) => `# TYPE stockhold_${name} counter\nstockhold_${name} ${value}`);
+    response.type('text/plain; version=0.0.4').send(`${lines.join('\n')}\n`);
+  });
   const document = openApiDocument(stockhold.config);
   app.get('/openapi.json', (_request, response) => {
     response.json(document);

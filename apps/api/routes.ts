@@ -3,6 +3,8 @@ import { Router, type Request, type Response } from 'express';
 import { errors, StockholdError } from '../../lib/errors';
 import { requestFingerprint } from '../../lib/idempotency/fingerprint';
 import { waitSecondsMax } from '../../lib/commits/commit-service';
+import { withPostgres } from '../../lib/postgres/connection';
+import { runsListMax } from '../../lib/reconcile/reconcile-log';
 import { normaliseLines, reservationIdPattern, type Reservation } from '../../lib/reservations/reservation-service';
 import type { Stockhold } from '../../lib/stockhold';
 import { clientOf, requireScope, seesAllReservations } from './auth';
@@ -55,6 +57,8 @@ function requireJsonBody(request: Request): void {
 function markReplay(response: Response, replayed: boolean): void {
   if (replayed) response.setHeader('Idempotent-Replayed', 'true');
 }
+
+const reconcileRunsDefault = 50;
 
 export function v1Routes(stockhold: Stockhold): Router {
   const { config } = stockhold;
@@ -128,6 +132,23 @@ export function v1Routes(stockhold: Stockhold): Router {
     const reservation = await visibleReservation(request, response);
     const status = await stockhold.reservations.release(reservation);
     response.json(reservationBody(reservation, status));
+  });
+
+  router.post('/reconcile', requireScope('admin'), async (request, response) => {
+    const dryRun = request.query.dryRun;
+    if (dryRun !== undefined && dryRun !== 'true' && dryRun !== 'false') {
+      throw errors.validation([{ field: 'query.dryRun', message: 'must be true or false' }]);
+    }
+    response.json(await stockhold.reconciler.run('manual', dryRun === 'true'));
+  });
+
+  router.get('/reconcile/runs', requireScope('admin'), async (request, response) => {
+    const raw = request.query.limit;
+    const limit = raw === undefined ? reconcileRunsDefault : Number(raw);
+    if (typeof raw !== 'undefined' && (typeof raw !== 'string' || !/^\d{1,4}$/.test(raw) || limit < 1 || limit > runsListMax)) {
+      throw errors.validation([{ field: 'query.limit', message: `must be a whole number from 1 to ${runsListMax}` }]);
+    }
+    response.json({ runs: await withPostgres(() => stockhold.reconciler.log.latest(limit)) });
   });
 
   router.post('/reservations/:id/confirm', requireScope('checkout', 'fulfillment'), async (request, response) => {

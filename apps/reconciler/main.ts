@@ -10,9 +10,7 @@ async function main(): Promise<void> {
   await prepareDatabase(config, logger);
   const stockhold = await createStockhold(config);
   const reconciler = await startReconciler(stockhold, logger);
-  const keepAlive = setInterval(() => undefined, 60_000);
   onShutdown(logger, async () => {
-    clearInterval(keepAlive);
     await reconciler.stop();
     await stockhold.close();
   });

@@ -1,10 +1,62 @@
-// The scheduled reconciler: expires orphaned holds on SKUs nobody touches, re-drives stuck
-// commits and repairs drift from the ledger. Not built yet: issue 4 fills this in. Until then
-// expired holds are reclaimed only when their SKU is touched (reserve, read, stock change).
+// The scheduled reconciler: a BullMQ job scheduler produces one "reconcile" job every
+// RECONCILE_INTERVAL_MS, and the queue's global concurrency of 1 lets only one run at a time
+// across every instance (no lock of our own). Redis can lose its data, BullMQ's keys included,
+// so each instance upserts the scheduler (and the concurrency) again every interval: the
+// schedule comes back by itself.
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { bullPrefix } from '../../lib/commits/commit-queue';
+import type { ReconcileReport } from '../../lib/reconcile/report';
 import type { Stockhold } from '../../lib/stockhold';
 
-export async function startReconciler(_stockhold: Stockhold, logger: Logger): Promise<{ stop: () => Promise<void> }> {
-  logger.warn('reconciler: no scheduled reconciliation yet (issue 4); expired holds are reclaimed when their SKU is touched');
-  return { stop: async () => undefined };
+export const reconcileQueueName = 'reconcile';
+export const schedulerId = 'reconcile-every';
+export const reconcileJobsKept = 100;
+
+export async function startReconciler(stockhold: Stockhold, logger: Logger): Promise<{ stop: () => Promise<void> }> {
+  const { config } = stockhold;
+  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  connection.on('error', () => undefined);
+  const queue = new Queue(reconcileQueueName, { connection, prefix: bullPrefix(config) });
+  queue.on('error', () => undefined);
+  const ensureSchedule = async () => {
+    await queue.setGlobalConcurrency(1);
+    await queue.upsertJobScheduler(schedulerId, { every: config.reconcileIntervalMs }, {
+      name: 'reconcile',
+      opts: { attempts: 1, removeOnComplete: { count: reconcileJobsKept }, removeOnFail: { count: reconcileJobsKept } },
+    });
+  };
+  await ensureSchedule().catch((error) => logger.warn({ err: error }, 'reconciler: could not schedule yet; will retry'));
+  const keeper = setInterval(() => {
+    ensureSchedule().catch((error) => logger.warn({ err: error }, 'reconciler: could not re-establish the schedule'));
+  }, config.reconcileIntervalMs);
+  const worker = new Worker<unknown, ReconcileReport>(
+    reconcileQueueName,
+    async () => {
+      const report = await stockhold.reconciler.run('scheduled', false);
+      const changed = report.holdsExpired + report.commitsRequeued + report.skusRebuilt + report.driftCorrected > 0;
+      logger[changed ? 'info' : 'debug']({ ...report, corrections: report.corrections.slice(0, 20) }, 'reconcile run');
+      return report;
+    },
+    {
+      connection,
+      prefix: bullPrefix(config),
+      concurrency: 1,
+      lockDuration: Math.max(30_000, config.reconcileIntervalMs * 2),
+      removeOnComplete: { count: reconcileJobsKept },
+      removeOnFail: { count: reconcileJobsKept },
+    },
+  );
+  worker.on('failed', (_job, error) => logger.error({ err: error }, 'reconcile run failed'));
+  worker.on('error', (error) => logger.warn({ err: error }, 'reconciler worker error'));
+  logger.info({ intervalMs: config.reconcileIntervalMs }, 'reconciler scheduled');
+  return {
+    stop: async () => {
+      clearInterval(keeper);
+      await worker.close();
+      await queue.close();
+      connection.disconnect();
+    },
+  };
 }

@@ -1,0 +1,63 @@
+// The reconciliation log in Postgres (every run, every correction) and the counters in Redis
+// that /metrics exposes (shared by every process, unlike in-memory counters).
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import type { ReconcileReport } from './report';
+
+export const runsListMax = 1000;
+
+export class ReconcileLog {
+  constructor(
+    private readonly knex: Knex,
+    private readonly redis: Redis,
+    private readonly metricsKey: string,
+  ) {}
+
+  async record(report: ReconcileReport): Promise<void> {
+    await this.knex.transaction(async (transaction) => {
+      await transaction('reconcile_runs').insert({
+        run_id: report.runId,
+        trigger: report.trigger,
+        dry_run: report.dryRun,
+        started_at: report.startedAt,
+        finished_at: report.finishedAt,
+        holds_expired: report.holdsExpired,
+        commits_requeued: report.commitsRequeued,
+        skus_rebuilt: report.skusRebuilt,
+        drift_corrected: report.driftCorrected,
+        report: JSON.stringify(report),
+      });
+      if (!report.dryRun && report.corrections.length > 0) {
+        await transaction('reconcile_corrections').insert(
+          report.corrections.map((correction) => ({
+            run_id: report.runId,
+            sku: correction.sku,
+            field: correction.field,
+            before: correction.before,
+            after: correction.after,
+            action: correction.field === 'state' ? 'rebuilt from the ledger' : `set ${correction.field} from ${correction.before} to ${correction.after}`,
+          })),
+        );
+      }
+    });
+    if (!report.dryRun) {
+      const pipeline = this.redis.pipeline();
+      pipeline.hincrby(this.metricsKey, 'reconcile_runs_total', 1);
+      pipeline.hincrby(this.metricsKey, 'reconcile_holds_expired_total', report.holdsExpired);
+      pipeline.hincrby(this.metricsKey, 'reconcile_commits_requeued_total', report.commitsRequeued);
+      pipeline.hincrby(this.metricsKey, 'reconcile_skus_rebuilt_total', report.skusRebuilt);
+      pipeline.hincrby(this.metricsKey, 'reconcile_drift_corrected_total', report.driftCorrected);
+      await pipeline.exec();
+    }
+  }
+
+  async latest(limit: number): Promise<ReconcileReport[]> {
+    const rows = await this.knex('reconcile_runs').select('report').orderBy('started_at', 'desc').limit(Math.min(limit, runsListMax));
+    return rows.map((row: { report: ReconcileReport }) => row.report);
+  }
+
+  async metrics(): Promise<Record<string, number>> {
+    const fields = await this.redis.hgetall(this.metricsKey);
+    return Object.fromEntries(Object.entries(fields).map(([name, value]) => [name, Number(value)]));
+  }
+}

@@ -1,0 +1,45 @@
+// A reconciliation run's report, as the API answers it and the log in Postgres keeps it.
+
+export type ReconcileTrigger = 'manual' | 'scheduled' | 'cli';
+
+export interface Correction {
+  readonly sku: string;
+  /** onHand or reserved corrected, or state: the SKU was missing from Redis and rebuilt. */
+  readonly field: 'onHand' | 'reserved' | 'state';
+  readonly before: number | null;
+  readonly after: number | null;
+}
+
+export interface ReconcileReport {
+  readonly runId: string;
+  readonly trigger: ReconcileTrigger;
+  readonly dryRun: boolean;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly skusChecked: number;
+  readonly holdsExpired: number;
+  readonly commitsRequeued: number;
+  readonly skusRebuilt: number;
+  readonly driftCorrected: number;
+  /** What was corrected (in a dry run: what would be), at most RECONCILE_CORRECTIONS_REPORTED_MAX. */
+  readonly corrections: readonly Correction[];
+}
+
+/** The counts a run accumulates while it goes. */
+export class RunTally {
+  skusChecked = 0;
+  holdsExpired = 0;
+  commitsRequeued = 0;
+  skusRebuilt = 0;
+  driftCorrected = 0;
+  readonly corrections: Correction[] = [];
+  correctionsDropped = 0;
+
+  constructor(private readonly correctionsMax: number) {}
+
+  correct(correction: Correction): void {
+    if (correction.field !== 'state') this.driftCorrected += 1;
+    if (this.corrections.length < this.correctionsMax) this.corrections.push(correction);
+    else this.correctionsDropped += 1;
+  }
+}

@@ -1,0 +1,71 @@
+// Re-drives commits that did not happen: confirmed reservations still confirmed in Redis after a
+// grace period (their job was lost, or the Redis step after the ledger commit was), and commit
+// or cancel jobs that exhausted their attempts. Re-driving is safe by construction: the ledger
+// refuses a second allocation and the Redis steps are fenced.
+import type { Job } from 'bullmq';
+import type { CommitJob, LedgerJob } from '../commits/commit-jobs';
+import type { CommitQueue } from '../commits/commit-queue';
+import type { Config } from '../config';
+import type { ReservationService } from '../reservations/reservation-service';
+import type { StuckCandidate } from './sku-reconciliation';
+
+const activeStates = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+
+export class StuckCommits {
+  constructor(
+    private readonly queue: CommitQueue,
+    private readonly reservations: ReservationService,
+    private readonly config: Config,
+  ) {}
+
+  /** Queues again the confirmed reservations older than the grace period. Returns how many. */
+  async requeue(candidates: readonly StuckCandidate[], nowMs: number, dryRun: boolean): Promise<number> {
+    let requeued = 0;
+    for (const candidate of candidates) {
+      const reservation = await this.reservations.readFromRedis(candidate.id);
+      if (reservation === undefined || reservation.status !== 'confirmed' || reservation.confirmedAtMs === null) continue;
+      if (nowMs - reservation.confirmedAtMs < this.config.reconcileCommitGraceMs) continue;
+      const job: CommitJob = {
+        kind: 'commit',
+        reservationId: reservation.id,
+        fence: reservation.fence,
+        clientId: reservation.clientId,
+        customerId: reservation.customerId,
+        lines: reservation.lines,
+        createdAtMs: reservation.createdAtMs,
+        expiresAtMs: reservation.expiresAtMs,
+        confirmedAtMs: reservation.confirmedAtMs,
+      };
+      if (await this.requeueJob(reservation.id, job, dryRun)) requeued += 1;
+    }
+    return requeued;
+  }
+
+  /** Retries jobs that ran out of attempts, at most RECONCILE_FAILED_JOBS_MAX a run. */
+  async retryFailed(dryRun: boolean): Promise<number> {
+    if (this.config.reconcileFailedJobsMax === 0) return 0;
+    const failed: Array<Job<LedgerJob>> = await this.queue.queue.getFailed(0, this.config.reconcileFailedJobsMax - 1);
+    let retried = 0;
+    for (const job of failed) {
+      if (job === undefined || job === null) continue;
+      if (!dryRun) await job.retry('failed');
+      retried += 1;
+    }
+    return retried;
+  }
+
+  private async requeueJob(jobId: string, job: CommitJob, dryRun: boolean): Promise<boolean> {
+    const existing = await this.queue.queue.getJob(jobId);
+    const state = existing === undefined ? 'missing' : await existing.getState();
+    if (activeStates.has(state)) return false;
+    if (dryRun) return true;
+    if (state === 'failed') {
+      await existing!.retry('failed');
+      return true;
+    }
+    // Completed (its Redis step was lost after the ledger commit) or gone: queue it afresh.
+    if (existing !== undefined) await existing.remove();
+    await this.queue.add(job);
+    return true;
+  }
+}

@@ -1,0 +1,43 @@
+--[[
+  The reconciler's look at one SKU: reclaims its expired holds (at most `limit`, or only counts
+  them in a dry run) and returns its counters and its confirmed holds, whose reservations may
+  have reached the ledger before Redis was told (commits in flight).
+
+  Input:
+    KEYS[1]  SKU state   (hash: onHand, reserved, version, ov, ls)
+    KEYS[2]  holds index (zset)
+    ARGV[1]  reclaim limit: expired holds reclaimed (or counted) in this call, at most
+    ARGV[2]  confirmed holds returned, at most
+    ARGV[3]  "1" for a dry run: reclaim nothing
+
+  Output:
+    {1, onHand, reserved, version, ov, expiredHolds, expiredUnits, holdCount, confirmedTruncated, member, ...}
+        the members are the confirmed holds ("<reservationId>:<quantity>"); confirmedTruncated is 1
+        when there were more than asked for
+    {-1, holdCount}   SKU state missing from Redis
+]]
+--- @include "includes/common"
+--- @include "includes/holds"
+
+if redis.call('EXISTS', KEYS[1]) == 0 then return { -1, redis.call('ZCARD', KEYS[2]) } end
+local now = nowMs()
+local limit = tonumber(ARGV[1])
+local expiredHolds, expiredUnits = 0, 0
+if ARGV[3] == '1' then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', integerString(now), 'LIMIT', 0, limit)
+  for i = 1, #expired do expiredUnits = expiredUnits + holdQuantity(expired[i]) end
+  expiredHolds = #expired
+else
+  expiredUnits, expiredHolds = reclaimExpiredHolds(KEYS[1], KEYS[2], now, limit)
+end
+local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'version', 'ov')
+local confirmedMax = tonumber(ARGV[2])
+local confirmed = redis.call('ZRANGEBYSCORE', KEYS[2], '+inf', '+inf', 'LIMIT', 0, confirmedMax + 1)
+local truncated = 0
+if #confirmed > confirmedMax then
+  truncated = 1
+  confirmed[#confirmed] = nil
+end
+local result = { 1, tonumber(state[1]), tonumber(state[2]), tonumber(state[3]), tonumber(state[4] or '0'), expiredHolds, expiredUnits, redis.call('ZCARD', KEYS[2]), truncated }
+for i = 1, #confirmed do result[#result + 1] = confirmed[i] end
+return result

@@ -1,0 +1,160 @@
+// Proves the reconciler against the real Redis, Postgres and BullMQ: injected drift is corrected
+// from the ledger and logged; a dry run changes nothing; orphaned holds on untouched SKUs expire;
+// a commit in flight is not counted twice; lost and failed commit jobs are re-driven.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommitJob } from '../lib/commits/commit-jobs';
+import { CommitProcessor } from '../lib/commits/commit-processor';
+import { LedgerWriter } from '../lib/commits/ledger-writer';
+import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
+
+let harness: Harness;
+beforeAll(async () => {
+  harness = await startHarness({ RECONCILE_COMMIT_GRACE_MS: '0', COMMIT_ATTEMPTS: '1', COMMIT_BATCH_WAIT_MS: '1' });
+});
+afterAll(async () => {
+  await harness.close();
+});
+
+const reserve = (sku: string, quantity: number, extra: Record<string, unknown> = {}) =>
+  harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity }], ...extra } });
+const reconcile = async (dryRun = false) => {
+  const response = await harness.call('POST', `/v1/reconcile${dryRun ? '?dryRun=true' : ''}`);
+  expect(response.status).toBe(200);
+  return response.body;
+};
+const view = async (sku: string) => (await harness.call('GET', `/v1/skus/${sku}`)).body;
+const state = (sku: string) => harness.stockhold.redis.hmget(harness.stockhold.keys.skuState(sku), 'onHand', 'reserved');
+
+describe('drift', () => {
+  it('corrects on-hand and reserved injected into Redis, records it in Postgres and the report', async () => {
+    const sku = await createSku(harness, 10);
+    await reserve(sku, 3);
+    await harness.stockhold.redis.hset(harness.stockhold.keys.skuState(sku), 'onHand', 999, 'reserved', 50);
+    const report = await reconcile();
+    expect(report).toMatchObject({ trigger: 'manual', dryRun: false });
+    expect(report.runId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(report.driftCorrected).toBeGreaterThanOrEqual(2);
+    expect(report.corrections).toEqual(expect.arrayContaining([
+      { sku, field: 'onHand', before: 999, after: 10 },
+      { sku, field: 'reserved', before: 50, after: 3 },
+    ]));
+    expect(await view(sku)).toEqual({ sku, onHand: 10, reserved: 3, available: 7 });
+    const logged = await harness.stockhold.knex('reconcile_corrections').select('field', 'before', 'after').where({ sku, run_id: report.runId }).orderBy('field');
+    expect(logged).toEqual([{ field: 'onHand', before: '999', after: '10' }, { field: 'reserved', before: '50', after: '3' }]);
+    const runs = await harness.call('GET', '/v1/reconcile/runs?limit=1');
+    expect(runs.body.runs[0].runId).toBe(report.runId);
+    const again = await reconcile();
+    expect(again.corrections.filter((correction: { sku: string }) => correction.sku === sku)).toEqual([]);
+  });
+
+  it('a dry run reports what it would change and changes nothing', async () => {
+    const sku = await createSku(harness, 8);
+    await harness.stockhold.redis.hset(harness.stockhold.keys.skuState(sku), 'onHand', 5);
+    const expiring = await reserve(sku, 2, { ttlSeconds: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const report = await reconcile(true);
+    expect(report.dryRun).toBe(true);
+    expect(report.corrections).toContainEqual({ sku, field: 'onHand', before: 5, after: 8 });
+    expect(report.holdsExpired).toBeGreaterThanOrEqual(1);
+    expect(await state(sku)).toEqual(['5', '2']);
+    expect(await harness.stockhold.redis.zcard(harness.stockhold.keys.skuHolds(sku))).toBe(1);
+    expect(await harness.stockhold.knex('reconcile_corrections').count({ n: '*' }).where({ sku })).toEqual([{ n: '0' }]);
+    expect((await harness.call('GET', '/v1/reconcile/runs?limit=1')).body.runs[0]).toMatchObject({ runId: report.runId, dryRun: true });
+    expect(expiring.status).toBe(201);
+  });
+
+  it('a commit in flight (ledger written, Redis not told) is not counted twice', async () => {
+    const sku = await createSku(harness, 10);
+    const created = await reserve(sku, 4);
+    await harness.call('POST', `/v1/reservations/${created.body.id}/confirm`, { as: 'checkout' });
+    const job = (await harness.stockhold.commitQueue.queue.getJob(created.body.id))!.data as CommitJob;
+    await new LedgerWriter(harness.stockhold.knex).commitBatch([job]);
+    // Ledger 6, Redis still 10 with 4 reserved: that is not drift.
+    const report = await reconcile();
+    expect(report.corrections.filter((correction: { sku: string }) => correction.sku === sku)).toEqual([]);
+    expect(await state(sku)).toEqual(['10', '4']);
+    const processor = new CommitProcessor(harness.stockhold.knex, harness.stockhold.scripts, harness.stockhold.keys, harness.config);
+    expect((await processor.process(job)).redis).toBe('applied');
+    await processor.close();
+    expect(await view(sku)).toEqual({ sku, onHand: 6, reserved: 0, available: 6 });
+    expect((await reconcile()).corrections.filter((correction: { sku: string }) => correction.sku === sku)).toEqual([]);
+  });
+});
+
+describe('orphans and missing SKUs', () => {
+  it('expires holds on SKUs nobody touches', async () => {
+    const sku = await createSku(harness, 5);
+    const held = await reserve(sku, 5, { ttlSeconds: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect(await state(sku)).toEqual(['5', '5']);
+    const report = await reconcile();
+    expect(report.holdsExpired).toBeGreaterThanOrEqual(1);
+    expect(await state(sku)).toEqual(['5', '0']);
+    expect((await harness.call('GET', `/v1/reservations/${held.body.id}`, { as: 'checkout' })).body.status).toBe('expired');
+  });
+
+  it('rebuilds a SKU Redis lost from the ledger', async () => {
+    const sku = await createSku(harness, 7);
+    await harness.stockhold.redis.del(harness.stockhold.keys.skuState(sku));
+    const report = await reconcile();
+    expect(report.corrections).toContainEqual({ sku, field: 'state', before: null, after: 7 });
+    expect(report.skusRebuilt).toBeGreaterThanOrEqual(1);
+    expect(await state(sku)).toEqual(['7', '0']);
+  });
+});
+
+describe('stuck and failed commits', () => {
+  it('re-queues a confirmation whose job was lost', async () => {
+    const sku = await createSku(harness, 5);
+    const created = await reserve(sku, 2);
+    await harness.call('POST', `/v1/reservations/${created.body.id}/confirm`, { as: 'checkout' });
+    await (await harness.stockhold.commitQueue.queue.getJob(created.body.id))!.remove();
+    const report = await reconcile();
+    expect(report.commitsRequeued).toBeGreaterThanOrEqual(1);
+    expect(await harness.stockhold.commitQueue.queue.getJob(created.body.id)).toBeDefined();
+    const stop = await harness.startWorker();
+    const settled = await harness.stockhold.commits.waitFor(created.body.id, (r) => r.status === 'committed', 10_000);
+    await stop();
+    expect(settled?.status).toBe('committed');
+    expect(await view(sku)).toEqual({ sku, onHand: 3, reserved: 0, available: 3 });
+  });
+
+  it('re-drives a commit job that exhausted its attempts', async () => {
+    const sku = await createSku(harness, 5);
+    const created = await reserve(sku, 5);
+    // The ledger cannot take it (its projection says 0): the only attempt fails.
+    await harness.stockhold.knex('skus').update({ on_hand: 0 }).where({ sku });
+    const stop = await harness.startWorker();
+    await harness.call('POST', `/v1/reservations/${created.body.id}/confirm`, { as: 'checkout' });
+    const deadline = Date.now() + 10_000;
+    while ((await (await harness.stockhold.commitQueue.queue.getJob(created.body.id))?.getState()) !== 'failed' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(await (await harness.stockhold.commitQueue.queue.getJob(created.body.id))!.getState()).toBe('failed');
+    await harness.stockhold.knex('skus').update({ on_hand: 5 }).where({ sku });
+    const report = await reconcile();
+    expect(report.commitsRequeued).toBeGreaterThanOrEqual(1);
+    const settled = await harness.stockhold.commits.waitFor(created.body.id, (r) => r.status === 'committed', 10_000);
+    await stop();
+    expect(settled?.status).toBe('committed');
+    expect(await harness.stockhold.knex('skus').first('on_hand').where({ sku })).toEqual({ on_hand: '0' });
+    expect(await view(sku)).toEqual({ sku, onHand: 0, reserved: 0, available: 0 });
+  });
+});
+
+describe('GET /v1/reconcile/runs', () => {
+  it('lists the latest runs newest first and validates limit', async () => {
+    const first = await reconcile(true);
+    const second = await reconcile(true);
+    const runs = (await harness.call('GET', '/v1/reconcile/runs?limit=2')).body.runs;
+    expect(runs.map((run: { runId: string }) => run.runId)).toEqual([second.runId, first.runId]);
+    expect(Object.keys(runs[0]).sort()).toEqual(
+      ['commitsRequeued', 'corrections', 'driftCorrected', 'dryRun', 'finishedAt', 'holdsExpired', 'runId', 'skusChecked', 'skusRebuilt', 'startedAt', 'trigger'].sort(),
+    );
+    for (const bad of ['0', '1001', 'x', '-1']) {
+      expect((await harness.call('GET', `/v1/reconcile/runs?limit=${bad}`)).status).toBe(400);
+    }
+    expect((await harness.call('GET', '/v1/reconcile/runs', { as: 'fulfillment' })).status).toBe(403);
+    expect((await harness.call('POST', '/v1/reconcile?dryRun=maybe')).status).toBe(400);
+  });
+});
