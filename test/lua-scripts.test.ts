@@ -418,3 +418,60 @@ describe('requestCancel, applyCancel', () => {
     expect(await request(pending.id)).toEqual([-1, 'pending']);
   });
 });
+
+describe('auditHolds', () => {
+  const audit = (sku: string, mode: 'start' | 'next', apply = '1', chunk = 2, ties = 10) =>
+    scripts.run('auditHolds', [keys.skuState(sku), keys.skuHolds(sku)], ['run-1', mode, chunk, ties, apply]);
+  const hold = (sku: string, quantity: number, ttlMs: number) => reserve({ lines: [[sku, quantity]], ttlMs });
+
+  it('finds the exact drift across chunks while holds come and go behind and ahead of the cursor', async () => {
+    const sku = await seedSku(100);
+    const early = hold(sku, 1, 10_000);
+    await early.reply;
+    await hold(sku, 2, 20_000).reply;
+    await hold(sku, 3, 30_000).reply;
+    await hold(sku, 4, 40_000).reply;
+    await hold(sku, 5, 50_000).reply;
+    // Drift: reserved says 7 more than the holds (15).
+    await redis.hincrby(keys.skuState(sku), 'reserved', 7);
+    expect(await audit(sku, 'start')).toEqual([1, 2]);
+    // Behind the cursor: one released, one added; ahead of it: one added.
+    const release = await scripts.run('releaseReservation', [keys.reservation(early.id), keys.skuState(sku), keys.skuHolds(sku)], [early.id]);
+    expect(release).toEqual([1, 'released']);
+    await hold(sku, 6, 15_000).reply;
+    await hold(sku, 7, 3_600_000).reply;
+    expect(await audit(sku, 'next')).toEqual([1, 2]);
+    expect(await audit(sku, 'next')).toEqual([1, 2]);
+    const done = await audit(sku, 'next');
+    expect(done).toEqual([2, 15 - 1 + 6 + 7 + 7, 7]);
+    expect(await skuState(sku)).toMatchObject({ reserved: 15 - 1 + 6 + 7 });
+    expect(await redis.hmget(keys.skuState(sku), 'ai', 'as', 'ap')).toEqual([null, null, null]);
+  });
+
+  it('only reports in a dry run, and yields to an audit that took over', async () => {
+    const sku = await seedSku(10);
+    await hold(sku, 2, 10_000).reply;
+    await redis.hincrby(keys.skuState(sku), 'reserved', 3);
+    expect(await audit(sku, 'start', '0', 10)).toEqual([1, 1]);
+    expect(await audit(sku, 'next', '0', 10)).toEqual([2, 5, 3]);
+    expect(await skuState(sku)).toMatchObject({ reserved: 5 });
+    await audit(sku, 'start', '0', 1);
+    await scripts.run('auditHolds', [keys.skuState(sku), keys.skuHolds(sku)], ['run-2', 'start', 1, 10, '0']);
+    expect(await audit(sku, 'next')).toEqual([-1]);
+  });
+});
+
+describe('inspectSku, correctOnHand', () => {
+  it('inspects counters and confirmed holds, and corrects on-hand only if nothing changed it', async () => {
+    const sku = await seedSku(10);
+    await redis.hset(keys.skuState(sku), 'ov', 4);
+    const call = reserve({ lines: [[sku, 2]] });
+    await call.reply;
+    await scripts.run('confirmReservation', [keys.reservation(call.id), keys.skuState(sku), keys.skuHolds(sku)], [call.id]);
+    const inspected = await scripts.run('inspectSku', [keys.skuState(sku), keys.skuHolds(sku)], [100, 100, '0']);
+    expect(inspected).toEqual([1, 10, 2, 1, 4, 0, 0, 1, 0, `${call.id}:2`]);
+    expect(await scripts.run('correctOnHand', [keys.skuState(sku)], [3, 1, 8, 2, 99])).toEqual([0]);
+    expect(await scripts.run('correctOnHand', [keys.skuState(sku)], [4, 1, 8, 2, 99])).toEqual([1, 10]);
+    expect(await redis.hmget(keys.skuState(sku), 'onHand', 'version', 'ov', 'ls')).toEqual(['8', '2', '5', '99']);
+  });
+});
