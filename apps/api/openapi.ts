@@ -43,6 +43,20 @@ export function openApiDocument(config: Config) {
         get: { summary: 'Read a reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 503) } },
         delete: { summary: 'Release a pending reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 409, 503) } },
       },
+      '/v1/reconcile': {
+        post: {
+          summary: 'Run one reconciliation now (admin)',
+          parameters: [{ name: 'dryRun', in: 'query', required: false, schema: { enum: ['true', 'false'] } }],
+          responses: { '200': json({ $ref: '#/components/schemas/ReconcileReport' }), ...problems(400, 401, 403, 503) },
+        },
+      },
+      '/v1/reconcile/runs': {
+        get: {
+          summary: 'The latest reconciliation runs, newest first (admin)',
+          parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }],
+          responses: { '200': json({ type: 'object', properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }), ...problems(400, 401, 403, 503) },
+        },
+      },
       '/v1/reservations/{id}/confirm': {
         post: {
           summary: 'Confirm: the hold stops expiring and is committed to the ledger (owner, fulfillment)',
@@ -76,6 +90,25 @@ export function openApiDocument(config: Config) {
             customerId: { type: 'string' },
             expiresAt: { type: 'string', format: 'date-time' },
             createdAt: { type: 'string', format: 'date-time' },
+          },
+        },
+        ReconcileReport: {
+          type: 'object',
+          properties: {
+            runId: { type: 'string', format: 'uuid' },
+            trigger: { enum: ['manual', 'scheduled', 'cli'] },
+            dryRun: { type: 'boolean' },
+            startedAt: { type: 'string', format: 'date-time' },
+            finishedAt: { type: 'string', format: 'date-time' },
+            skusChecked: { type: 'integer' },
+            holdsExpired: { type: 'integer' },
+            commitsRequeued: { type: 'integer' },
+            skusRebuilt: { type: 'integer' },
+            driftCorrected: { type: 'integer' },
+            corrections: {
+              type: 'array',
+              items: { type: 'object', properties: { sku: { type: 'string' }, field: { enum: ['onHand', 'reserved', 'state'] }, before: { type: ['integer', 'null'] }, after: { type: ['integer', 'null'] } } },
+            },
           },
         },
         Problem: {
