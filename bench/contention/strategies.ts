@@ -1,0 +1,300 @@
+// The concurrency-control strategies from the overselling literature, each behind one interface
+// so the driver compares concurrency control and nothing else. Each works only in tables and
+// keys named with the bench's own prefix, and removes them in teardown().
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { Pool } from 'pg';
+import { Redis } from 'ioredis';
+import Redlock from 'redlock';
+import { StockholdError } from '../../lib/errors';
+import { requestFingerprint } from '../../lib/idempotency/fingerprint';
+import { loadConfig } from '../../lib/config';
+import { createStockhold, type Stockhold } from '../../lib/stockhold';
+
+export interface StockLine {
+  readonly sku: string;
+  readonly units: number;
+}
+
+export interface Strategy {
+  readonly name: string;
+  /** (Re)creates its state with exactly this stock. */
+  setup(stock: readonly StockLine[]): Promise<void>;
+  /** One customer trying to buy: true when granted, false when refused for want of stock. */
+  attempt(sku: string, quantity: number): Promise<boolean>;
+  teardown(): Promise<void>;
+}
+
+export interface BenchEnvironment {
+  readonly prefix: string;
+  readonly databaseUrl: string;
+  readonly redisUrl: string;
+  readonly concurrency: number;
+  readonly url: string | undefined;
+  readonly checkoutKey: string | undefined;
+  readonly adminKey: string | undefined;
+}
+
+
+/** Postgres strategies share a table of their own: sku -> n, with a fence for redlock-pg. */
+abstract class PostgresStrategy implements Strategy {
+  abstract readonly name: string;
+  protected readonly pool: Pool;
+  protected readonly table: string;
+
+  constructor(protected readonly environment: BenchEnvironment, suffix: string) {
+    // One connection per client, within Postgres's default max_connections of 100.
+    this.pool = new Pool({ connectionString: environment.databaseUrl, max: Math.min(environment.concurrency, 80) });
+    this.table = `${environment.prefix.replace(/[^a-z0-9_]/gi, '_')}${suffix}`;
+  }
+
+  async setup(stock: readonly StockLine[]): Promise<void> {
+    await this.pool.query(`DROP TABLE IF EXISTS ${this.table}`);
+    await this.pool.query(`CREATE TABLE ${this.table} (sku text PRIMARY KEY, n bigint NOT NULL, fence bigint NOT NULL DEFAULT 0)`);
+    const batch = 1000;
+    for (let start = 0; start < stock.length; start += batch) {
+      const slice = stock.slice(start, start + batch);
+      await this.pool.query(
+        `INSERT INTO ${this.table} (sku, n) SELECT * FROM unnest($1::text[], $2::bigint[])`,
+        [slice.map((line) => line.sku), slice.map((line) => line.units)],
+      );
+    }
+  }
+
+  abstract attempt(sku: string, quantity: number): Promise<boolean>;
+
+  async teardown(): Promise<void> {
+    await this.pool.query(`DROP TABLE IF EXISTS ${this.table}`);
+    await this.pool.end();
+  }
+}
+
+/** SELECT, check in the application, UPDATE with the computed value: the lost update. */
+export class NaiveReadModifyWrite extends PostgresStrategy {
+  readonly name = 'naive-read-modify-write';
+  constructor(environment: BenchEnvironment) {
+    super(environment, 'naive');
+  }
+  async attempt(sku: string, quantity: number): Promise<boolean> {
+    const { rows } = await this.pool.query(`SELECT n FROM ${this.table} WHERE sku = $1`, [sku]);
+    const n = Number(rows[0].n);
+    if (n < quantity) return false;
+    await this.pool.query(`UPDATE ${this.table} SET n = $2 WHERE sku = $1`, [sku, n - quantity]);
+    return true;
+  }
+}
+
+/** One conditional UPDATE: the database-native atomic operation. */
+export class PostgresConditionalUpdate extends PostgresStrategy {
+  readonly name = 'pg-conditional-update';
+  constructor(environment: BenchEnvironment) {
+    super(environment, 'conditional');
+  }
+  async attempt(sku: string, quantity: number): Promise<boolean> {
+    const result = await this.pool.query(`UPDATE ${this.table} SET n = n - $2 WHERE sku = $1 AND n >= $2`, [sku, quantity]);
+    return result.rowCount === 1;
+  }
+}
+
+/** A row lock, the check, the update, in one transaction. */
+export class PostgresSelectForUpdate extends PostgresStrategy {
+  readonly name = 'pg-select-for-update';
+  constructor(environment: BenchEnvironment) {
+    super(environment, 'forupdate');
+  }
+  async attempt(sku: string, quantity: number): Promise<boolean> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query(`SELECT n FROM ${this.table} WHERE sku = $1 FOR UPDATE`, [sku]);
+      if (Number(rows[0].n) < quantity) {
+        await client.query('ROLLBACK');
+        return false;
+      }
+      await client.query(`UPDATE ${this.table} SET n = n - $2 WHERE sku = $1`, [sku, quantity]);
+      await client.query('COMMIT');
+      return true;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+}
+
+/** A Redlock lock per SKU around read-modify-write in Postgres, with a fencing token in the UPDATE. */
+export class RedlockPostgres extends PostgresStrategy {
+  readonly name = 'redlock-pg';
+  private readonly redis: Redis;
+  private readonly redlock: Redlock;
+  static readonly lockTtlMs = 2000;
+
+  constructor(environment: BenchEnvironment) {
+    super(environment, 'redlock');
+    this.redis = new Redis(environment.redisUrl);
+    this.redlock = new Redlock([this.redis], { retryCount: 2000, retryDelay: 5, retryJitter: 5, driftFactor: 0.01 });
+  }
+
+  async attempt(sku: string, quantity: number): Promise<boolean> {
+    const lock = await this.redlock.acquire([`${this.environment.prefix}lock:{${sku}}`], RedlockPostgres.lockTtlMs);
+    try {
+      const fence = await this.redis.incr(`${this.environment.prefix}fence:{${sku}}`);
+      const { rows } = await this.pool.query(`SELECT n FROM ${this.table} WHERE sku = $1`, [sku]);
+      const n = Number(rows[0].n);
+      if (n < quantity) return false;
+      // The fencing token: a holder whose lock expired under it cannot overwrite a newer write.
+      const result = await this.pool.query(`UPDATE ${this.table} SET n = $2, fence = $3 WHERE sku = $1 AND fence < $3`, [sku, n - quantity, fence]);
+      return result.rowCount === 1;
+    } finally {
+      await lock.release().catch(() => undefined);
+    }
+  }
+
+  override async teardown(): Promise<void> {
+    await super.teardown();
+    await deleteKeys(this.redis, this.environment.prefix);
+    this.redis.disconnect();
+  }
+}
+
+export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 5000);
+    if (keys.length > 0) await redis.unlink(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
+
+async function seedRedisSkus(redis: Redis, prefix: string, stock: readonly StockLine[]): Promise<void> {
+  await deleteKeys(redis, prefix);
+  const batch = 1000;
+  for (let start = 0; start < stock.length; start += batch) {
+    const pipeline = redis.pipeline();
+    for (const line of stock.slice(start, start + batch)) {
+      pipeline.hset(`${prefix}sku:{${line.sku}}`, 'onHand', line.units, 'reserved', 0, 'version', 1, 'ov', 0, 'ls', 0);
+    }
+    await pipeline.exec();
+  }
+}
+
+/** This service's reserve path, the same lib/ code and Lua script the API uses, called directly. */
+export class RedisLuaReservation implements Strategy {
+  readonly name = 'redis-lua-reservation';
+  private stockhold: Stockhold | undefined;
+  private counter = 0;
+
+  constructor(private readonly environment: BenchEnvironment) {}
+
+  async setup(stock: readonly StockLine[]): Promise<void> {
+    this.stockhold ??= await createStockhold(loadConfig({ ...process.env, REDIS_URL: this.environment.redisUrl, DATABASE_URL: this.environment.databaseUrl, REDIS_KEY_PREFIX: this.environment.prefix, LOG_LEVEL: 'silent' }));
+    await seedRedisSkus(this.stockhold.redis, this.environment.prefix, stock);
+  }
+
+  async attempt(sku: string, quantity: number): Promise<boolean> {
+    const lines = [{ sku, quantity }];
+    this.counter += 1;
+    try {
+      await this.stockhold!.reservations.create({
+        clientId: 'bench',
+        idempotencyKey: `b${this.counter}`,
+        fingerprint: requestFingerprint('POST /v1/reservations', { lines }),
+        lines,
+        holdTtlSeconds: 900,
+        customerId: null,
+      });
+      return true;
+    } catch (error) {
+      if (error instanceof StockholdError && error.code === 'insufficient_stock') return false;
+      throw error;
+    }
+  }
+
+  async teardown(): Promise<void> {
+    if (this.stockhold === undefined) return;
+    await deleteKeys(this.stockhold.redis, this.environment.prefix);
+    await this.stockhold.close();
+  }
+}
+
+/** End to end: POST /v1/reservations of a server as shipped (started here, or the one at --url). */
+export class HttpReservation implements Strategy {
+  readonly name = 'http-reservation';
+  private child: ChildProcess | undefined;
+  private baseUrl = '';
+  private readonly redis: Redis;
+  private counter = 0;
+  private readonly checkoutKey: string;
+
+  constructor(private readonly environment: BenchEnvironment) {
+    this.redis = new Redis(environment.redisUrl);
+    this.checkoutKey = environment.checkoutKey ?? 'bench-checkout-secret';
+  }
+
+  async setup(stock: readonly StockLine[]): Promise<void> {
+    if (this.environment.url !== undefined) {
+      this.baseUrl = this.environment.url.replace(/\/$/, '');
+      await this.seedThroughApi(stock);
+      return;
+    }
+    await seedRedisSkus(this.redis, this.environment.prefix, stock);
+    if (this.child !== undefined) return;
+    const child = fork(path.join(__dirname, '..', 'stockhold-api-server.js'), [], {
+      env: { ...process.env, PORT: '0', REDIS_URL: this.environment.redisUrl, DATABASE_URL: this.environment.databaseUrl, REDIS_KEY_PREFIX: this.environment.prefix, API_KEYS: `bench:checkout:${this.checkoutKey}`, NODE_ENV: 'production', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    this.child = child;
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('message', (message: { port: number }) => resolve(message.port));
+      child.once('exit', (code) => reject(new Error(`API server exited with ${code}`)));
+    });
+    this.baseUrl = `http://127.0.0.1:${port}`;
+  }
+
+  /** A server elsewhere: stock is set with its admin API (which writes its ledger). */
+  private async seedThroughApi(stock: readonly StockLine[]): Promise<void> {
+    if (this.environment.adminKey === undefined) throw new Error('--url needs --admin-key to set the bench SKUs\' stock');
+    for (const line of stock) {
+      const response = await fetch(`${this.baseUrl}/v1/skus/${line.sku}/stock`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${this.environment.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ onHand: line.units }),
+      });
+      if (response.status !== 200) throw new Error(`setting stock of ${line.sku}: ${response.status} ${await response.text()}`);
+    }
+  }
+
+  async attempt(sku: string, quantity: number): Promise<boolean> {
+    this.counter += 1;
+    const response = await fetch(`${this.baseUrl}/v1/reservations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.checkoutKey}`, 'content-type': 'application/json', 'idempotency-key': `${this.environment.prefix}${this.counter}` },
+      body: JSON.stringify({ lines: [{ sku, quantity }] }),
+    });
+    await response.arrayBuffer();
+    if (response.status === 201) return true;
+    if (response.status === 409) return false;
+    throw new Error(`POST /v1/reservations answered ${response.status}`);
+  }
+
+  async teardown(): Promise<void> {
+    if (this.child !== undefined && this.child.exitCode === null) {
+      const exited = new Promise((resolve) => this.child!.once('exit', resolve));
+      this.child.kill('SIGTERM');
+      await exited;
+    }
+    await deleteKeys(this.redis, this.environment.prefix);
+    this.redis.disconnect();
+  }
+}
+
+/** Every strategy, by name, in report order; each is built (and connects) only when run. */
+export const strategyFactories: ReadonlyArray<readonly [string, (environment: BenchEnvironment) => Strategy]> = [
+  ['naive-read-modify-write', (environment) => new NaiveReadModifyWrite(environment)],
+  ['pg-conditional-update', (environment) => new PostgresConditionalUpdate(environment)],
+  ['pg-select-for-update', (environment) => new PostgresSelectForUpdate(environment)],
+  ['redlock-pg', (environment) => new RedlockPostgres(environment)],
+  ['redis-lua-reservation', (environment) => new RedisLuaReservation(environment)],
+  ['http-reservation', (environment) => new HttpReservation(environment)],
+];

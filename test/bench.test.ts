@@ -1,0 +1,70 @@
+// Proves the contention lab runs and counts oversold units right: its oversell arithmetic on a
+// strategy whose grants are known, and a short real run (against the test Postgres and Redis)
+// that must catch the naive read-modify-write overselling, report none for the atomic
+// strategies, write the documented JSON fields and the chart, and leave nothing behind.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { oversellDemandFactor, oversellPhase } from '../bench/contention/driver';
+import type { Strategy, StockLine } from '../bench/contention/strategies';
+import { createPostgres } from '../lib/postgres/connection';
+import { testDatabaseUrl, testRedisUrl } from './support/harness';
+
+describe('oversell counting', () => {
+  it('counts units granted beyond the stock that existed, per SKU', async () => {
+    let stock: StockLine[] = [];
+    const grantsEverything: Strategy = {
+      name: 'grants-everything',
+      setup: async (lines) => {
+        stock = [...lines];
+      },
+      attempt: async () => true,
+      teardown: async () => undefined,
+    };
+    const oversold = await oversellPhase(grantsEverything, { hotSku: false, skus: ['A', 'B'], oversellUnitsPerSku: 4 }, 8);
+    expect(stock).toEqual([{ sku: 'A', units: 4 }, { sku: 'B', units: 4 }]);
+    expect(oversold).toBe(2 * 4 * (oversellDemandFactor - 1));
+  });
+});
+
+describe('npm run bench', () => {
+  it('runs, catches the naive strategy overselling, writes JSON and SVG, and cleans up', async () => {
+    const script = path.join(__dirname, '..', 'dist', 'bench', 'contention-lab.js');
+    expect(existsSync(script), 'npm test builds dist/ first').toBe(true);
+    const out = path.join(mkdtempSync(path.join(tmpdir(), 'stockhold-bench-')), 'out.json');
+    await promisify(execFile)(process.execPath, [script, '--duration', '1', '--concurrency', '32', '--json', out, '--only', 'naive-read-modify-write,pg-conditional-update,redis-lua-reservation'], {
+      env: { ...process.env, DATABASE_URL: testDatabaseUrl, REDIS_URL: testRedisUrl },
+      timeout: 120_000,
+    });
+    const rows = JSON.parse(readFileSync(out, 'utf8'));
+    expect(rows).toHaveLength(6);
+    for (const row of rows) {
+      expect(Object.keys(row).sort()).toEqual(['concurrency', 'durationSec', 'hotSku', 'maxMs', 'oversold', 'p50Ms', 'p99Ms', 'strategy', 'throughputPerSec']);
+      expect(row.concurrency).toBe(32);
+      expect(row.durationSec).toBe(1);
+      expect(row.throughputPerSec).toBeGreaterThan(0);
+      expect(row.p99Ms).toBeGreaterThanOrEqual(row.p50Ms);
+      expect(row.maxMs).toBeGreaterThanOrEqual(row.p99Ms);
+    }
+    const oversold = (strategy: string, hotSku: boolean) => rows.find((row: { strategy: string; hotSku: boolean }) => row.strategy === strategy && row.hotSku === hotSku).oversold;
+    expect(oversold('naive-read-modify-write', true)).toBeGreaterThan(0);
+    expect(oversold('pg-conditional-update', true)).toBe(0);
+    expect(oversold('pg-conditional-update', false)).toBe(0);
+    expect(oversold('redis-lua-reservation', true)).toBe(0);
+    expect(oversold('redis-lua-reservation', false)).toBe(0);
+    expect(readFileSync(out.replace(/\.json$/, '.svg'), 'utf8')).toMatch(/^<svg[\s\S]*redis-lua-reservation[\s\S]*<\/svg>$/);
+
+    const knex = createPostgres({ url: testDatabaseUrl, poolMax: 1, statementTimeoutMs: 5000, connectTimeoutMs: 2000 });
+    const tables = await knex('pg_tables').count({ n: '*' }).where('tablename', 'like', 'bench\\_%');
+    await knex.destroy();
+    expect(tables).toEqual([{ n: '0' }]);
+    const redis = new Redis(testRedisUrl);
+    const [, keys] = await redis.scan('0', 'MATCH', 'bench_*', 'COUNT', 100_000);
+    redis.disconnect();
+    expect(keys).toEqual([]);
+  }, 180_000);
+});
