@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   const redis = new Redis(config.redisUrl);
   await redis.hset(`${prefix}sku:{${sku}}`, 'onHand', stockUnits, 'reserved', 0, 'version', 1);
   const bare = await startProcess('bare-express-server.js', { PORT: '0' });
-  const api = await startProcess('stockhold-api-server.js', { PORT: '0', REDIS_KEY_PREFIX: prefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: 'info', NODE_ENV: 'production' });
+  const api = await startProcess('stockhold-api-server.js', { PORT: '0', REDIS_KEY_PREFIX: prefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', NODE_ENV: 'production' });
   const body = JSON.stringify({ lines: [{ sku, quantity: 1 }], ttlSeconds: 900 });
   const targets = [
     { name: 'bare-express', url: `http://127.0.0.1:${bare.port}/v1/reservations`, authorization: undefined },

@@ -11,6 +11,7 @@ export const DEVELOPMENT_API_KEYS =
 export interface Config {
   readonly nodeEnv: string;
   readonly port: number;
+  readonly webConcurrency: number;
   readonly redisUrl: string;
   readonly redisKeyPrefix: string;
   readonly databaseUrl: string;
@@ -130,6 +131,7 @@ export function loadConfig(env: Environment = process.env): Config {
   const config: Config = {
     nodeEnv,
     port: integer('PORT', 3000, 0, 65_535),
+    webConcurrency: integer('WEB_CONCURRENCY', 1, 1, 64),
     redisUrl: readUrl(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'], problems),
     redisKeyPrefix: keyPrefix,
     databaseUrl: readUrl(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/stockhold', ['postgres:', 'postgresql:'], problems),

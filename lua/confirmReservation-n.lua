@@ -24,7 +24,7 @@
 local record = redis.call('HMGET', KEYS[1], 's', 'ex', 'l', 'v')
 local status = record[1]
 if not status then return { -1 } end
-if status == 'confirmed' or status == 'committed' or status == 'cancelled' then return { 2, status, tonumber(record[4]) } end
+if status == 'confirmed' or status == 'committed' or status == 'cancelled' then return { 2, status, tonumber(record[4] or '1') } end
 if status == 'released' then return { -2 } end
 if status == 'expired' then return { -3 } end
 if status ~= 'pending' then fail('unknown status ' .. status) end
@@ -49,7 +49,8 @@ for i, line in ipairs(lines) do
   auditHoldChange(keys[i].skuKey, cursor, scores[i], -line.quantity)
   auditHoldChange(keys[i].skuKey, cursor, math.huge, line.quantity)
 end
-local fence = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 's', 'confirmed', 'cf', integerString(now))
+-- A pending record carries no fence field: it is 1 until confirmed.
+local fence = tonumber(record[4] or '1') + 1
+redis.call('HSET', KEYS[1], 's', 'confirmed', 'v', fence, 'cf', integerString(now))
 redis.call('PERSIST', KEYS[1])
 return { 1, fence, now }

@@ -4,8 +4,9 @@
   leave a hold without its record or a record without its hold.
 
   Input:
-    KEYS[1]          idempotency record (hash: fp, st, rid, ca, ex)
-    KEYS[2]          reservation record (hash: s, v, c, u, ca, ex, l)
+    KEYS[1]          idempotency record (string "<state>|<fingerprint>|<payload>", see beginIdempotent;
+                     a reservation's payload is "<reservationId>|<createdAtMs>|<expiresAtMs>")
+    KEYS[2]          reservation record (hash: s, c, u, ca, ex, l; v, the fence, is 1 until confirmed)
     KEYS[1 + 2i]     SKU state of line i   (hash: onHand, reserved, version)
     KEYS[2 + 2i]     holds index of line i (zset: "<reservationId>:<quantity>" -> expiresAt ms)
 
@@ -36,13 +37,15 @@ local lineCount = (#KEYS - 2) / 2
 if lineCount < 1 or lineCount ~= math.floor(lineCount) then fail('KEYS must be 2 + 2 per line') end
 if #ARGV ~= 8 + 2 * lineCount then fail('ARGV must be 8 + 2 per line') end
 
-local idempotency = redis.call('HMGET', KEYS[1], 'fp', 'st', 'rid', 'ca', 'ex')
-if idempotency[1] then
-  if idempotency[1] ~= ARGV[1] then return { -2 } end
-  if idempotency[2] ~= 'done' then return { -4, redis.call('PTTL', KEYS[1]) } end
-  return { 2, idempotency[3], tonumber(idempotency[4]), tonumber(idempotency[5]) }
+local idempotency = redis.call('GET', KEYS[1])
+if idempotency then
+  local state, fingerprint, payload = string.match(idempotency, '^(%a)|([^|]*)|(.*)$')
+  if fingerprint ~= ARGV[1] then return { -2 } end
+  if state ~= 'd' then return { -4, redis.call('PTTL', KEYS[1]) } end
+  local id, createdAt, expiresAt = string.match(payload, '^([^|]+)|(%d+)|(%d+)$')
+  if not id then fail('idempotency record of another kind under ' .. KEYS[1]) end
+  return { 2, id, tonumber(createdAt), tonumber(expiresAt) }
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then fail('reservation id collision ' .. ARGV[2]) end
 
 local reservationId = ARGV[2]
 local holdTtlMs = tonumber(ARGV[5])
@@ -61,13 +64,14 @@ for i = 1, lineCount do
   if seen[sku] then fail('duplicate line for ' .. sku) end
   seen[sku] = true
   if quantity == nil or quantity < 1 then fail('quantity must be >= 1 for ' .. sku) end
-  if redis.call('EXISTS', skuKey) == 0 then
+  local state = redis.call('HMGET', skuKey, 'onHand', 'reserved', 'as')
+  if not state[1] then
     missing[#missing + 1] = sku
   else
-    reclaimExpiredHolds(skuKey, holdsKey, now, reclaimLimit)
-    local state = redis.call('HMGET', skuKey, 'onHand', 'reserved', 'as')
     local onHand, reserved = tonumber(state[1]), tonumber(state[2])
     cursors[i] = state[3]
+    local reclaimed = reclaimExpiredHolds(skuKey, holdsKey, now, reclaimLimit)
+    reserved = reserved - reclaimed
     local available = onHand - reserved
     if available < quantity then
       local retryAfterMs = -1
@@ -102,9 +106,8 @@ for i = 1, lineCount do
   lines[i] = sku .. ':' .. quantity
 end
 
-redis.call('HSET', KEYS[2], 's', 'pending', 'v', 1, 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(lines, ','))
+redis.call('HSET', KEYS[2], 's', 'pending', 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(lines, ','))
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'u', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[2], holdTtlMs + tonumber(ARGV[7]))
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'st', 'done', 'rid', reservationId, 'ca', integerString(now), 'ex', integerString(expiresAt))
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('SET', KEYS[1], 'd|' .. ARGV[1] .. '|' .. reservationId .. '|' .. integerString(now) .. '|' .. integerString(expiresAt), 'PX', ARGV[6])
 return { 1, now, expiresAt }

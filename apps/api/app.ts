@@ -1,23 +1,27 @@
 // The Express application: request ids and access logging, health probes, JSON parsing with a
 // size bound, authentication, the v1 routes, and problem+json for everything that goes wrong.
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { StockholdError } from '../../lib/errors';
 import { checkReadiness } from '../../lib/readiness';
 import type { Stockhold } from '../../lib/stockhold';
-import { authentication } from './auth';
+import { authentication, requireScope } from './auth';
 import { openApiDocument } from './openapi';
 import { problemHandler, sendProblem } from './problem';
-import { v1Routes } from './routes';
+import { createReservationHandler, v1Routes } from './routes';
 import { bodyBytesMax } from './schemas';
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+// Request ids need to be unique, not secret: a per-process random stem and a counter.
+const requestIdStem = randomBytes(6).toString('hex');
+let requestCounter = 0;
 
 function requestLogging(logger: Logger): RequestHandler {
   return (request, response, next) => {
     const given = request.get('x-request-id');
-    const requestId = given !== undefined && requestIdPattern.test(given) ? given : randomUUID();
+    requestCounter += 1;
+    const requestId = given !== undefined && requestIdPattern.test(given) ? given : `${requestIdStem}-${requestCounter.toString(36)}`;
     response.locals.requestId = requestId;
     response.setHeader('X-Request-Id', requestId);
     const startedAt = process.hrtime.bigint();
@@ -38,6 +42,11 @@ export function createApp(stockhold: Stockhold, logger: Logger): Express {
   app.set('query parser', 'simple');
   app.use(requestLogging(logger));
 
+  const authenticate = authentication(stockhold.config.apiKeys);
+  const parseJson = express.json({ limit: bodyBytesMax, strict: true, type: ['application/json', 'application/*+json'] });
+  // The hot path first, flat on the application; then the rest of the API as one layer.
+  app.post('/v1/reservations', authenticate, parseJson, requireScope('checkout'), createReservationHandler(stockhold));
+  app.use('/v1', authenticate, parseJson, v1Routes(stockhold));
   app.get('/healthz', (_request, response) => {
     response.json({ status: 'ok' });
   });
@@ -56,9 +65,6 @@ export function createApp(stockhold: Stockhold, logger: Logger): Express {
     response.json(document);
   });
 
-  app.use('/v1', authentication(stockhold.config.apiKeys));
-  app.use('/v1', express.json({ limit: bodyBytesMax, strict: true, type: ['application/json', 'application/*+json'] }));
-  app.use('/v1', v1Routes(stockhold));
 
   app.use((request, _response, next) => {
     next(new StockholdError('route_not_found', `No route for ${request.method} ${request.path}`));

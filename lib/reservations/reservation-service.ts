@@ -1,10 +1,10 @@
 // Reservations: create (one atomic script: check, hold, idempotency record), read, release.
 // Creating needs only Redis, except the first use of a SKU that Redis lost, which is rebuilt
 // from the ledger before the one retry.
-import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { assert, errors, type ShortLine } from '../errors';
 import { withPostgres } from '../postgres/connection';
+import { randomId } from '../random-ids';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptReply, ScriptRunner } from '../redis/scripts';
 import type { SkuState } from '../stock/sku-state';
@@ -58,7 +58,7 @@ export function normaliseLines(lines: readonly ReservationLine[]): ReservationLi
 }
 
 export function newReservationId(): string {
-  return randomBytes(16).toString('base64url');
+  return randomId();
 }
 
 function parseLines(encoded: string): ReservationLine[] {
