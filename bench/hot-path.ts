@@ -4,7 +4,8 @@
 // It reports per-round throughput and the ratio of the medians. It seeds its hot SKU straight
 // into Redis under a key prefix of its own and deletes those keys afterwards: it writes nothing
 // to Postgres and touches nothing it did not create.
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import autocannon from 'autocannon';
@@ -24,6 +25,7 @@ if (!(durationSec >= 1 && durationSec <= 600 && connections >= 1 && connections 
 const config = loadConfig();
 const prefix = `bench:${randomBytes(4).toString('hex')}:`;
 const sku = 'BENCH-HOT';
+const soldOutSku = 'BENCH-SOLD-OUT';
 const secret = 'bench-checkout-secret';
 const stockUnits = 1_000_000_000;
 
@@ -35,7 +37,28 @@ function startProcess(script: string, env: Record<string, string>): Promise<{ ch
   });
 }
 
-async function run(url: string, body: string, authorization: string | undefined, seconds: number) {
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** `npm run start:api` as shipped, with WEB_CONCURRENCY workers; resolves once /healthz answers. */
+async function startCluster(env: Record<string, string>, workers: number): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(__dirname, '..', 'apps', 'api', 'main.js')], { env: { ...process.env, ...env, PORT: String(port), WEB_CONCURRENCY: String(workers) }, stdio: 'ignore' });
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((response) => response.ok, () => false);
+    if (ok) return { child, port };
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('the API cluster did not come up');
+}
+
+async function run(url: string, body: string, authorization: string | undefined, seconds: number, expectedStatus = 201) {
   let counter = 0;
   const result = await autocannon({
     url,
@@ -46,7 +69,8 @@ async function run(url: string, body: string, authorization: string | undefined,
     body,
     requests: [{ setupRequest: (request: any) => ({ ...request, headers: { ...request.headers, 'idempotency-key': `b-${process.pid}-${(counter += 1)}` } }) }],
   });
-  return { requestsPerSec: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+  const unexpected = expectedStatus === 201 ? result.non2xx : result.requests.total - ((result.statusCodeStats as Record<string, { count: number }>)[String(expectedStatus)]?.count ?? 0);
+  return { requestsPerSec: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, non2xx: unexpected, errors: result.errors };
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
@@ -62,37 +86,48 @@ async function deletePrefix(redis: Redis): Promise<void> {
 
 async function main(): Promise<void> {
   const redis = new Redis(config.redisUrl);
-  await redis.hset(`${prefix}sku:{${sku}}`, 'onHand', stockUnits, 'reserved', 0, 'version', 1);
+  await redis.hset(`${prefix}sku:{${sku}}`, 'onHand', stockUnits, 'reserved', 0, 'version', 1, 'ov', 0, 'ls', 0);
+  await redis.hset(`${prefix}sku:{${soldOutSku}}`, 'onHand', 0, 'reserved', 0, 'version', 1, 'ov', 0, 'ls', 0);
   const bare = await startProcess('bare-express-server.js', { PORT: '0' });
-  const api = await startProcess('stockhold-api-server.js', { PORT: '0', REDIS_KEY_PREFIX: prefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', NODE_ENV: 'production' });
+  const apiEnv = { REDIS_KEY_PREFIX: prefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: 'info', NODE_ENV: 'production' };
+  const api = await startProcess('stockhold-api-server.js', { ...apiEnv, PORT: '0' });
+  const clusterWorkers = 2;
+  const clustered = await startCluster(apiEnv, clusterWorkers);
   const body = JSON.stringify({ lines: [{ sku, quantity: 1 }], ttlSeconds: 900 });
   const targets = [
     { name: 'bare-express', url: `http://127.0.0.1:${bare.port}/v1/reservations`, authorization: undefined },
     { name: 'stockhold-reservation', url: `http://127.0.0.1:${api.port}/v1/reservations`, authorization: `Bearer ${secret}` },
+    { name: `stockhold-cluster-${clusterWorkers}`, url: `http://127.0.0.1:${clustered.port}/v1/reservations`, authorization: `Bearer ${secret}` },
+    { name: 'stockhold-sold-out', url: `http://127.0.0.1:${api.port}/v1/reservations`, authorization: `Bearer ${secret}`, body: JSON.stringify({ lines: [{ sku: soldOutSku, quantity: 1 }], ttlSeconds: 900 }), expectedStatus: 409 },
   ];
   const results = new Map<string, Array<Awaited<ReturnType<typeof run>>>>();
   try {
     process.stdout.write(`warm-up: 2 s each\n`);
-    for (const target of targets) await run(target.url, body, target.authorization, 2);
+    for (const target of targets) await run(target.url, target.body ?? body, target.authorization, 2, target.expectedStatus);
     for (let round = 1; round <= rounds; round += 1) {
       for (const target of round % 2 === 1 ? targets : [...targets].reverse()) {
-        const result = await run(target.url, body, target.authorization, durationSec);
+        const result = await run(target.url, target.body ?? body, target.authorization, durationSec, target.expectedStatus);
         results.set(target.name, [...(results.get(target.name) ?? []), result]);
-        process.stdout.write(`round ${round} ${target.name.padEnd(22)} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms  non-2xx ${result.non2xx}  errors ${result.errors}\n`);
+        process.stdout.write(`round ${round} ${target.name.padEnd(24)} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms  unexpected ${result.non2xx}  errors ${result.errors}\n`);
       }
     }
   } finally {
     bare.child.kill('SIGTERM');
     api.child.kill('SIGTERM');
+    clustered.child.kill('SIGTERM');
     await deletePrefix(redis);
     redis.disconnect();
   }
   const bareMedian = median(results.get('bare-express')!.map((r) => r.requestsPerSec));
   const apiMedian = median(results.get('stockhold-reservation')!.map((r) => r.requestsPerSec));
+  const clusterMedian = median(results.get(`stockhold-cluster-${clusterWorkers}`)!.map((r) => r.requestsPerSec));
   process.stdout.write(`\nmedian of ${rounds} rounds, ${connections} connections, ${durationSec} s each, one hot SKU\n`);
   process.stdout.write(`bare Express 5 + express.json():  ${bareMedian.toFixed(0)} req/s\n`);
   process.stdout.write(`POST /v1/reservations as shipped: ${apiMedian.toFixed(0)} req/s\n`);
   process.stdout.write(`ratio: ${(apiMedian / bareMedian).toFixed(2)}x\n`);
+  process.stdout.write(`POST /v1/reservations, WEB_CONCURRENCY=${clusterWorkers}: ${clusterMedian.toFixed(0)} req/s, ratio ${(clusterMedian / bareMedian).toFixed(2)}x\n`);
+  const soldOutMedian = median(results.get('stockhold-sold-out')!.map((r) => r.requestsPerSec));
+  process.stdout.write(`POST /v1/reservations on a sold-out SKU (409): ${soldOutMedian.toFixed(0)} req/s, ${(soldOutMedian / apiMedian).toFixed(2)}x the in-stock rate\n`);
 }
 
 main().catch((error) => {

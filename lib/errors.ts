@@ -43,7 +43,12 @@ export class StockholdError extends Error {
     /** Seconds after which the same request may succeed; absent when it cannot. */
     readonly retryAfterSeconds?: number,
   ) {
+    // Operating errors are expected (a sold-out SKU answers thousands of them a second): no stack
+    // trace, whose capture would cost more than the refusal itself. A 5xx keeps its cause's.
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'StockholdError';
   }
 }

@@ -69,15 +69,15 @@ function fromBodyParser(error: BodyParserError): StockholdError | undefined {
 export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, request, response, _next) => {
     const known = error instanceof StockholdError ? error : fromBodyParser(error as BodyParserError);
-    const log = logger.child({ requestId: response.locals.requestId, method: request.method, url: request.originalUrl });
+    const context = { requestId: response.locals.requestId, method: request.method, url: request.originalUrl };
     if (known === undefined) {
-      log.error({ err: error }, 'unhandled error');
+      logger.error({ ...context, err: error }, 'unhandled error');
       sendProblem(response, 'internal_error', `An unexpected error occurred; quote request id ${String(response.locals.requestId)}`);
       return;
     }
     const status = statusOf[known.code].status;
-    if (status >= 500) log.error({ err: known, cause: known.cause }, known.message);
-    else log.info({ code: known.code, status }, known.message);
+    if (status >= 500) logger.error({ ...context, err: known, cause: known.cause }, known.message);
+    else logger.info({ ...context, code: known.code, status }, known.message);
     sendProblem(response, known.code, known.message, known.extensions, known.retryAfterSeconds);
   };
 }
