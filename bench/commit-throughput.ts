@@ -7,11 +7,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { Client } from 'pg';
 import { loadConfig, type Config } from '../lib/config';
-import { createPostgres, ensureDatabase } from '../lib/postgres/connection';
+import { createPostgres, dropDatabase, ensureDatabase } from '../lib/postgres/connection';
 import { migrateToLatest } from '../lib/postgres/migrations';
 import type { Reservation } from '../lib/reservations/reservation-service';
+import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../lib/stockhold';
 
 const flags = new Map<string, string>();
@@ -32,16 +32,6 @@ const benchDatabaseUrl = (() => {
   url.pathname = `${url.pathname}_bench_commit`;
   return url.toString();
 })();
-
-async function dropDatabase(url: string): Promise<void> {
-  const maintenance = new URL(url);
-  const name = maintenance.pathname.slice(1);
-  maintenance.pathname = '/postgres';
-  const client = new Client({ connectionString: maintenance.toString() });
-  await client.connect();
-  await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  await client.end();
-}
 
 function startWorker(env: Record<string, string>): Promise<ChildProcess> {
   const child = spawn(process.execPath, [path.join(__dirname, '..', 'apps', 'worker', 'main.js')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -135,12 +125,7 @@ async function round(mode: string, batchMax: number): Promise<RoundResult> {
       worker.kill('SIGTERM');
       await exited;
     }
-    let cursor = '0';
-    do {
-      const [next, found] = await stockhold.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (found.length > 0) await stockhold.redis.unlink(...found);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeysWithPrefix(stockhold.redis, prefix);
     await stockhold.close();
   }
 }

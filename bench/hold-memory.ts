@@ -5,6 +5,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { loadConfig } from '../lib/config';
 import { requestFingerprint } from '../lib/idempotency/fingerprint';
+import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../lib/stockhold';
 
 const holdsPerShape = Number(process.argv[2] ?? 20_000);
@@ -61,12 +62,7 @@ async function main(): Promise<void> {
     await measure(stockhold, 'one hot SKU', ['MEM-HOT']);
     await measure(stockhold, 'spread over 1,000 SKUs', Array.from({ length: 1000 }, (_, index) => `MEM-${index}`));
   } finally {
-    let cursor = '0';
-    do {
-      const [next, found] = await stockhold.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (found.length > 0) await stockhold.redis.unlink(...found);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeysWithPrefix(stockhold.redis, prefix);
     await stockhold.close();
   }
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../lib/config';
+import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 
 const flags = new Map<string, string>();
 for (let index = 2; index < process.argv.length; index += 2) flags.set(String(process.argv[index]).replace(/^--/, ''), String(process.argv[index + 1]));
@@ -76,14 +77,6 @@ async function run(url: string, body: string, authorization: string | undefined,
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
-async function deletePrefix(redis: Redis): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    if (keys.length > 0) await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
 
 async function main(): Promise<void> {
   const redis = new Redis(config.redisUrl);
@@ -116,7 +109,7 @@ async function main(): Promise<void> {
     bare.child.kill('SIGTERM');
     api.child.kill('SIGTERM');
     clustered.child.kill('SIGTERM');
-    await deletePrefix(redis);
+    await deleteKeysWithPrefix(redis, prefix);
     redis.disconnect();
   }
   const bareMedian = median(results.get('bare-express')!.map((r) => r.requestsPerSec));

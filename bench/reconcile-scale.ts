@@ -5,10 +5,10 @@
 // them, then times reconciler.run() (nothing to correct: the cost of looking) and a second run
 // with 1 % of the SKUs drifted (the cost of correcting).
 import { randomBytes } from 'node:crypto';
-import { Client } from 'pg';
 import { loadConfig } from '../lib/config';
-import { createPostgres, ensureDatabase } from '../lib/postgres/connection';
+import { createPostgres, dropDatabase, ensureDatabase } from '../lib/postgres/connection';
 import { migrateToLatest } from '../lib/postgres/migrations';
+import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../lib/stockhold';
 
 const shapes: Array<[number, number]> = (process.argv[2] ?? '10000:10000,100000:0,100000:100000,10000:100000')
@@ -26,16 +26,6 @@ const databaseUrl = (() => {
   url.pathname = `${url.pathname}_bench_reconcile`;
   return url.toString();
 })();
-
-async function dropDatabase(): Promise<void> {
-  const maintenance = new URL(databaseUrl);
-  const name = maintenance.pathname.slice(1);
-  maintenance.pathname = '/postgres';
-  const client = new Client({ connectionString: maintenance.toString() });
-  await client.connect();
-  await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  await client.end();
-}
 
 async function seed(stockhold: Stockhold, skuCount: number, holdCount: number, tag: string): Promise<string[]> {
   const skus = Array.from({ length: skuCount }, (_, index) => `R${tag}-${String(index).padStart(7, '0')}`);
@@ -66,7 +56,7 @@ async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
 }
 
 async function main(): Promise<void> {
-  await dropDatabase();
+  await dropDatabase(databaseUrl);
   await ensureDatabase(databaseUrl);
   const knex = createPostgres({ url: databaseUrl, poolMax: 1, statementTimeoutMs: 60_000, connectTimeoutMs: 5000 });
   await migrateToLatest(knex);
@@ -86,17 +76,12 @@ async function main(): Promise<void> {
         await stockhold.knex('reconcile_runs').delete();
         await stockhold.knex('skus').delete();
       } finally {
-        let cursor = '0';
-        do {
-          const [next, found] = await stockhold.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 5000);
-          if (found.length > 0) await stockhold.redis.unlink(...found);
-          cursor = next;
-        } while (cursor !== '0');
+        await deleteKeysWithPrefix(stockhold.redis, prefix);
         await stockhold.close();
       }
     }
   } finally {
-    await dropDatabase();
+    await dropDatabase(databaseUrl);
   }
 }
 

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
+import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { redisKeys } from '../lib/redis/keys';
 import { loadScripts, ScriptRunner } from '../lib/redis/scripts';
 import { testRedisUrl, uniqueName } from './support/harness';
@@ -14,12 +15,7 @@ const scripts = new ScriptRunner(redis);
 const hourMs = 3_600_000;
 
 afterAll(async () => {
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-    if (found.length > 0) await redis.del(...found);
-    cursor = next;
-  } while (cursor !== '0');
+  await deleteKeysWithPrefix(redis, prefix);
   redis.disconnect();
 });
 

@@ -1,8 +1,7 @@
 // Proves the migrations run up from an empty database, down to nothing, and up again, on a
 // scratch database of their own.
-import { Client } from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createPostgres, ensureDatabase } from '../lib/postgres/connection';
+import { createPostgres, dropDatabase, ensureDatabase } from '../lib/postgres/connection';
 import { migrateToLatest, migrationConfig } from '../lib/postgres/migrations';
 import { testDatabaseUrl } from './support/harness';
 
@@ -10,14 +9,7 @@ const scratch = new URL(testDatabaseUrl);
 scratch.pathname = `/stockhold_test_migrations_${process.pid}`;
 const scratchUrl = scratch.toString();
 
-async function dropScratch(): Promise<void> {
-  const maintenance = new URL(testDatabaseUrl);
-  maintenance.pathname = '/postgres';
-  const client = new Client({ connectionString: maintenance.toString() });
-  await client.connect();
-  await client.query(`DROP DATABASE IF EXISTS "${scratch.pathname.slice(1)}" WITH (FORCE)`);
-  await client.end();
-}
+const dropScratch = () => dropDatabase(scratchUrl);
 
 afterAll(dropScratch);
 

@@ -9,6 +9,7 @@ import Redlock from 'redlock';
 import { StockholdError } from '../../lib/errors';
 import { requestFingerprint } from '../../lib/idempotency/fingerprint';
 import { loadConfig } from '../../lib/config';
+import { deleteKeysWithPrefix } from '../../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../../lib/stockhold';
 
 export interface StockLine {
@@ -153,22 +154,13 @@ export class RedlockPostgres extends PostgresStrategy {
 
   override async teardown(): Promise<void> {
     await super.teardown();
-    await deleteKeys(this.redis, this.environment.prefix);
+    await deleteKeysWithPrefix(this.redis, this.environment.prefix);
     this.redis.disconnect();
   }
 }
 
-export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 5000);
-    if (keys.length > 0) await redis.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
-
 async function seedRedisSkus(redis: Redis, prefix: string, stock: readonly StockLine[]): Promise<void> {
-  await deleteKeys(redis, prefix);
+  await deleteKeysWithPrefix(redis, prefix);
   const batch = 1000;
   for (let start = 0; start < stock.length; start += batch) {
     const pipeline = redis.pipeline();
@@ -213,7 +205,7 @@ export class RedisLuaReservation implements Strategy {
 
   async teardown(): Promise<void> {
     if (this.stockhold === undefined) return;
-    await deleteKeys(this.stockhold.redis, this.environment.prefix);
+    await deleteKeysWithPrefix(this.stockhold.redis, this.environment.prefix);
     await this.stockhold.close();
   }
 }
@@ -284,7 +276,7 @@ export class HttpReservation implements Strategy {
       this.child.kill('SIGTERM');
       await exited;
     }
-    await deleteKeys(this.redis, this.environment.prefix);
+    await deleteKeysWithPrefix(this.redis, this.environment.prefix);
     this.redis.disconnect();
   }
 }

@@ -1,7 +1,8 @@
 // What travels through the commit queue. One BullMQ queue carries both kinds; a commit job's id
 // is the reservation id and a cancel job's id is "cancel-<id>", so queueing either twice while it
 // is still known to BullMQ adds nothing.
-import type { ReservationLine } from '../reservations/reservation-service';
+import { assert } from '../errors';
+import type { Reservation, ReservationLine } from '../reservations/reservation-service';
 
 export const commitQueueName = 'commits';
 
@@ -30,4 +31,20 @@ export type LedgerJob = CommitJob | CancelJob;
 
 export function jobIdOf(job: LedgerJob): string {
   return job.kind === 'commit' ? job.reservationId : `cancel-${job.reservationId}`;
+}
+
+/** The commit job of a confirmed reservation, carrying its fence. */
+export function commitJobOf(reservation: Reservation): CommitJob {
+  assert(reservation.confirmedAtMs !== null, 'a confirmed reservation has its confirmation time');
+  return {
+    kind: 'commit',
+    reservationId: reservation.id,
+    fence: reservation.fence,
+    clientId: reservation.clientId,
+    customerId: reservation.customerId,
+    lines: reservation.lines,
+    createdAtMs: reservation.createdAtMs,
+    expiresAtMs: reservation.expiresAtMs,
+    confirmedAtMs: reservation.confirmedAtMs,
+  };
 }

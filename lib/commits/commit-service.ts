@@ -4,6 +4,7 @@ import type { Config } from '../config';
 import { assert, errors } from '../errors';
 import type { ScriptRunner } from '../redis/scripts';
 import type { Reservation, ReservationService, ReservationStatus } from '../reservations/reservation-service';
+import { commitJobOf } from './commit-jobs';
 import type { CommitQueue } from './commit-queue';
 
 export const waitPollIntervalMs = 20;
@@ -86,17 +87,6 @@ export class CommitService {
   }
 
   private async queueCommit(reservation: Reservation): Promise<void> {
-    assert(reservation.confirmedAtMs !== null, 'a confirmed reservation has its confirmation time');
-    await this.queue.add({
-      kind: 'commit',
-      reservationId: reservation.id,
-      fence: reservation.fence,
-      clientId: reservation.clientId,
-      customerId: reservation.customerId,
-      lines: reservation.lines,
-      createdAtMs: reservation.createdAtMs,
-      expiresAtMs: reservation.expiresAtMs,
-      confirmedAtMs: reservation.confirmedAtMs,
-    });
+    await this.queue.add(commitJobOf(reservation));
   }
 }

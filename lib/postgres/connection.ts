@@ -55,6 +55,21 @@ export async function ensureDatabase(url: string): Promise<boolean> {
   }
 }
 
+/** Drops the database named in `url` if it exists (for tests and benchmarks on scratch databases). */
+export async function dropDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
+  if (!databaseNamePattern.test(name)) throw new Error(`database name "${name}" must be 1-63 of A-Z a-z 0-9 _`);
+  target.pathname = '/postgres';
+  const client = new Client({ connectionString: target.toString(), connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}
+
 // SQLSTATE classes and driver messages that mean "Postgres cannot serve now".
 const unavailableCodes = new Set(['57P01', '57P02', '57P03', '53300', '53400', '08000', '08001', '08003', '08004', '08006', '08007', '57014']);
 const unavailableMessages = [/ECONNREFUSED/, /ECONNRESET/, /Timeout acquiring a connection/, /Connection terminated/, /timeout expired/, /ENOTFOUND/, /EPIPE/];

@@ -3,7 +3,7 @@
 // or cancel jobs that exhausted their attempts. Re-driving is safe by construction: the ledger
 // refuses a second allocation and the Redis steps are fenced.
 import type { Job } from 'bullmq';
-import type { CommitJob, LedgerJob } from '../commits/commit-jobs';
+import { commitJobOf, type CommitJob, type LedgerJob } from '../commits/commit-jobs';
 import type { CommitQueue } from '../commits/commit-queue';
 import type { Config } from '../config';
 import type { ReservationService } from '../reservations/reservation-service';
@@ -25,17 +25,7 @@ export class StuckCommits {
       const reservation = await this.reservations.readFromRedis(candidate.id);
       if (reservation === undefined || reservation.status !== 'confirmed' || reservation.confirmedAtMs === null) continue;
       if (nowMs - reservation.confirmedAtMs < this.config.reconcileCommitGraceMs) continue;
-      const job: CommitJob = {
-        kind: 'commit',
-        reservationId: reservation.id,
-        fence: reservation.fence,
-        clientId: reservation.clientId,
-        customerId: reservation.customerId,
-        lines: reservation.lines,
-        createdAtMs: reservation.createdAtMs,
-        expiresAtMs: reservation.expiresAtMs,
-        confirmedAtMs: reservation.confirmedAtMs,
-      };
+      const job = commitJobOf(reservation);
       if (await this.requeueJob(reservation.id, job, dryRun)) requeued += 1;
     }
     return requeued;

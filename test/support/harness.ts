@@ -7,6 +7,7 @@ import pino from 'pino';
 import { createApp } from '../../apps/api/app';
 import { startWorker } from '../../apps/worker/worker';
 import { loadConfig, type Config } from '../../lib/config';
+import { deleteKeysWithPrefix } from '../../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../../lib/stockhold';
 
 export const testDatabaseUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/stockhold_test';
@@ -66,17 +67,6 @@ export interface CallResult {
   readonly body: any;
 }
 
-export const scanBatch = 500;
-
-/** Deletes every key under `prefix`, SCAN by SCAN (never KEYS, never FLUSHDB). */
-export async function deleteKeys(stockhold: Stockhold, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await stockhold.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', scanBatch);
-    if (keys.length > 0) await stockhold.redis.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
 
 export async function startHarness(overrides: Record<string, string> = {}): Promise<Harness> {
   const config = testConfig(overrides);
@@ -122,7 +112,7 @@ export async function startHarness(overrides: Record<string, string> = {}): Prom
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      if (stockhold.redis.status === 'ready' && options.keepData !== true) await deleteKeys(stockhold, config.redisKeyPrefix);
+      if (stockhold.redis.status === 'ready' && options.keepData !== true) await deleteKeysWithPrefix(stockhold.redis, config.redisKeyPrefix);
       await stockhold.close();
     },
   };
