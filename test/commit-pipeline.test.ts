@@ -139,6 +139,9 @@ describe('cancel', () => {
     expect(read.status).toBe(200);
     expect(read.body).toMatchObject({ id: created.body.id, status: 'committed', lines: [{ sku, quantity: 2 }], customerId: 'cust-7', createdAt: created.body.createdAt, expiresAt: created.body.expiresAt });
     expect((await confirm(created.body.id)).body.status).toBe('committed');
+    const release = await harness.call('DELETE', `/v1/reservations/${created.body.id}`, { as: 'checkout' });
+    expect(release.status).toBe(409);
+    expect(release.body).toMatchObject({ code: 'reservation_not_releasable', status: 'committed' });
     const cancelled = await harness.call('POST', `/v1/reservations/${created.body.id}/cancel`, { as: 'fulfillment', headers: { prefer: 'wait=10' } });
     expect(cancelled.body.status).toBe('cancelled');
     expect((await harness.call('GET', `/v1/skus/${sku}`)).body.onHand).toBe(6);

@@ -195,6 +195,8 @@ export class ReservationService {
    * its hold had already run out. Throws reservation_not_releasable once it is past pending.
    */
   async release(reservation: Reservation): Promise<ReservationStatus> {
+    // Read from the ledger: past pending for good, whether or not Redis still has its record.
+    if (reservation.status === 'committed' || reservation.status === 'cancelled') throw errors.notReleasable(reservation.id, reservation.status);
     const reply = await this.scripts.run('releaseReservation', this.recordAndLineKeys(reservation), [reservation.id]);
     if (reply[0] === 1 || reply[0] === 2) return String(reply[1]) as ReservationStatus;
     if (reply[0] === -1) throw errors.reservationNotFound(reservation.id);
