@@ -49,6 +49,7 @@ export interface Config {
   readonly reconcileFailedJobsMax: number;
   readonly reconcileCancelWindowHours: number;
   readonly reconcileCorrectionsReportedMax: number;
+  readonly reconcileLogRetentionDays: number;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
@@ -168,6 +169,7 @@ export function loadConfig(env: Environment = process.env): Config {
     reconcileFailedJobsMax: integer('RECONCILE_FAILED_JOBS_MAX', 1000, 0, 100_000),
     reconcileCancelWindowHours: integer('RECONCILE_CANCEL_WINDOW_HOURS', 24, 1, 24 * 30),
     reconcileCorrectionsReportedMax: integer('RECONCILE_CORRECTIONS_REPORTED_MAX', 1000, 1, 100_000),
+    reconcileLogRetentionDays: integer('RECONCILE_LOG_RETENTION_DAYS', 7, 1, 3650),
     logLevel: readChoice(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -158,3 +158,17 @@ describe('GET /v1/reconcile/runs', () => {
     expect((await harness.call('POST', '/v1/reconcile?dryRun=maybe')).status).toBe(400);
   });
 });
+
+describe('the reconciliation log', () => {
+  it('prunes old runs that corrected nothing and keeps runs with corrections', async () => {
+    const sku = await createSku(harness, 3);
+    await harness.stockhold.redis.hset(harness.stockhold.keys.skuState(sku), 'onHand', 4);
+    const corrected = await reconcile();
+    const quiet = await reconcile(true);
+    const old = new Date(Date.now() - 30 * 86_400_000);
+    await harness.stockhold.knex('reconcile_runs').update({ started_at: old, finished_at: old }).whereIn('run_id', [corrected.runId, quiet.runId]);
+    await reconcile(true);
+    const left = (await harness.stockhold.knex('reconcile_runs').select('run_id').whereIn('run_id', [corrected.runId, quiet.runId])).map((row: { run_id: string }) => row.run_id);
+    expect(left).toEqual([corrected.runId]);
+  });
+});

@@ -5,12 +5,15 @@ import type { Redis } from 'ioredis';
 import type { ReconcileReport } from './report';
 
 export const runsListMax = 1000;
+/** Old runs pruned per run, at most: the log shrinks steadily instead of in one long delete. */
+export const runsPrunedPerRunMax = 1000;
 
 export class ReconcileLog {
   constructor(
     private readonly knex: Knex,
     private readonly redis: Redis,
     private readonly metricsKey: string,
+    private readonly retentionDays: number,
   ) {}
 
   async record(report: ReconcileReport): Promise<void> {
@@ -39,6 +42,16 @@ export class ReconcileLog {
           })),
         );
       }
+      // A run every few seconds adds up: runs that corrected nothing are kept for the retention
+      // period; a run with corrections is kept for good, with them.
+      await transaction.raw(
+        `DELETE FROM reconcile_runs WHERE run_id IN (
+           SELECT run_id FROM reconcile_runs r
+            WHERE r.started_at < now() - make_interval(days => ?)
+              AND NOT EXISTS (SELECT 1 FROM reconcile_corrections c WHERE c.run_id = r.run_id)
+            LIMIT ?)`,
+        [this.retentionDays, runsPrunedPerRunMax],
+      );
     });
     if (!report.dryRun) {
       const pipeline = this.redis.pipeline();

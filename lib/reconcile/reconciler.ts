@@ -33,7 +33,7 @@ export class Reconciler {
   ) {
     this.skus = new SkuReconciliation(knex, redis, scripts, keys, config);
     this.stuck = new StuckCommits(queue, reservations, config);
-    this.log = new ReconcileLog(knex, redis, `${config.redisKeyPrefix}metrics`);
+    this.log = new ReconcileLog(knex, redis, `${config.redisKeyPrefix}metrics`, config.reconcileLogRetentionDays);
   }
 
   async run(trigger: ReconcileTrigger, dryRun: boolean): Promise<ReconcileReport> {
