@@ -72,56 +72,60 @@ export function openApiDocument(config: Config) {
         },
       },
     },
-    components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-      schemas: {
-        SkuView: {
-          type: 'object',
-          properties: { sku: { type: 'string' }, onHand: { type: 'integer' }, reserved: { type: 'integer' }, available: { type: 'integer' } },
+    components: components(schemas),
+  };
+}
+
+function components(schemas: ReturnType<typeof buildSchemas>) {
+  return {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    schemas: {
+      SkuView: {
+        type: 'object',
+        properties: { sku: { type: 'string' }, onHand: { type: 'integer' }, reserved: { type: 'integer' }, available: { type: 'integer' } },
+      },
+      Reservation: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          status: { enum: ['pending', 'confirmed', 'committed', 'released', 'expired', 'cancelled'] },
+          confirmedAt: { type: 'string', format: 'date-time' },
+          cancelRequested: { type: 'boolean' },
+          lines: { type: 'array', items: schemas.line },
+          customerId: { type: 'string' },
+          expiresAt: { type: 'string', format: 'date-time' },
+          createdAt: { type: 'string', format: 'date-time' },
         },
-        Reservation: {
-          type: 'object',
-          properties: {
-            id: { type: 'string' },
-            status: { enum: ['pending', 'confirmed', 'committed', 'released', 'expired', 'cancelled'] },
-            confirmedAt: { type: 'string', format: 'date-time' },
-            cancelRequested: { type: 'boolean' },
-            lines: { type: 'array', items: schemas.line },
-            customerId: { type: 'string' },
-            expiresAt: { type: 'string', format: 'date-time' },
-            createdAt: { type: 'string', format: 'date-time' },
+      },
+      ReconcileReport: {
+        type: 'object',
+        properties: {
+          runId: { type: 'string', format: 'uuid' },
+          trigger: { enum: ['manual', 'scheduled', 'cli'] },
+          dryRun: { type: 'boolean' },
+          startedAt: { type: 'string', format: 'date-time' },
+          finishedAt: { type: 'string', format: 'date-time' },
+          skusChecked: { type: 'integer' },
+          holdsExpired: { type: 'integer' },
+          commitsRequeued: { type: 'integer' },
+          skusRebuilt: { type: 'integer' },
+          driftCorrected: { type: 'integer' },
+          corrections: {
+            type: 'array',
+            items: { type: 'object', properties: { sku: { type: 'string' }, field: { enum: ['onHand', 'reserved', 'state'] }, before: { type: ['integer', 'null'] }, after: { type: ['integer', 'null'] } } },
           },
         },
-        ReconcileReport: {
-          type: 'object',
-          properties: {
-            runId: { type: 'string', format: 'uuid' },
-            trigger: { enum: ['manual', 'scheduled', 'cli'] },
-            dryRun: { type: 'boolean' },
-            startedAt: { type: 'string', format: 'date-time' },
-            finishedAt: { type: 'string', format: 'date-time' },
-            skusChecked: { type: 'integer' },
-            holdsExpired: { type: 'integer' },
-            commitsRequeued: { type: 'integer' },
-            skusRebuilt: { type: 'integer' },
-            driftCorrected: { type: 'integer' },
-            corrections: {
-              type: 'array',
-              items: { type: 'object', properties: { sku: { type: 'string' }, field: { enum: ['onHand', 'reserved', 'state'] }, before: { type: ['integer', 'null'] }, after: { type: ['integer', 'null'] } } },
-            },
-          },
-        },
-        Problem: {
-          type: 'object',
-          properties: {
-            type: { type: 'string' },
-            title: { type: 'string' },
-            status: { type: 'integer' },
-            detail: { type: 'string' },
-            code: { type: 'string' },
-            instance: { type: 'string' },
-            requestId: { type: 'string' },
-          },
+      },
+      Problem: {
+        type: 'object',
+        properties: {
+          type: { type: 'string' },
+          title: { type: 'string' },
+          status: { type: 'integer' },
+          detail: { type: 'string' },
+          code: { type: 'string' },
+          instance: { type: 'string' },
+          requestId: { type: 'string' },
         },
       },
     },

@@ -91,12 +91,10 @@ export function createReservationHandler(stockhold: Stockhold): RequestHandler {
 
 const reconcileRunsDefault = 50;
 
-export function v1Routes(stockhold: Stockhold): Router {
-  const { config } = stockhold;
-  const schemas = buildSchemas(config);
+function skuRoutes(router: Router, stockhold: Stockhold): void {
+  const schemas = buildSchemas(stockhold.config);
   const validateSetStock = validator(schemas.setStock);
   const validateAdjustment = validator(schemas.adjustment);
-  const router = Router();
 
   router.get('/skus/:sku', async (request, response) => {
     response.json(await stockhold.stock.read(validateSku(request.params.sku)));
@@ -120,7 +118,9 @@ export function v1Routes(stockhold: Stockhold): Router {
     markReplay(response, result.replayed);
     response.status(result.status).json(result.body);
   });
+}
 
+function reservationRoutes(router: Router, stockhold: Stockhold): void {
   const visibleReservation = async (request: Request, response: Response): Promise<Reservation> => {
     const id = String(request.params.id);
     const reservation = await stockhold.reservations.read(id);
@@ -142,6 +142,20 @@ export function v1Routes(stockhold: Stockhold): Router {
     response.json(reservationBody(reservation, status));
   });
 
+  router.post('/reservations/:id/confirm', requireScope('checkout', 'fulfillment'), async (request, response) => {
+    const confirmed = await stockhold.commits.confirm(await visibleReservation(request, response));
+    await answerAfterWait(request, response, stockhold, confirmed, (reservation) => reservation.status === 'committed');
+  });
+
+  router.post('/reservations/:id/cancel', requireScope('fulfillment', 'admin'), async (request, response) => {
+    const id = String(request.params.id);
+    if (!reservationIdPattern.test(id)) throw errors.reservationNotFound(id);
+    const cancelling = await stockhold.commits.cancel(id, clientOf(response).clientId);
+    await answerAfterWait(request, response, stockhold, cancelling, (reservation) => reservation.status === 'cancelled');
+  });
+}
+
+function reconcileRoutes(router: Router, stockhold: Stockhold): void {
   router.post('/reconcile', requireScope('admin'), async (request, response) => {
     const dryRun = request.query.dryRun;
     if (dryRun !== undefined && dryRun !== 'true' && dryRun !== 'false') {
@@ -158,18 +172,13 @@ export function v1Routes(stockhold: Stockhold): Router {
     }
     response.json({ runs: await withPostgres(() => stockhold.reconciler.log.latest(limit)) });
   });
+}
 
-  router.post('/reservations/:id/confirm', requireScope('checkout', 'fulfillment'), async (request, response) => {
-    const confirmed = await stockhold.commits.confirm(await visibleReservation(request, response));
-    await answerAfterWait(request, response, stockhold, confirmed, (reservation) => reservation.status === 'committed');
-  });
-
-  router.post('/reservations/:id/cancel', requireScope('fulfillment', 'admin'), async (request, response) => {
-    const id = String(request.params.id);
-    if (!reservationIdPattern.test(id)) throw errors.reservationNotFound(id);
-    const cancelling = await stockhold.commits.cancel(id, clientOf(response).clientId);
-    await answerAfterWait(request, response, stockhold, cancelling, (reservation) => reservation.status === 'cancelled');
-  });
-
+/** Every /v1 route but POST /v1/reservations, which app.ts mounts ahead of them. */
+export function v1Routes(stockhold: Stockhold): Router {
+  const router = Router();
+  skuRoutes(router, stockhold);
+  reservationRoutes(router, stockhold);
+  reconcileRoutes(router, stockhold);
   return router;
 }
