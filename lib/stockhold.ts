@@ -42,7 +42,7 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
   const scripts = new ScriptRunner(redis);
   // Start even when Redis is down (requests then fail closed with 503); preload when it is up.
   if (await waitForRedis(redis, redisStartupWaitMs)) await scripts.preload().catch(() => undefined);
-  const skuState = new SkuState(scripts, keys, knex, config.reclaimPerSkuMax);
+  const skuState = new SkuState(scripts, keys, knex, config.reclaimPerSkuMax, config.unknownSkuCacheMs);
   const idempotency = new IdempotencyStore(scripts, keys, config.idempotencyTtlSeconds * 1000, config.idempotencyInFlightTtlSeconds * 1000);
   const reservations = new ReservationService(scripts, keys, skuState, knex, config);
   const commitQueue = new CommitQueue(config);

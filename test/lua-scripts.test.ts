@@ -238,7 +238,7 @@ describe('readSku, initSku', () => {
 
 describe('stageStockChange, applyOnHandDelta', () => {
   const stage = (sku: string, delta: number, ledgerOnHand: number, version: number) =>
-    scripts.run('stageStockChange', [keys.skuState(sku), keys.skuHolds(sku)], [delta, ledgerOnHand, version, version + 1, 100, 77]);
+    scripts.run('stageStockChange', [keys.skuState(sku), keys.skuHolds(sku), keys.skuUnknown(sku)], [delta, ledgerOnHand, version, version + 1, 100, 77]);
   const apply = (sku: string, units: number, from: number, to: number) => scripts.run('applyOnHandDelta', [keys.skuState(sku)], [units, from, to]);
 
   it('applies a decrease at once and moves the version', async () => {

@@ -78,7 +78,7 @@ describe('Postgres stopped and started', () => {
     const knex = createPostgres({ url, poolMax: 1, statementTimeoutMs: 10_000, connectTimeoutMs: 2000 });
     await migrateToLatest(knex);
     await knex.destroy();
-    harness = await startHarness({ DATABASE_URL: url, POSTGRES_CONNECT_TIMEOUT_MS: '500' });
+    harness = await startHarness({ DATABASE_URL: url, POSTGRES_CONNECT_TIMEOUT_MS: '500', UNKNOWN_SKU_CACHE_MS: '30000' });
   }, 60_000);
   afterAll(async () => {
     await harness.close();
@@ -87,7 +87,12 @@ describe('Postgres stopped and started', () => {
 
   it('keeps selling from Redis while stock changes fail closed, then resumes', async () => {
     const sku = await createSku(harness, 10);
+    const unknown = uniqueName('NOSUCH');
+    expect((await harness.call('GET', `/v1/skus/${unknown}`)).status).toBe(404);
     await postgres.stop();
+    // Remembered as unknown: repeats answer 404 from Redis, without Postgres.
+    expect((await harness.call('GET', `/v1/skus/${unknown}`)).body.code).toBe('sku_not_found');
+    expect((await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku: unknown, quantity: 1 }] } })).status).toBe(404);
 
     const held = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 3 }] } });
     expect(held.status).toBe(201);

@@ -42,6 +42,15 @@ describe('PUT /v1/skus/{sku}/stock', () => {
     expect(await ledgerOf(sku)).toHaveLength(1);
   });
 
+  it('a SKU asked for while unknown can be sold as soon as it is created', async () => {
+    const sku = uniqueName('LATE');
+    expect((await reserve(sku, 1)).status).toBe(404);
+    expect(await harness.stockhold.redis.exists(harness.stockhold.keys.skuUnknown(sku))).toBe(1);
+    await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 2 } });
+    expect(await harness.stockhold.redis.exists(harness.stockhold.keys.skuUnknown(sku))).toBe(0);
+    expect((await reserve(sku, 2)).status).toBe(201);
+  });
+
   it('refuses to go below what is reserved: 409 stock_below_reserved, nothing changes', async () => {
     const sku = await createSku(harness, 10);
     await reserve(sku, 6);

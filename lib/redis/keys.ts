@@ -3,6 +3,8 @@
 export interface RedisKeys {
   skuState(sku: string): string;
   skuHolds(sku: string): string;
+  /** Set for a short while when the ledger has no such SKU, so repeats do not reach Postgres. */
+  skuUnknown(sku: string): string;
   reservation(id: string): string;
   idempotency(clientId: string, idempotencyKey: string): string;
 }
@@ -11,6 +13,7 @@ export function redisKeys(prefix: string): RedisKeys {
   return {
     skuState: (sku) => `${prefix}sku:{${sku}}`,
     skuHolds: (sku) => `${prefix}holds:{${sku}}`,
+    skuUnknown: (sku) => `${prefix}nosku:{${sku}}`,
     reservation: (id) => `${prefix}res:{${id}}`,
     idempotency: (clientId, idempotencyKey) => `${prefix}idem:${clientId}:${idempotencyKey}`,
   };

@@ -88,7 +88,7 @@ export function loadScripts(directory: string = findLuaDirectory()): ReadonlyMap
 
 export class ScriptRunner {
   constructor(
-    private readonly redis: Redis,
+    readonly redis: Redis,
     private readonly scripts: ReadonlyMap<ScriptName, LoadedScript> = loadScripts(),
   ) {}
 

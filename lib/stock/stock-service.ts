@@ -1,6 +1,6 @@
 // Stock changes: the ledger first, Redis in step with it. The projection row is locked for the
 // whole change, so changes to one SKU are serialised; Redis is staged inside the transaction so
-// that Redis never offers units the ledger does not have (see lua/stageStockChange-2.lua):
+// that Redis never offers units the ledger does not have (see lua/stageStockChange-3.lua):
 //   decrease: Redis lowers on-hand (checked against reserved) -> ledger commits;
 //             if the transaction fails before COMMIT, the units are given back.
 //   increase: Redis checks -> ledger commits -> Redis raises on-hand.
@@ -142,7 +142,7 @@ export class StockService {
     }
     const reply = await this.scripts.run(
       'stageStockChange',
-      [this.keys.skuState(sku), this.keys.skuHolds(sku)],
+      [this.keys.skuState(sku), this.keys.skuHolds(sku), this.keys.skuUnknown(sku)],
       [delta, onHandBefore, versionBefore, versionBefore + 1, this.limits.reclaimPerSkuMax, row.last_entry_id],
     );
     if (reply[0] === -2) throw new Error(`Redis holds for ${sku} exist without its state: refusing the stock change`);

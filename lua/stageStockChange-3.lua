@@ -11,6 +11,7 @@
   Input:
     KEYS[1]  SKU state   (hash: onHand, reserved, version, ov, ls)
     KEYS[2]  holds index (zset)
+    KEYS[3]  unknown-SKU marker (string, see lib/stock/sku-state.ts): deleted, the SKU exists now
     ARGV[1]  delta, units (negative for a decrease, 0 for a no-op set)
     ARGV[2]  on-hand per the ledger before this change, units
     ARGV[3]  stock version per the ledger before this change
@@ -26,6 +27,7 @@
 --- @include "includes/common"
 --- @include "includes/holds"
 
+redis.call('DEL', KEYS[3])
 local delta = tonumber(ARGV[1])
 local ledgerOnHand, ledgerVersion, versionAfter = ARGV[2], ARGV[3], ARGV[4]
 local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'version')
