@@ -1,8 +1,7 @@
 // Start-up shared by every entry point: parse the configuration (refusing to start on a bad
 // one, with every problem listed), create the database if missing, run the migrations.
 import { ConfigError, loadConfig, type Config } from '../lib/config';
-import { ensureDatabase, createPostgres } from '../lib/postgres/connection';
-import { migrateToLatest } from '../lib/postgres/migrations';
+import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import type { Logger } from 'pino';
 
 export function configOrExit(): Config {
@@ -18,14 +17,9 @@ export function configOrExit(): Config {
 }
 
 export async function prepareDatabase(config: Config, logger: Logger): Promise<void> {
-  if (await ensureDatabase(config.databaseUrl)) logger.info('created the database');
-  const knex = createPostgres({ url: config.databaseUrl, poolMax: 1, statementTimeoutMs: 60_000, connectTimeoutMs: config.postgresConnectTimeoutMs });
-  try {
-    const applied = await migrateToLatest(knex);
-    logger.info({ applied }, applied.length === 0 ? 'schema is up to date' : 'applied migrations');
-  } finally {
-    await knex.destroy();
-  }
+  const { created, applied } = await prepareDatabaseAt(config.databaseUrl, config.postgresConnectTimeoutMs);
+  if (created) logger.info('created the database');
+  logger.info({ applied }, applied.length === 0 ? 'schema is up to date' : 'applied migrations');
 }
 
 export function warnAboutDevelopmentKeys(config: Config, logger: Logger): void {

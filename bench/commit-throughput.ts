@@ -8,8 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { loadConfig, type Config } from '../lib/config';
-import { createPostgres, dropDatabase, ensureDatabase } from '../lib/postgres/connection';
-import { migrateToLatest } from '../lib/postgres/migrations';
+import { dropDatabase } from '../lib/postgres/connection';
+import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import type { Reservation } from '../lib/reservations/reservation-service';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../lib/stockhold';
@@ -134,10 +134,7 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
 
 async function main(): Promise<void> {
   await dropDatabase(benchDatabaseUrl);
-  await ensureDatabase(benchDatabaseUrl);
-  const knex = createPostgres({ url: benchDatabaseUrl, poolMax: 1, statementTimeoutMs: 60_000, connectTimeoutMs: 5000 });
-  await migrateToLatest(knex);
-  await knex.destroy();
+  await prepareDatabaseAt(benchDatabaseUrl);
   const modes: Array<[string, number]> = [['one-per-transaction', 1], ['batched', baseConfig.commitBatchMax]];
   const results: RoundResult[] = [];
   try {

@@ -6,8 +6,8 @@
 // with 1 % of the SKUs drifted (the cost of correcting).
 import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../lib/config';
-import { createPostgres, dropDatabase, ensureDatabase } from '../lib/postgres/connection';
-import { migrateToLatest } from '../lib/postgres/migrations';
+import { dropDatabase } from '../lib/postgres/connection';
+import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../lib/stockhold';
 
@@ -57,10 +57,7 @@ async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
 
 async function main(): Promise<void> {
   await dropDatabase(databaseUrl);
-  await ensureDatabase(databaseUrl);
-  const knex = createPostgres({ url: databaseUrl, poolMax: 1, statementTimeoutMs: 60_000, connectTimeoutMs: 5000 });
-  await migrateToLatest(knex);
-  await knex.destroy();
+  await prepareDatabaseAt(databaseUrl);
   process.stdout.write('| SKUs | live holds | run, nothing to fix | run, 1 % of SKUs drifted | corrections |\n|---|---|---|---|---|\n');
   try {
     for (const [skuCount, holdCount] of shapes) {

@@ -3,8 +3,7 @@
 // and retry; when it is back, every confirmed reservation commits, exactly once. A new process
 // over the same Redis and Postgres still answers for every committed reservation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPostgres, ensureDatabase } from '../lib/postgres/connection';
-import { migrateToLatest } from '../lib/postgres/migrations';
+import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
 import { PrivatePostgres } from './support/private-servers';
 
@@ -13,10 +12,7 @@ let databaseUrl: string;
 beforeAll(async () => {
   postgres = await PrivatePostgres.start();
   databaseUrl = postgres.url('stockhold_commit_outage');
-  await ensureDatabase(databaseUrl);
-  const knex = createPostgres({ url: databaseUrl, poolMax: 1, statementTimeoutMs: 10_000, connectTimeoutMs: 2000 });
-  await migrateToLatest(knex);
-  await knex.destroy();
+  await prepareDatabaseAt(databaseUrl);
 }, 60_000);
 afterAll(async () => {
   await postgres.remove();

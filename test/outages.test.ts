@@ -3,8 +3,7 @@
 // 503 backend_unavailable with Retry-After (never a 500), only what needs the missing backend
 // fails, nothing half-applied is left behind, and service resumes by itself afterwards.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPostgres, ensureDatabase } from '../lib/postgres/connection';
-import { migrateToLatest } from '../lib/postgres/migrations';
+import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import { createSku, idempotencyKey, startHarness, uniqueName, type Harness } from './support/harness';
 import { PrivatePostgres, PrivateRedis } from './support/private-servers';
 
@@ -74,10 +73,7 @@ describe('Postgres stopped and started', () => {
   beforeAll(async () => {
     postgres = await PrivatePostgres.start();
     const url = postgres.url('stockhold_outage');
-    await ensureDatabase(url);
-    const knex = createPostgres({ url, poolMax: 1, statementTimeoutMs: 10_000, connectTimeoutMs: 2000 });
-    await migrateToLatest(knex);
-    await knex.destroy();
+    await prepareDatabaseAt(url);
     harness = await startHarness({ DATABASE_URL: url, POSTGRES_CONNECT_TIMEOUT_MS: '500', UNKNOWN_SKU_CACHE_MS: '30000' });
   }, 60_000);
   afterAll(async () => {

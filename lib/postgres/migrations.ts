@@ -1,6 +1,7 @@
 // Migrations are compiled with the rest of the code and handed to knex from this list, so the
 // same files run from TypeScript (tests) and from dist/ (npm start) without a knex CLI.
 import type { Knex } from 'knex';
+import { createPostgres, ensureDatabase } from './connection';
 import * as createLedger from '../../migrations/20261125000001_create_ledger';
 import * as createReservations from '../../migrations/20261125000002_create_reservations';
 import * as reconciliation from '../../migrations/20261125000003_reconciliation';
@@ -31,4 +32,17 @@ export const migrationConfig: Knex.MigratorConfig = { migrationSource: source, t
 export async function migrateToLatest(knex: Knex): Promise<string[]> {
   const [, applied] = (await knex.migrate.latest(migrationConfig)) as [number, string[]];
   return applied;
+}
+
+export const migrationStatementTimeoutMs = 60_000;
+
+/** Creates the database in `url` if it is missing and migrates it, on a connection of its own. */
+export async function prepareDatabaseAt(url: string, connectTimeoutMs = 5000): Promise<{ created: boolean; applied: string[] }> {
+  const created = await ensureDatabase(url);
+  const knex = createPostgres({ url, poolMax: 1, statementTimeoutMs: migrationStatementTimeoutMs, connectTimeoutMs });
+  try {
+    return { created, applied: await migrateToLatest(knex) };
+  } finally {
+    await knex.destroy();
+  }
 }
