@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
-import { PrivatePostgres } from './support/private-servers';
+import { PrivatePostgres } from '../chaos/servers';
 
 let postgres: PrivatePostgres;
 let databaseUrl: string;

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import { createSku, idempotencyKey, startHarness, uniqueName, type Harness } from './support/harness';
-import { PrivatePostgres, PrivateRedis } from './support/private-servers';
+import { PrivatePostgres, PrivateRedis } from '../chaos/servers';
 
 const recoverWaitMs = 15_000;
 
@@ -33,7 +33,7 @@ describe('Redis killed and restarted empty', () => {
   });
   afterAll(async () => {
     await harness.close();
-    await redis.kill();
+    await redis.remove();
   });
 
   it('fails closed with 503 while down, changes no ledger row, and sells exactly the ledger stock after', async () => {

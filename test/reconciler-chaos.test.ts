@@ -6,7 +6,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startReconciler } from '../apps/reconciler/reconciler';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
-import { PrivateRedis } from './support/private-servers';
+import { PrivateRedis } from '../chaos/servers';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -87,7 +87,7 @@ describe('FLUSHDB in the middle of traffic', () => {
   afterAll(async () => {
     await stopReconciler();
     await harness.close();
-    await redis.kill();
+    await redis.remove();
   });
 
   it('heals by itself, and afterwards exactly the ledger stock can be sold', async () => {

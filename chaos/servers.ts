@@ -1,6 +1,8 @@
-// Private Redis and Postgres servers that a test may stop and start at will, to make outages
-// real (a refused connection, a killed server) instead of simulated. Each listens on its own
-// port on 127.0.0.1 with its own data directory, and is removed when the test is done.
+// Private Redis and Postgres servers that a test or the chaos run may stop and start at will, to
+// make outages real (a refused connection, a killed server) instead of simulated. Each listens
+// on its own port on 127.0.0.1 with its own data directory, and is removed when the run is done.
+// Redis keeps nothing by default; with `appendOnly` it writes an AOF fsynced before every reply
+// (appendfsync always), so a SIGKILL and restart keeps every acknowledged write.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, chownSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -30,12 +32,20 @@ async function until(check: () => Promise<boolean>, what: string): Promise<void>
   throw new Error(`${what} did not come up within ${startWaitMs} ms`);
 }
 
+export interface PrivateRedisOptions {
+  /** Keep an AOF, fsynced before each reply, in a directory of its own. */
+  readonly appendOnly?: boolean;
+}
+
 export class PrivateRedis {
   private process: ChildProcess | undefined;
-  private constructor(readonly port: number) {}
+  private readonly directory: string;
+  private constructor(readonly port: number, private readonly options: PrivateRedisOptions) {
+    this.directory = mkdtempSync(path.join(tmpdir(), 'stockhold-redis-'));
+  }
 
-  static async start(): Promise<PrivateRedis> {
-    const server = new PrivateRedis(await freePort());
+  static async start(options: PrivateRedisOptions = {}): Promise<PrivateRedis> {
+    const server = new PrivateRedis(await freePort(), options);
     await server.start();
     return server;
   }
@@ -45,7 +55,9 @@ export class PrivateRedis {
   }
 
   async start(): Promise<void> {
-    this.process = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+    const persistence = this.options.appendOnly === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', this.directory, '--maxmemory-policy', 'noeviction'];
+    this.process = spawn('redis-server', args, { stdio: 'ignore' });
     await until(async () => {
       const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       probe.on('error', () => undefined);
@@ -68,6 +80,16 @@ export class PrivateRedis {
       child.once('exit', () => resolve());
       child.kill('SIGKILL');
     });
+  }
+
+  /** Deletes what Redis persisted (the AOF), so that the next start comes back empty. */
+  forgetPersistedData(): void {
+    for (const entry of readdirSync(this.directory)) rmSync(path.join(this.directory, entry), { recursive: true, force: true });
+  }
+
+  async remove(): Promise<void> {
+    await this.kill();
+    rmSync(this.directory, { recursive: true, force: true });
   }
 }
 
@@ -100,6 +122,10 @@ export class PrivatePostgres {
     const server = new PrivatePostgres(await freePort(), directory);
     await server.start();
     return server;
+  }
+
+  get dataDirectory(): string {
+    return path.join(this.directory, 'data');
   }
 
   url(database: string): string {

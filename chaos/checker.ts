@@ -1,0 +1,238 @@
+// Checks a chaos run's history against what the ledger holds at the end. Pure: it takes the
+// recorded operations, the faults and a dump of the ledger, and returns violations; so it is
+// tested with histories it must reject (test/chaos-checker.test.ts). The operational checks
+// (Redis agrees with the ledger, exactly the ledger's stock can be sold) are in final-checks.ts.
+import { dataLossFaults, type Fault, type Line, type Operation, type Violation } from './history';
+
+export interface LedgerEntry {
+  readonly id: number;
+  readonly sku: string;
+  readonly kind: 'adjustment' | 'allocation' | 'deallocation';
+  readonly delta: number;
+  readonly onHandAfter: number;
+  readonly reservationId: string | null;
+  readonly reason: string | null;
+  readonly idempotencyKey: string | null;
+}
+
+export interface LedgerReservation {
+  readonly id: string;
+  readonly status: 'committed' | 'cancelled';
+  readonly lines: readonly Line[];
+  readonly committedAtMs: number;
+}
+
+export interface LedgerDump {
+  /** Entries written during the run, in id order. */
+  readonly entries: readonly LedgerEntry[];
+  readonly onHand: ReadonlyMap<string, number>;
+  readonly reservations: ReadonlyMap<string, LedgerReservation>;
+}
+
+export interface CheckInput {
+  readonly operations: readonly Operation[];
+  readonly faults: readonly Fault[];
+  readonly ledger: LedgerDump;
+  /** Each SKU's on-hand in the ledger when the clients started. */
+  readonly startOnHand: ReadonlyMap<string, number>;
+}
+
+/** Acknowledged operations that a Redis data-loss fault legitimately took away, by kind. */
+export interface Lost {
+  confirms: number;
+  reservationKeys: number;
+}
+
+export interface CheckResult {
+  readonly violations: Violation[];
+  readonly lost: Lost;
+}
+
+export function checkHistory(input: CheckInput): CheckResult {
+  const violations: Violation[] = [];
+  const lost: Lost = { confirms: 0, reservationKeys: 0 };
+  const dataLossTimes = input.faults.filter((fault) => dataLossFaults.includes(fault.kind)).map((fault) => fault.startMs);
+  checkHttp(input.operations, violations);
+  checkIdempotency(input.operations, dataLossTimes, violations, lost);
+  checkConfirms(input, dataLossTimes, violations, lost);
+  checkLedger(input, violations);
+  return { violations, lost };
+}
+
+const lostBetween = (times: readonly number[], fromMs: number, toMs: number): boolean => times.some((time) => time >= fromMs && time <= toMs);
+
+/** No 500 ever; every 503, and every 409 that asks for a retry, carries Retry-After. */
+export function checkHttp(operations: readonly Operation[], violations: Violation[]): void {
+  for (const operation of operations) {
+    for (const attempt of operation.attempts) {
+      if (attempt.status === 500 || (attempt.status !== null && attempt.status > 503)) {
+        violations.push({ check: 'http', message: `${operation.kind} answered ${attempt.status} ${attempt.code ?? ''}`.trim(), operations: [operation.index] });
+      }
+      const promisesRetry = attempt.status === 503 || attempt.code === 'idempotency_key_in_flight';
+      if (promisesRetry && attempt.retryAfter === undefined) {
+        violations.push({ check: 'http', message: `${operation.kind} answered ${attempt.status} ${attempt.code ?? ''} without Retry-After`, operations: [operation.index] });
+      }
+    }
+  }
+}
+
+/** One Idempotency-Key, one effect: the same reservation every time; a replay is never refused. */
+export function checkIdempotency(operations: readonly Operation[], dataLossTimes: readonly number[], violations: Violation[], lost: Lost): void {
+  const firstByKey = new Map<string, Operation>();
+  for (const operation of operations) {
+    if (operation.idempotencyKey === undefined || operation.outcome !== 'ok') continue;
+    if (operation.kind !== 'reserve' && operation.kind !== 'replay-reserve') continue;
+    const first = firstByKey.get(operation.idempotencyKey);
+    if (first === undefined) {
+      firstByKey.set(operation.idempotencyKey, operation);
+      continue;
+    }
+    if (first.reservationId === operation.reservationId) continue;
+    if (lostBetween(dataLossTimes, first.completeMs, operation.invokeMs)) {
+      lost.reservationKeys += 1;
+      continue;
+    }
+    violations.push({ check: 'idempotency', message: `key ${operation.idempotencyKey} made two reservations: ${first.reservationId} and ${operation.reservationId}`, operations: [first.index, operation.index] });
+  }
+  for (const operation of operations) {
+    if (operation.kind !== 'replay-adjust' && operation.kind !== 'replay-reserve') continue;
+    if (operation.outcome !== 'fail') continue;
+    violations.push({ check: 'idempotency', message: `a replay of acknowledged key ${operation.idempotencyKey} was refused: ${operation.status} ${operation.code ?? ''}`, operations: [operation.index] });
+  }
+}
+
+interface ReservationFacts {
+  readonly lines?: readonly Line[];
+  readonly confirms: Operation[];
+  readonly cancels: Operation[];
+  readonly releases: Operation[];
+}
+
+function factsByReservation(operations: readonly Operation[]): Map<string, ReservationFacts> {
+  const facts = new Map<string, ReservationFacts>();
+  const of = (id: string, lines?: readonly Line[]) => {
+    let found = facts.get(id);
+    if (found === undefined) {
+      found = { ...(lines === undefined ? {} : { lines }), confirms: [], cancels: [], releases: [] };
+      facts.set(id, found);
+    }
+    return found;
+  };
+  for (const operation of operations) {
+    if (operation.reservationId === undefined) continue;
+    if (operation.kind === 'reserve' && operation.outcome === 'ok') of(operation.reservationId, operation.lines);
+    if (operation.kind === 'confirm') of(operation.reservationId).confirms.push(operation);
+    if (operation.kind === 'cancel') of(operation.reservationId).cancels.push(operation);
+    if (operation.kind === 'release') of(operation.reservationId).releases.push(operation);
+  }
+  return facts;
+}
+
+/** Every acknowledged confirm ends committed (or cancelled, when a cancel was asked for). */
+export function checkConfirms(input: CheckInput, dataLossTimes: readonly number[], violations: Violation[], lost: Lost): void {
+  const facts = factsByReservation(input.operations);
+  for (const [id, fact] of facts) {
+    const inLedger = input.ledger.reservations.get(id);
+    const ackedConfirm = fact.confirms.find((operation) => operation.outcome === 'ok');
+    const refusedConfirm = fact.confirms.find((operation) => operation.outcome === 'fail' && (operation.status === 410 || operation.code === 'reservation_released'));
+    const ackedRelease = fact.releases.find((operation) => operation.outcome === 'ok' && operation.resultStatus === 'released');
+    const ackedCancel = fact.cancels.find((operation) => operation.outcome === 'ok');
+    const involved = [...fact.confirms, ...fact.cancels, ...fact.releases].map((operation) => operation.index);
+    const flag = (message: string) => violations.push({ check: 'confirms', message: `${id}: ${message}`, operations: involved, reservationId: id });
+    if (ackedConfirm !== undefined && inLedger === undefined) {
+      if (lostBetween(dataLossTimes, ackedConfirm.completeMs, Number.POSITIVE_INFINITY)) lost.confirms += 1;
+      else flag('confirm acknowledged, never committed');
+    }
+    if (inLedger === undefined) continue;
+    if (fact.confirms.length === 0) flag('committed without any confirm');
+    if (ackedConfirm === undefined && refusedConfirm !== undefined) flag(`committed although its confirm was refused (${refusedConfirm.status} ${refusedConfirm.code ?? ''})`);
+    if (ackedRelease !== undefined) flag('committed although its release was acknowledged');
+    if (inLedger.status === 'cancelled' && fact.cancels.length === 0) flag('cancelled without any cancel');
+    if (ackedCancel !== undefined && inLedger.status !== 'cancelled') flag('cancel acknowledged, never applied');
+    if (fact.lines !== undefined && !sameLines(fact.lines, inLedger.lines)) flag('committed lines differ from the reserved cart');
+  }
+}
+
+function sameLines(a: readonly Line[], b: readonly Line[]): boolean {
+  const key = (lines: readonly Line[]) => [...lines].map((line) => `${line.sku}:${line.quantity}`).sort().join(',');
+  return key(a) === key(b);
+}
+
+/** Per SKU: the ledger's chain is consistent, and every entry is explained by the history. */
+export function checkLedger(input: CheckInput, violations: Violation[]): void {
+  const { ledger } = input;
+  const running = new Map(input.startOnHand);
+  const adjustments = new Map<string, Operation[]>();
+  const setStockTargets = new Map<string, Set<number>>();
+  const confirmed = new Set<string>();
+  const cancelled = new Set<string>();
+  for (const operation of input.operations) {
+    if ((operation.kind === 'adjust' || operation.kind === 'replay-adjust') && operation.idempotencyKey !== undefined) {
+      adjustments.set(operation.idempotencyKey, [...(adjustments.get(operation.idempotencyKey) ?? []), operation]);
+    }
+    if (operation.kind === 'set-stock' && operation.sku !== undefined && operation.onHandTarget !== undefined) {
+      if (!setStockTargets.has(operation.sku)) setStockTargets.set(operation.sku, new Set());
+      setStockTargets.get(operation.sku)!.add(operation.onHandTarget);
+    }
+    if (operation.kind === 'confirm' && operation.reservationId !== undefined) confirmed.add(operation.reservationId);
+    if (operation.kind === 'cancel' && operation.reservationId !== undefined) cancelled.add(operation.reservationId);
+  }
+  const seenKeys = new Set<string>();
+  for (const entry of ledger.entries) {
+    const flag = (message: string, operations: number[] = []) => violations.push({ check: 'ledger', message: `entry ${entry.id} (${entry.sku} ${entry.kind} ${entry.delta}): ${message}`, operations, sku: entry.sku });
+    const before = running.get(entry.sku);
+    if (before === undefined) {
+      flag('SKU not part of the run');
+      continue;
+    }
+    if (before + entry.delta !== entry.onHandAfter) flag(`on_hand_after ${entry.onHandAfter}, but ${before} + ${entry.delta}`);
+    running.set(entry.sku, entry.onHandAfter);
+    explainEntry(entry, { adjustments, setStockTargets, confirmed, cancelled, seenKeys, reservations: ledger.reservations }, flag);
+  }
+  for (const [key, operations] of adjustments) {
+    const acked = operations.find((operation) => operation.outcome === 'ok');
+    if (acked !== undefined && !seenKeys.has(key)) violations.push({ check: 'ledger', message: `adjustment ${key} acknowledged, not in the ledger`, operations: operations.map((operation) => operation.index), ...(acked.sku === undefined ? {} : { sku: acked.sku }) });
+    const refused = operations.find((operation) => operation.kind === 'adjust' && operation.outcome === 'fail');
+    if (refused !== undefined && acked === undefined && seenKeys.has(key)) violations.push({ check: 'ledger', message: `adjustment ${key} refused (${refused.status} ${refused.code ?? ''}) but recorded`, operations: operations.map((operation) => operation.index) });
+  }
+  for (const [sku, onHand] of ledger.onHand) {
+    const expected = running.get(sku);
+    if (expected !== undefined && expected !== onHand) violations.push({ check: 'ledger', message: `${sku}: projection on_hand ${onHand}, entries sum to ${expected}`, operations: [], sku });
+  }
+}
+
+interface Explanations {
+  readonly adjustments: ReadonlyMap<string, readonly Operation[]>;
+  readonly setStockTargets: ReadonlyMap<string, ReadonlySet<number>>;
+  readonly confirmed: ReadonlySet<string>;
+  readonly cancelled: ReadonlySet<string>;
+  readonly seenKeys: Set<string>;
+  readonly reservations: ReadonlyMap<string, LedgerReservation>;
+}
+
+function explainEntry(entry: LedgerEntry, known: Explanations, flag: (message: string, operations?: number[]) => void): void {
+  if (entry.kind === 'adjustment') {
+    if (entry.idempotencyKey === null) {
+      if (!(known.setStockTargets.get(entry.sku)?.has(entry.onHandAfter) ?? false)) flag(`no set-stock to ${entry.onHandAfter} was asked for`);
+      return;
+    }
+    const operations = known.adjustments.get(entry.idempotencyKey);
+    if (operations === undefined) return flag(`no adjustment with key ${entry.idempotencyKey} was asked for`);
+    if (known.seenKeys.has(entry.idempotencyKey)) flag(`key ${entry.idempotencyKey} applied twice`, operations.map((operation) => operation.index));
+    known.seenKeys.add(entry.idempotencyKey);
+    if (operations[0]!.delta !== entry.delta || operations[0]!.sku !== entry.sku) flag(`asked for ${operations[0]!.sku} ${operations[0]!.delta}`, [operations[0]!.index]);
+    return;
+  }
+  const id = entry.reservationId;
+  if (id === null) return flag('no reservation');
+  const reservation = known.reservations.get(id);
+  const line = reservation?.lines.find((candidate) => candidate.sku === entry.sku);
+  if (line === undefined) return flag(`reservation ${id} has no such line`);
+  if (entry.kind === 'allocation') {
+    if (!known.confirmed.has(id)) flag(`reservation ${id} was never confirmed`);
+    if (entry.delta !== -line.quantity) flag(`line quantity is ${line.quantity}`);
+  } else {
+    if (!known.cancelled.has(id)) flag(`reservation ${id} was never cancelled`);
+    if (entry.delta !== line.quantity) flag(`line quantity is ${line.quantity}`);
+  }
+}
