@@ -178,6 +178,7 @@ export function checkLedger(input: CheckInput, violations: Violation[]): void {
     if (operation.kind === 'cancel' && operation.reservationId !== undefined) cancelled.add(operation.reservationId);
   }
   const seenKeys = new Set<string>();
+  const seenLines = new Set<string>();
   for (const entry of ledger.entries) {
     const flag = (message: string, operations: number[] = []) => violations.push({ check: 'ledger', message: `entry ${entry.id} (${entry.sku} ${entry.kind} ${entry.delta}): ${message}`, operations, sku: entry.sku });
     const before = running.get(entry.sku);
@@ -187,7 +188,7 @@ export function checkLedger(input: CheckInput, violations: Violation[]): void {
     }
     if (before + entry.delta !== entry.onHandAfter) flag(`on_hand_after ${entry.onHandAfter}, but ${before} + ${entry.delta}`);
     running.set(entry.sku, entry.onHandAfter);
-    explainEntry(entry, { adjustments, setStockTargets, confirmed, cancelled, seenKeys, reservations: ledger.reservations }, flag);
+    explainEntry(entry, { adjustments, setStockTargets, confirmed, cancelled, seenKeys, seenLines, reservations: ledger.reservations }, flag);
   }
   for (const [key, operations] of adjustments) {
     const acked = operations.find((operation) => operation.outcome === 'ok');
@@ -207,6 +208,7 @@ interface Explanations {
   readonly confirmed: ReadonlySet<string>;
   readonly cancelled: ReadonlySet<string>;
   readonly seenKeys: Set<string>;
+  readonly seenLines: Set<string>;
   readonly reservations: ReadonlyMap<string, LedgerReservation>;
 }
 
@@ -228,6 +230,9 @@ function explainEntry(entry: LedgerEntry, known: Explanations, flag: (message: s
   const reservation = known.reservations.get(id);
   const line = reservation?.lines.find((candidate) => candidate.sku === entry.sku);
   if (line === undefined) return flag(`reservation ${id} has no such line`);
+  const lineKey = `${id}|${entry.sku}|${entry.kind}`;
+  if (known.seenLines.has(lineKey)) flag(`reservation ${id} line ${entry.sku}: a second ${entry.kind}`);
+  known.seenLines.add(lineKey);
   if (entry.kind === 'allocation') {
     if (!known.confirmed.has(id)) flag(`reservation ${id} was never confirmed`);
     if (entry.delta !== -line.quantity) flag(`line quantity is ${line.quantity}`);
