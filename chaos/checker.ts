@@ -40,6 +40,7 @@ export interface CheckInput {
 /** Acknowledged operations that a Redis data-loss fault legitimately took away, by kind. */
 export interface Lost {
   confirms: number;
+  cancels: number;
   reservationKeys: number;
 }
 
@@ -50,8 +51,8 @@ export interface CheckResult {
 
 export function checkHistory(input: CheckInput): CheckResult {
   const violations: Violation[] = [];
-  const lost: Lost = { confirms: 0, reservationKeys: 0 };
-  const dataLossTimes = input.faults.filter((fault) => dataLossFaults.includes(fault.kind)).map((fault) => fault.startMs);
+  const lost: Lost = { confirms: 0, cancels: 0, reservationKeys: 0 };
+  const dataLossTimes = input.faults.filter((fault) => dataLossFaults.includes(fault.kind));
   checkHttp(input.operations, violations);
   checkIdempotency(input.operations, dataLossTimes, violations, lost);
   checkConfirms(input, dataLossTimes, violations, lost);
@@ -59,7 +60,8 @@ export function checkHistory(input: CheckInput): CheckResult {
   return { violations, lost };
 }
 
-const lostBetween = (times: readonly number[], fromMs: number, toMs: number): boolean => times.some((time) => time >= fromMs && time <= toMs);
+/** Whether a Redis data-loss fault overlapped [fromMs, toMs]: what was written since may be gone. */
+const lostBetween = (faults: readonly Fault[], fromMs: number, toMs: number): boolean => faults.some((fault) => fault.endMs >= fromMs && fault.startMs <= toMs);
 
 /** No 500 ever; every 503, and every 409 that asks for a retry, carries Retry-After. */
 export function checkHttp(operations: readonly Operation[], violations: Violation[]): void {
@@ -77,7 +79,7 @@ export function checkHttp(operations: readonly Operation[], violations: Violatio
 }
 
 /** One Idempotency-Key, one effect: the same reservation every time; a replay is never refused. */
-export function checkIdempotency(operations: readonly Operation[], dataLossTimes: readonly number[], violations: Violation[], lost: Lost): void {
+export function checkIdempotency(operations: readonly Operation[], dataLossTimes: readonly Fault[], violations: Violation[], lost: Lost): void {
   const firstByKey = new Map<string, Operation>();
   for (const operation of operations) {
     if (operation.idempotencyKey === undefined || operation.outcome !== 'ok') continue;
@@ -88,7 +90,7 @@ export function checkIdempotency(operations: readonly Operation[], dataLossTimes
       continue;
     }
     if (first.reservationId === operation.reservationId) continue;
-    if (lostBetween(dataLossTimes, first.completeMs, operation.invokeMs)) {
+    if (lostBetween(dataLossTimes, first.invokeMs, operation.completeMs)) {
       lost.reservationKeys += 1;
       continue;
     }
@@ -97,6 +99,13 @@ export function checkIdempotency(operations: readonly Operation[], dataLossTimes
   for (const operation of operations) {
     if (operation.kind !== 'replay-adjust' && operation.kind !== 'replay-reserve') continue;
     if (operation.outcome !== 'fail') continue;
+    // A reservation's key lives only in Redis; a stock change's is also in the ledger, which
+    // must answer the replay even after Redis lost everything.
+    const original = firstByKey.get(operation.idempotencyKey ?? '');
+    if (operation.kind === 'replay-reserve' && original !== undefined && lostBetween(dataLossTimes, original.invokeMs, operation.completeMs)) {
+      lost.reservationKeys += 1;
+      continue;
+    }
     violations.push({ check: 'idempotency', message: `a replay of acknowledged key ${operation.idempotencyKey} was refused: ${operation.status} ${operation.code ?? ''}`, operations: [operation.index] });
   }
 }
@@ -129,7 +138,7 @@ function factsByReservation(operations: readonly Operation[]): Map<string, Reser
 }
 
 /** Every acknowledged confirm ends committed (or cancelled, when a cancel was asked for). */
-export function checkConfirms(input: CheckInput, dataLossTimes: readonly number[], violations: Violation[], lost: Lost): void {
+export function checkConfirms(input: CheckInput, dataLossTimes: readonly Fault[], violations: Violation[], lost: Lost): void {
   const facts = factsByReservation(input.operations);
   for (const [id, fact] of facts) {
     const inLedger = input.ledger.reservations.get(id);
@@ -140,7 +149,7 @@ export function checkConfirms(input: CheckInput, dataLossTimes: readonly number[
     const involved = [...fact.confirms, ...fact.cancels, ...fact.releases].map((operation) => operation.index);
     const flag = (message: string) => violations.push({ check: 'confirms', message: `${id}: ${message}`, operations: involved, reservationId: id });
     if (ackedConfirm !== undefined && inLedger === undefined) {
-      if (lostBetween(dataLossTimes, ackedConfirm.completeMs, Number.POSITIVE_INFINITY)) lost.confirms += 1;
+      if (lostBetween(dataLossTimes, ackedConfirm.invokeMs, Number.POSITIVE_INFINITY)) lost.confirms += 1;
       else flag('confirm acknowledged, never committed');
     }
     if (inLedger === undefined) continue;
@@ -148,7 +157,10 @@ export function checkConfirms(input: CheckInput, dataLossTimes: readonly number[
     if (ackedConfirm === undefined && refusedConfirm !== undefined) flag(`committed although its confirm was refused (${refusedConfirm.status} ${refusedConfirm.code ?? ''})`);
     if (ackedRelease !== undefined) flag('committed although its release was acknowledged');
     if (inLedger.status === 'cancelled' && fact.cancels.length === 0) flag('cancelled without any cancel');
-    if (ackedCancel !== undefined && inLedger.status !== 'cancelled') flag('cancel acknowledged, never applied');
+    if (ackedCancel !== undefined && inLedger.status !== 'cancelled') {
+      if (lostBetween(dataLossTimes, ackedCancel.invokeMs, Number.POSITIVE_INFINITY)) lost.cancels += 1;
+      else flag('cancel acknowledged, never applied');
+    }
     if (fact.lines !== undefined && !sameLines(fact.lines, inLedger.lines)) flag('committed lines differ from the reserved cart');
   }
 }

@@ -140,4 +140,16 @@ describe('chaos history checker', () => {
     const refusedReplay = [...operations, op({ kind: 'replay-adjust', idempotencyKey: 'k1', sku: 'A', delta: 3, outcome: 'fail', code: 'stock_below_reserved' }, [{ status: 409 }])];
     expect(check(refusedReplay, ledger).violations.map((violation) => violation.message)).toEqual([expect.stringContaining('replay of acknowledged key k1 was refused')]);
   });
+
+  it('counts a reservation replay refused after a data-loss fault as a lost record, but never an adjustment replay', () => {
+    const { operations, ledger } = validHistory();
+    const replayAt = operations.at(-1)!.completeMs + 100;
+    const flush: Fault = { kind: 'redis-restart-empty', target: 'redis', startMs: replayAt - 50, endMs: replayAt - 40 };
+    const refusedReserve = op({ kind: 'replay-reserve', idempotencyKey: 'r1', reservationId: 'R', lines: [{ sku: 'A', quantity: 2 }], outcome: 'fail', code: 'insufficient_stock', invokeMs: replayAt, completeMs: replayAt + 5 }, [{ status: 409 }]);
+    const lostKey = check([...operations, refusedReserve], ledger, [flush]);
+    expect(lostKey.violations).toEqual([]);
+    expect(lostKey.lost.reservationKeys).toBe(1);
+    const refusedAdjust = op({ kind: 'replay-adjust', idempotencyKey: 'k1', sku: 'A', delta: 3, outcome: 'fail', code: 'stock_below_reserved', invokeMs: replayAt, completeMs: replayAt + 5 }, [{ status: 409 }]);
+    expect(checksOf(check([...operations, refusedAdjust], ledger, [flush]))).toEqual(['idempotency']);
+  });
 });

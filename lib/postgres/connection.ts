@@ -72,7 +72,7 @@ export async function dropDatabase(url: string): Promise<void> {
 
 // SQLSTATE classes and driver messages that mean "Postgres cannot serve now".
 const unavailableCodes = new Set(['57P01', '57P02', '57P03', '53300', '53400', '08000', '08001', '08003', '08004', '08006', '08007', '57014']);
-const unavailableMessages = [/ECONNREFUSED/, /ECONNRESET/, /Timeout acquiring a connection/, /Connection terminated/, /timeout expired/, /ENOTFOUND/, /EPIPE/];
+const unavailableMessages = [/ECONNREFUSED/, /is not queryable/, /Transaction query already complete/, /ECONNRESET/, /Timeout acquiring a connection/, /Connection terminated/, /timeout expired/, /ENOTFOUND/, /EPIPE/];
 
 export function isPostgresUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;

@@ -38,6 +38,9 @@ interface StagedChange {
 
 const uniqueViolation = '23505';
 
+/** Thrown inside the transaction when the ledger already has this Idempotency-Key's entry. */
+class AlreadyApplied extends Error {}
+
 export class StockService {
   constructor(
     private readonly knex: Knex,
@@ -70,9 +73,9 @@ export class StockService {
       await this.idempotency.store(idempotency, { status: 201, body });
       return { status: 201, body, replayed: false };
     } catch (error) {
-      if ((error as { code?: string }).code === uniqueViolation) {
-        // An earlier attempt committed but could not store its response: answer from the ledger.
-        await this.idempotency.forget(idempotency);
+      if (error instanceof AlreadyApplied || (error as { code?: string }).code === uniqueViolation) {
+        // An earlier attempt committed but its response record is gone (never stored because
+        // Redis stalled, or lost with Redis): the ledger answers, before any stock check.
         return this.replayFromLedger(sku, clientId, idempotency);
       }
       await this.idempotency.forget(idempotency);
@@ -81,12 +84,19 @@ export class StockService {
   }
 
   private async replayFromLedger(sku: string, clientId: string, idempotency: IdempotencyScope) {
-    const entry = await withPostgres(() =>
-      this.knex('ledger_entries').first('request_fingerprint').where({ client_id: clientId, idempotency_key: idempotency.key }),
-    );
-    assert(entry !== undefined, 'a unique violation implies the entry exists');
-    if (entry.request_fingerprint !== idempotency.fingerprint) throw errors.idempotencyKeyReused();
-    return { status: 201, body: await this.skuState.read(sku), replayed: true };
+    const entry = await withPostgres(() => this.appliedEntry(this.knex, clientId, idempotency.key));
+    if (entry === undefined || entry.request_fingerprint !== idempotency.fingerprint) {
+      await this.idempotency.forget(idempotency);
+      if (entry === undefined) throw errors.backendUnavailable('postgres', new Error('the entry that refused this key is not visible yet'));
+      throw errors.idempotencyKeyReused();
+    }
+    const body = await this.skuState.read(sku);
+    await this.idempotency.store(idempotency, { status: 201, body });
+    return { status: 201, body, replayed: true };
+  }
+
+  private appliedEntry(knex: Knex | Knex.Transaction, clientId: string, key: string): Promise<{ request_fingerprint: string } | undefined> {
+    return knex('ledger_entries').first('request_fingerprint').where({ client_id: clientId, idempotency_key: key });
   }
 
   private async change(request: ChangeRequest): Promise<StagedChange> {
@@ -96,12 +106,20 @@ export class StockService {
     try {
       staged = await withPostgres(() => this.stageInTransaction(transaction, request, progress));
     } catch (error) {
+      // The transaction can also have ended underneath us (its connection dropped): knex then
+      // says "Transaction query already complete". Either way it did not commit.
+      const endedUnderneath = transaction.isCompleted() && !(error instanceof StockholdError);
       await transaction.rollback().catch(() => undefined);
       if (progress.decreaseStaged !== undefined) await this.giveBack(request.sku, progress.decreaseStaged);
-      throw error;
+      throw endedUnderneath ? errors.backendUnavailable('postgres', error) : error;
     }
     try {
-      await withPostgres(() => transaction.commit());
+      // knex's commit() resolves even when the COMMIT fails; the failure reaches only the
+      // transaction's executionPromise, so wait on that too before touching Redis again.
+      await withPostgres(async () => {
+        await transaction.commit();
+        await transaction.executionPromise;
+      });
     } catch (error) {
       // The COMMIT's outcome is unknown: leave Redis low (a staged decrease stays applied, an
       // increase is not applied). The stock version tells the next change which one happened.
@@ -133,6 +151,11 @@ export class StockService {
     }
     const row = await transaction('skus').first('on_hand', 'version', 'last_entry_id').where({ sku }).forUpdate();
     if (row === undefined) throw errors.skuNotFound([sku]);
+    // Under the row lock an earlier attempt with this key has either committed (and is visible
+    // now) or not: a retried key is answered from the ledger before any stock check runs.
+    if (request.idempotency !== null && (await this.appliedEntry(transaction, request.clientId, request.idempotency.key)) !== undefined) {
+      throw new AlreadyApplied();
+    }
     const onHandBefore = Number(row.on_hand);
     const versionBefore = Number(row.version);
     const delta = request.deltaFrom(onHandBefore);
