@@ -24,6 +24,7 @@ export interface Config {
   readonly idempotencyInFlightTtlSeconds: number;
   readonly reservationRetentionSeconds: number;
   readonly reclaimPerSkuMax: number;
+  readonly holdsRebuildMax: number;
   readonly unknownSkuCacheMs: number;
   readonly redisCommandTimeoutMs: number;
   readonly postgresPoolMax: number;
@@ -146,6 +147,7 @@ export function loadConfig(env: Environment = process.env): Config {
     idempotencyInFlightTtlSeconds: integer('IDEMPOTENCY_IN_FLIGHT_TTL_SECONDS', 30, 1, 600),
     reservationRetentionSeconds,
     reclaimPerSkuMax: integer('RECLAIM_PER_SKU_MAX', 100, 1, 1000),
+    holdsRebuildMax: integer('HOLDS_REBUILD_MAX', 100_000, 1, 10_000_000),
     unknownSkuCacheMs: integer('UNKNOWN_SKU_CACHE_MS', 2000, 0, 60_000),
     redisCommandTimeoutMs: integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),
     postgresPoolMax: integer('POSTGRES_POOL_MAX', 10, 1, 200),

@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'reservation_released'
   | 'reservation_cancelled'
   | 'reservation_not_committed'
+  | 'reservation_rejected'
+  | 'method_not_allowed'
   | 'idempotency_key_missing'
   | 'idempotency_key_reused'
   | 'idempotency_key_in_flight'
@@ -73,12 +75,16 @@ export const errors = {
       { sku, onHandAfter, reserved },
     ),
   notReleasable: (id: string, status: string) =>
-    new StockholdError('reservation_not_releasable', `Reservation ${id} is ${status} and can no longer be released`, { status }),
+    new StockholdError('reservation_not_releasable', `Reservation ${id} is ${status} and can no longer be released`, { reservationStatus: status }),
   reservationExpired: (id: string) => new StockholdError('reservation_expired', `Reservation ${id} expired before it was confirmed; its units were returned`),
   reservationReleased: (id: string) => new StockholdError('reservation_released', `Reservation ${id} was released and cannot be confirmed`),
   reservationCancelled: (id: string) => new StockholdError('reservation_cancelled', `Reservation ${id} was cancelled`),
   notCommitted: (id: string, status: string, retryAfterSeconds?: number) =>
-    new StockholdError('reservation_not_committed', `Reservation ${id} is ${status}: only a committed reservation can be cancelled (release a pending one, or wait for the commit)`, { status }, retryAfterSeconds),
+    new StockholdError('reservation_not_committed', `Reservation ${id} is ${status}: only a committed reservation can be cancelled (release a pending one, or wait for the commit)`, { reservationStatus: status }, retryAfterSeconds),
+  reservationRejected: (id: string) =>
+    new StockholdError('reservation_rejected', `Reservation ${id} was rejected: the ledger did not have its stock when it was committed; nothing was allocated and its hold was released`, { reason: 'insufficient_stock_in_ledger' }),
+  methodNotAllowed: (method: string, allowed: readonly string[]) =>
+    new StockholdError('method_not_allowed', `${method} is not allowed here; allowed: ${allowed.join(', ')}`, { allow: allowed }),
   idempotencyKeyReused: () =>
     new StockholdError('idempotency_key_reused', 'This Idempotency-Key was already used with a different request'),
   idempotencyKeyInFlight: (retryAfterSeconds: number) =>

@@ -11,6 +11,7 @@ import { createRedis, waitForRedis } from './redis/connection';
 import { redisKeys, type RedisKeys } from './redis/keys';
 import { ScriptRunner } from './redis/scripts';
 import { ReservationService } from './reservations/reservation-service';
+import { LedgerProjection } from './stock/ledger-projection';
 import { SkuState } from './stock/sku-state';
 import { StockService } from './stock/stock-service';
 
@@ -20,6 +21,7 @@ export interface Stockhold {
   readonly knex: Knex;
   readonly keys: RedisKeys;
   readonly scripts: ScriptRunner;
+  readonly projection: LedgerProjection;
   readonly reservations: ReservationService;
   readonly stock: StockService;
   readonly commitQueue: CommitQueue;
@@ -42,20 +44,22 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
   const scripts = new ScriptRunner(redis);
   // Start even when Redis is down (requests then fail closed with 503); preload when it is up.
   if (await waitForRedis(redis, redisStartupWaitMs)) await scripts.preload().catch(() => undefined);
-  const skuState = new SkuState(scripts, keys, knex, config.reclaimPerSkuMax, config.unknownSkuCacheMs);
+  const projection = new LedgerProjection(knex, scripts, keys, config);
+  const skuState = new SkuState(scripts, keys, projection, config.reclaimPerSkuMax, config.unknownSkuCacheMs);
   const idempotency = new IdempotencyStore(scripts, keys, config.idempotencyTtlSeconds * 1000, config.idempotencyInFlightTtlSeconds * 1000);
   const reservations = new ReservationService(scripts, keys, skuState, knex, config);
   const commitQueue = new CommitQueue(config);
   await commitQueue.connect();
   const commits = new CommitService(scripts, reservations, commitQueue, config);
-  const reconciler = new Reconciler(knex, redis, scripts, keys, commitQueue, reservations, config);
-  const stock = new StockService(knex, scripts, keys, skuState, idempotency, config);
+  const reconciler = new Reconciler(knex, redis, scripts, keys, projection, commitQueue, reservations, config);
+  const stock = new StockService(knex, scripts, keys, skuState, projection, idempotency, config);
   return {
     config,
     redis,
     knex,
     keys,
     scripts,
+    projection,
     reservations,
     stock,
     commitQueue,

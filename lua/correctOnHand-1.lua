@@ -1,25 +1,28 @@
 --[[
-  Sets a SKU's on-hand (and stock version) to what the ledger says it should be, but only if
-  nothing changed it since the reconciler looked: a compare-and-set on `ov`, which every on-hand
-  change bumps (stock changes, commits, cancels; never reservations, which move only reserved),
-  and on the stock version. A change in between makes it refuse; the reconciler looks again.
+  The reconciler's correction, with the ledger row held FOR SHARE and Redis caught up to the
+  ledger's position: Redis and the ledger are compared at the same position, so any difference
+  in on-hand is real drift and is set to the ledger's; a pending debit is left by a transaction
+  that ended without committing (none can be in flight under the lock) and is released. A
+  compare-and-set on the position: if anything moved it since the caller looked, nothing changes.
 
   Input:
-    KEYS[1]  SKU state (hash: onHand, reserved, version, ov, ls)
-    ARGV[1]  ov seen by the reconciler
-    ARGV[2]  stock version seen by the reconciler
-    ARGV[3]  on-hand to set, units
-    ARGV[4]  stock version to set (the ledger's)
-    ARGV[5]  id of the SKU's last ledger entry (recorded as `ls`)
+    KEYS[1]  SKU state (hash, see includes/projection)
+    ARGV[1]  the position the caller caught Redis up to (the ledger's)
+    ARGV[2]  the ledger's on-hand at that position, units
+    ARGV[3]  "1" for a dry run: report, change nothing
 
   Output:
-     {1, onHandBefore}   corrected
-     {0}                 changed since it was looked at: nothing done
-    {-1}                 SKU state missing
+     {1, onHandBefore, debitReleased}   done (onHandBefore = ARGV[2] when there was no drift)
+     {0, pos}                           the position is not ARGV[1]: nothing changed
+    {-1}                                SKU state missing
 ]]
-local state = redis.call('HMGET', KEYS[1], 'onHand', 'ov', 'version')
+--- @include "includes/common"
+--- @include "includes/holds"
+--- @include "includes/projection"
+
+local state = redis.call('HMGET', KEYS[1], 'onHand', 'pos', 'debit')
 if not state[1] then return { -1 } end
-if (state[2] or '0') ~= ARGV[1] or state[3] ~= ARGV[2] then return { 0 } end
-redis.call('HSET', KEYS[1], 'onHand', ARGV[3], 'version', ARGV[4], 'ls', ARGV[5])
-redis.call('HINCRBY', KEYS[1], 'ov', 1)
-return { 1, tonumber(state[1]) }
+if state[2] ~= ARGV[1] then return { 0, tonumber(state[2]) } end
+if ARGV[3] == '1' then return { 1, tonumber(state[1]), tonumber(state[3] or '0') } end
+if state[1] ~= ARGV[2] then redis.call('HSET', KEYS[1], 'onHand', ARGV[2]) end
+return { 1, tonumber(state[1]), clearOrphanDebit(KEYS[1]) }

@@ -7,7 +7,7 @@
     KEYS[1]          idempotency record (string "<state>|<fingerprint>|<payload>", see beginIdempotent;
                      a reservation's payload is "<reservationId>|<createdAtMs>|<expiresAtMs>")
     KEYS[2]          reservation record (hash: s, c, u, ca, ex, l; v, the fence, is 1 until confirmed)
-    KEYS[1 + 2i]     SKU state of line i   (hash: onHand, reserved, version)
+    KEYS[1 + 2i]     SKU state of line i   (hash: onHand, debit, reserved; see includes/projection)
     KEYS[2 + 2i]     holds index of line i (zset: "<reservationId>:<quantity>" -> expiresAt ms)
 
     ARGV[1]          request fingerprint
@@ -64,11 +64,12 @@ for i = 1, lineCount do
   if seen[sku] then fail('duplicate line for ' .. sku) end
   seen[sku] = true
   if quantity == nil or quantity < 1 then fail('quantity must be >= 1 for ' .. sku) end
-  local state = redis.call('HMGET', skuKey, 'onHand', 'reserved', 'as')
+  local state = redis.call('HMGET', skuKey, 'onHand', 'reserved', 'as', 'debit')
   if not state[1] then
     missing[#missing + 1] = sku
   else
-    local onHand, reserved = tonumber(state[1]), tonumber(state[2])
+    -- A pending debit is a decrease already in effect: those units are not on offer.
+    local onHand, reserved = tonumber(state[1]) - tonumber(state[4] or '0'), tonumber(state[2])
     cursors[i] = state[3]
     local reclaimed = reclaimExpiredHolds(skuKey, holdsKey, now, reclaimLimit)
     reserved = reserved - reclaimed

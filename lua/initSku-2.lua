@@ -1,21 +1,27 @@
 --[[
-  Creates a SKU's Redis state from the ledger when Redis does not have it (a read-through
-  rebuild after Redis lost its data). It never overwrites: when two callers race, the first
-  one's state stands and the second changes nothing.
+  Creates a SKU's Redis state from the ledger when Redis does not have it (a rebuild after Redis
+  lost its data), at the ledger position it reflects. The caller reads the ledger row FOR SHARE,
+  so no ledger write for the SKU lands between the read and this step. It never overwrites:
+  when two callers race, the first one's state stands and the second changes nothing. Holds
+  that outlived the state keep their units (summed into reserved).
 
   Input:
-    KEYS[1]  SKU state   (hash: onHand, reserved, version, ov, ls)
+    KEYS[1]  SKU state   (hash, see includes/projection)
     KEYS[2]  holds index (zset)
     ARGV[1]  on-hand per the ledger, units
-    ARGV[2]  stock version per the ledger
-    ARGV[3]  id of the SKU's last ledger entry: the on-hand given reflects every entry up to it
+    ARGV[2]  the ledger position of that on-hand
+    ARGV[3]  holds summed into the rebuilt state, at most
 
   Output:
-     {1}   created
-     {0}   already there: nothing changed
-    {-1}   holds exist without SKU state: Redis lost part of a SKU, refuse to guess
+     {1, holdCount}   created
+     {0}              already there: nothing changed
+    {-1, holdCount}   more holds than ARGV[3] outlived the state: not rebuilt here
 ]]
+--- @include "includes/common"
+--- @include "includes/holds"
+--- @include "includes/projection"
+
 if redis.call('EXISTS', KEYS[1]) == 1 then return { 0 } end
-if redis.call('EXISTS', KEYS[2]) == 1 then return { -1 } end
-redis.call('HSET', KEYS[1], 'onHand', ARGV[1], 'reserved', 0, 'version', ARGV[2], 'ov', 0, 'ls', ARGV[3])
-return { 1 }
+local holds = rebuildState(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+if holds < 0 then return { -1, redis.call('ZCARD', KEYS[2]) } end
+return { 1, holds }

@@ -1,17 +1,17 @@
 --[[
   The reconciler's look at one SKU: reclaims its expired holds (at most `limit`, or only counts
-  them in a dry run) and returns its counters and its confirmed holds, whose reservations may
-  have reached the ledger before Redis was told (commits in flight).
+  them in a dry run) and returns its counters, its ledger position and its confirmed holds (for
+  the stuck-commit check).
 
   Input:
-    KEYS[1]  SKU state   (hash: onHand, reserved, version, ov, ls)
+    KEYS[1]  SKU state   (hash, see includes/projection)
     KEYS[2]  holds index (zset)
     ARGV[1]  reclaim limit: expired holds reclaimed (or counted) in this call, at most
     ARGV[2]  confirmed holds returned, at most
     ARGV[3]  "1" for a dry run: reclaim nothing
 
   Output:
-    {1, onHand, reserved, version, ov, expiredHolds, expiredUnits, holdCount, confirmedTruncated, member, ...}
+    {1, onHand, reserved, pos, debit, expiredHolds, expiredUnits, holdCount, confirmedTruncated, member, ...}
         the members are the confirmed holds ("<reservationId>:<quantity>"); confirmedTruncated is 1
         when there were more than asked for
     {-1, holdCount}   SKU state missing from Redis
@@ -30,7 +30,7 @@ if ARGV[3] == '1' then
 else
   expiredUnits, expiredHolds = reclaimExpiredHolds(KEYS[1], KEYS[2], now, limit)
 end
-local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'version', 'ov')
+local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'pos', 'debit')
 local confirmedMax = tonumber(ARGV[2])
 local confirmed = redis.call('ZRANGEBYSCORE', KEYS[2], '+inf', '+inf', 'LIMIT', 0, confirmedMax + 1)
 local truncated = 0

@@ -3,12 +3,12 @@
   counts a hold that has run out.
 
   Input:
-    KEYS[1]  SKU state   (hash: onHand, reserved, version)
+    KEYS[1]  SKU state   (hash, see includes/projection)
     KEYS[2]  holds index (zset)
     ARGV[1]  reclaim limit: expired holds reclaimed in this call, at most
 
   Output:
-    {1, onHand, reserved, version}
+    {1, onHand, reserved, pos}       onHand net of a pending debit (a decrease in effect)
     {-1}                             SKU missing from Redis (unknown, or lost with Redis's data)
 ]]
 --- @include "includes/common"
@@ -16,5 +16,5 @@
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return { -1 } end
 reclaimExpiredHolds(KEYS[1], KEYS[2], nowMs(), tonumber(ARGV[1]))
-local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'version')
-return { 1, tonumber(state[1]), tonumber(state[2]), tonumber(state[3]) }
+local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'pos', 'debit')
+return { 1, tonumber(state[1]) - tonumber(state[4] or '0'), tonumber(state[2]), tonumber(state[3]) }

@@ -16,7 +16,7 @@ let harness: Harness;
 let processor: CommitProcessor;
 beforeAll(async () => {
   harness = await startHarness();
-  processor = new CommitProcessor(harness.stockhold.knex, harness.stockhold.scripts, harness.stockhold.keys, harness.config);
+  processor = new CommitProcessor(harness.stockhold.knex, harness.stockhold.scripts, harness.stockhold.keys, harness.stockhold.projection, harness.config);
 });
 afterAll(async () => {
   await processor.close();
@@ -70,13 +70,18 @@ describe('a commit job delivered more than once', () => {
     expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 6, reserved: 0, available: 6 });
   });
 
-  it('a job with a stale fence changes nothing in Redis', async () => {
+  it('a job with a stale fence does not move the record; the ledger entry it wrote is applied once', async () => {
     const sku = await createSku(harness, 10);
     const job = await confirmedJob(sku, 1);
     const stale = { ...job, fence: job.fence - 1 };
     expect((await processor.process(stale)).redis).toBe('unchanged (confirmed)');
-    expect((await harness.call('GET', `/v1/skus/${sku}`)).body.reserved).toBe(1);
+    // The allocation is in the ledger, so Redis reflects it (hold removed with it); only the
+    // record, which the fence guards, still says confirmed.
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 9, reserved: 0, available: 9 });
+    expect((await harness.call('GET', `/v1/reservations/${job.reservationId}`)).body.status).toBe('confirmed');
     expect((await processor.process(job)).redis).toBe('applied');
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 9, reserved: 0, available: 9 });
+    expect(await ledgerState(sku)).toEqual({ onHand: 9, allocations: 1 });
   });
 });
 

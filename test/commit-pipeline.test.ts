@@ -126,7 +126,7 @@ describe('cancel', () => {
     const created = await reserve([{ sku, quantity: 1 }]);
     const pending = await harness.call('POST', `/v1/reservations/${created.body.id}/cancel`, { as: 'fulfillment' });
     expect(pending.status).toBe(409);
-    expect(pending.body).toMatchObject({ code: 'reservation_not_committed', status: 'pending' });
+    expect(pending.body).toMatchObject({ code: 'reservation_not_committed', status: 409, reservationStatus: 'pending' });
     expect((await harness.call('POST', `/v1/reservations/${created.body.id}/cancel`, { as: 'checkout' })).status).toBe(403);
   });
 
@@ -141,7 +141,7 @@ describe('cancel', () => {
     expect((await confirm(created.body.id)).body.status).toBe('committed');
     const release = await harness.call('DELETE', `/v1/reservations/${created.body.id}`, { as: 'checkout' });
     expect(release.status).toBe(409);
-    expect(release.body).toMatchObject({ code: 'reservation_not_releasable', status: 'committed' });
+    expect(release.body).toMatchObject({ code: 'reservation_not_releasable', status: 409, reservationStatus: 'committed' });
     const cancelled = await harness.call('POST', `/v1/reservations/${created.body.id}/cancel`, { as: 'fulfillment', headers: { prefer: 'wait=10' } });
     expect(cancelled.body.status).toBe('cancelled');
     expect((await harness.call('GET', `/v1/skus/${sku}`)).body.onHand).toBe(6);

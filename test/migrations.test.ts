@@ -13,6 +13,8 @@ const dropScratch = () => dropDatabase(scratchUrl);
 
 afterAll(dropScratch);
 
+const all = ['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation', '20261126000004_ledger_positions'];
+
 describe('migrations', () => {
   it('go up from empty, down, and up again', async () => {
     await dropScratch();
@@ -22,8 +24,8 @@ describe('migrations', () => {
     const tables = async () =>
       (await knex('information_schema.tables').select('table_name').where({ table_schema: 'public' }).orderBy('table_name')).map((row) => row.table_name);
     try {
-      expect(await migrateToLatest(knex)).toEqual(['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation']);
-      expect(await tables()).toEqual(expect.arrayContaining(['ledger_entries', 'reservations', 'skus']));
+      expect(await migrateToLatest(knex)).toEqual(all);
+      expect(await tables()).toEqual(expect.arrayContaining(['events', 'ledger_entries', 'reservations', 'skus']));
       expect(await migrateToLatest(knex)).toEqual([]);
 
       await knex.migrate.rollback(migrationConfig, true);
@@ -31,8 +33,20 @@ describe('migrations', () => {
       expect(await tables()).not.toContain('skus');
       expect(await tables()).not.toContain('reservations');
       expect(await tables()).not.toContain('reconcile_runs');
+      expect(await tables()).not.toContain('events');
 
-      expect(await migrateToLatest(knex)).toEqual(['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation']);
+      // Up to the third, with entries written the old way; the fourth numbers them per SKU.
+      for (let step = 0; step < 3; step += 1) await knex.migrate.up(migrationConfig);
+      await knex('skus').insert([{ sku: 'OLD-A', on_hand: 5, version: 3 }, { sku: 'OLD-B', on_hand: 2, version: 2 }]);
+      const entry = (sku: string, delta: number, onHandAfter: number) => ({ sku, kind: 'adjustment', delta, on_hand_after: onHandAfter, sku_version: 1, client_id: 'm' });
+      await knex('ledger_entries').insert([entry('OLD-A', 4, 4), entry('OLD-B', 2, 2), entry('OLD-A', 1, 5)]);
+      expect(await migrateToLatest(knex)).toEqual(['20261126000004_ledger_positions']);
+      expect(await knex('ledger_entries').select('sku', 'sku_seq').orderBy('id')).toEqual([
+        { sku: 'OLD-A', sku_seq: '1' },
+        { sku: 'OLD-B', sku_seq: '1' },
+        { sku: 'OLD-A', sku_seq: '2' },
+      ]);
+      expect(await knex('skus').select('sku', 'seq').orderBy('sku')).toEqual([{ sku: 'OLD-A', seq: '2' }, { sku: 'OLD-B', seq: '1' }]);
       await knex('skus').insert({ sku: 'M-1', on_hand: 1, version: 1 });
       await expect(knex('skus').insert({ sku: 'bad sku', on_hand: 1, version: 1 })).rejects.toThrow(/check constraint/);
     } finally {

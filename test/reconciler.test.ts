@@ -9,7 +9,7 @@ import { createSku, idempotencyKey, startHarness, type Harness } from './support
 
 let harness: Harness;
 beforeAll(async () => {
-  harness = await startHarness({ RECONCILE_COMMIT_GRACE_MS: '0', COMMIT_ATTEMPTS: '1', COMMIT_BATCH_WAIT_MS: '1' });
+  harness = await startHarness({ RECONCILE_COMMIT_GRACE_MS: '0', COMMIT_ATTEMPTS: '1', COMMIT_BATCH_WAIT_MS: '1', POSTGRES_STATEMENT_TIMEOUT_MS: '1000' });
 });
 afterAll(async () => {
   await harness.close();
@@ -65,17 +65,19 @@ describe('drift', () => {
     expect(expiring.status).toBe(201);
   });
 
-  it('a commit in flight (ledger written, Redis not told) is not counted twice', async () => {
+  it('a commit in flight (ledger written, Redis not told) is applied once, not counted as drift', async () => {
     const sku = await createSku(harness, 10);
     const created = await reserve(sku, 4);
     await harness.call('POST', `/v1/reservations/${created.body.id}/confirm`, { as: 'checkout' });
     const job = (await harness.stockhold.commitQueue.queue.getJob(created.body.id))!.data as CommitJob;
     await new LedgerWriter(harness.stockhold.knex).commitBatch([job]);
-    // Ledger 6, Redis still 10 with 4 reserved: that is not drift.
+    // Ledger 6 at a position Redis has not reached: the reconciler applies the allocation (hold
+    // removed with it), and at the same position there is no drift to correct.
     const report = await reconcile();
     expect(report.corrections.filter((correction: { sku: string }) => correction.sku === sku)).toEqual([]);
-    expect(await state(sku)).toEqual(['10', '4']);
-    const processor = new CommitProcessor(harness.stockhold.knex, harness.stockhold.scripts, harness.stockhold.keys, harness.config);
+    expect(await state(sku)).toEqual(['6', '0']);
+    const processor = new CommitProcessor(harness.stockhold.knex, harness.stockhold.scripts, harness.stockhold.keys, harness.stockhold.projection, harness.config);
+    // The worker's own step then finds its entry applied: it applies nothing twice and finishes.
     expect((await processor.process(job)).redis).toBe('applied');
     await processor.close();
     expect(await view(sku)).toEqual({ sku, onHand: 6, reserved: 0, available: 6 });
@@ -124,16 +126,20 @@ describe('stuck and failed commits', () => {
   it('re-drives a commit job that exhausted its attempts', async () => {
     const sku = await createSku(harness, 5);
     const created = await reserve(sku, 5);
-    // The ledger cannot take it (its projection says 0): the only attempt fails.
-    await harness.stockhold.knex('skus').update({ on_hand: 0 }).where({ sku });
+    // The ledger's reservations table is locked past the statement timeout: the only attempt fails.
+    const lock = await harness.stockhold.knex.transaction();
+    await lock.raw('LOCK TABLE reservations IN ACCESS EXCLUSIVE MODE');
     const stop = await harness.startWorker();
-    await harness.call('POST', `/v1/reservations/${created.body.id}/confirm`, { as: 'checkout' });
-    const deadline = Date.now() + 10_000;
-    while ((await (await harness.stockhold.commitQueue.queue.getJob(created.body.id))?.getState()) !== 'failed' && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    try {
+      await harness.call('POST', `/v1/reservations/${created.body.id}/confirm`, { as: 'checkout' });
+      const deadline = Date.now() + 15_000;
+      while ((await (await harness.stockhold.commitQueue.queue.getJob(created.body.id))?.getState()) !== 'failed' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(await (await harness.stockhold.commitQueue.queue.getJob(created.body.id))!.getState()).toBe('failed');
+    } finally {
+      await lock.rollback();
     }
-    expect(await (await harness.stockhold.commitQueue.queue.getJob(created.body.id))!.getState()).toBe('failed');
-    await harness.stockhold.knex('skus').update({ on_hand: 5 }).where({ sku });
     const report = await reconcile();
     expect(report.commitsRequeued).toBeGreaterThanOrEqual(1);
     const settled = await harness.stockhold.commits.waitFor(created.body.id, (r) => r.status === 'committed', 10_000);
@@ -157,7 +163,7 @@ describe('GET /v1/reconcile/runs', () => {
     const startedAt = runs.map((run: { startedAt: string }) => Date.parse(run.startedAt));
     expect(startedAt).toEqual([...startedAt].sort((a, b) => b - a));
     expect(Object.keys(runs[0]).sort()).toEqual(
-      ['commitsRequeued', 'corrections', 'driftCorrected', 'dryRun', 'finishedAt', 'holdsExpired', 'runId', 'skusChecked', 'skusRebuilt', 'startedAt', 'trigger'].sort(),
+      ['commitsRequeued', 'confirmedTruncated', 'corrections', 'debitsReleased', 'driftCorrected', 'dryRun', 'failures', 'finishedAt', 'holdsExpired', 'runId', 'skusChecked', 'skusFailed', 'skusRebuilt', 'startedAt', 'trigger'].sort(),
     );
     for (const bad of ['0', '1001', 'x', '-1']) {
       expect((await harness.call('GET', `/v1/reconcile/runs?limit=${bad}`)).status).toBe(400);

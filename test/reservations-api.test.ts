@@ -191,7 +191,7 @@ describe('GET and DELETE /v1/reservations/{id}', () => {
     await harness.stockhold.redis.hset(harness.stockhold.keys.reservation(created.body.id), 's', 'confirmed');
     const response = await harness.call('DELETE', `/v1/reservations/${created.body.id}`, { as: 'checkout' });
     expect(response.status).toBe(409);
-    expect(response.body).toMatchObject({ code: 'reservation_not_releasable', status: 'confirmed' });
+    expect(response.body).toMatchObject({ code: 'reservation_not_releasable', status: 409, reservationStatus: 'confirmed' });
     expect((await harness.call('GET', `/v1/skus/${sku}`)).body.reserved).toBe(1);
   });
 });

@@ -180,13 +180,14 @@ describe('Redis lost a SKU', () => {
     expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 30, reserved: 30, available: 0 });
   });
 
-  it('a stock change resynchronises Redis when it missed an earlier change', async () => {
+  it('a stock change catches Redis up with the entries it missed, then corrects drift at the same position', async () => {
     const sku = await createSku(harness, 10);
     const { redis, keys } = harness.stockhold;
-    // Redis drifted and is at an older stock version than the ledger.
-    await redis.hset(keys.skuState(sku), 'onHand', 500, 'version', 1);
+    await adjust(sku, 5);
+    // Redis missed the +5 (its position is one behind) and drifted on top of that.
+    await redis.hset(keys.skuState(sku), 'onHand', 500, 'pos', 1);
     const response = await adjust(sku, 1);
-    expect(response.body).toEqual({ sku, onHand: 11, reserved: 0, available: 11 });
-    expect(await redis.hmget(keys.skuState(sku), 'onHand', 'version')).toEqual(['11', '3']);
+    expect(response.body).toEqual({ sku, onHand: 16, reserved: 0, available: 16 });
+    expect(await redis.hmget(keys.skuState(sku), 'onHand', 'pos')).toEqual(['16', '3']);
   });
 });

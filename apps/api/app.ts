@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { StockholdError } from '../../lib/errors';
+import { errors, StockholdError } from '../../lib/errors';
 import { checkReadiness } from '../../lib/readiness';
 import type { Stockhold } from '../../lib/stockhold';
 import { authentication, requireScope } from './auth';
@@ -13,6 +13,23 @@ import { createReservationHandler, v1Routes } from './routes';
 import { bodyBytesMax } from './schemas';
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Every route and its methods, so a known path asked with another method answers 405 + Allow. */
+const routeMethods: ReadonlyArray<readonly [RegExp, readonly string[]]> = [
+  [/^\/v1\/skus\/[^/]+$/, ['GET']],
+  [/^\/v1\/skus\/[^/]+\/stock$/, ['PUT']],
+  [/^\/v1\/skus\/[^/]+\/adjustments$/, ['POST']],
+  [/^\/v1\/reservations$/, ['POST']],
+  [/^\/v1\/reservations\/[^/]+$/, ['GET', 'DELETE']],
+  [/^\/v1\/reservations\/[^/]+\/(confirm|cancel)$/, ['POST']],
+  [/^\/v1\/reconcile$/, ['POST']],
+  [/^\/v1\/(reconcile\/runs|events)$/, ['GET']],
+  [/^\/(healthz|readyz|metrics|openapi\.json)$/, ['GET']],
+];
+
+export function allowedMethods(path: string): readonly string[] | undefined {
+  return routeMethods.find(([pattern]) => pattern.test(path))?.[1];
+}
 // Request ids need to be unique, not secret: a per-process random stem and a counter.
 const requestIdStem = randomBytes(6).toString('hex');
 let requestCounter = 0;
@@ -66,8 +83,14 @@ export function createApp(stockhold: Stockhold, logger: Logger): Express {
   });
 
 
-  app.use((request, _response, next) => {
-    next(new StockholdError('route_not_found', `No route for ${request.method} ${request.path}`));
+  app.use((request, response, next) => {
+    const allowed = allowedMethods(request.path);
+    if (allowed === undefined || allowed.includes(request.method)) {
+      next(new StockholdError('route_not_found', `No route for ${request.method} ${request.path}`));
+      return;
+    }
+    response.setHeader('Allow', allowed.join(', '));
+    next(errors.methodNotAllowed(request.method, allowed));
   });
   app.use(problemHandler(logger));
   return app;

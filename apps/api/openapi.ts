@@ -57,6 +57,16 @@ export function openApiDocument(config: Config) {
           responses: { '200': json({ type: 'object', properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }), ...problems(400, 401, 403, 503) },
         },
       },
+      '/v1/events': {
+        get: {
+          summary: 'Events from the outbox, oldest first, after a given id (fulfillment, admin)',
+          parameters: [
+            { name: 'after', in: 'query', required: false, schema: { type: 'integer', minimum: 0, default: 0 } },
+            { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+          ],
+          responses: { '200': json({ $ref: '#/components/schemas/EventPage' }), ...problems(400, 401, 403, 503) },
+        },
+      },
       '/v1/reservations/{id}/confirm': {
         post: {
           summary: 'Confirm: the hold stops expiring and is committed to the ledger (owner, fulfillment)',
@@ -88,7 +98,7 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
         type: 'object',
         properties: {
           id: { type: 'string' },
-          status: { enum: ['pending', 'confirmed', 'committed', 'released', 'expired', 'cancelled'] },
+          status: { enum: ['pending', 'confirmed', 'committed', 'released', 'expired', 'cancelled', 'rejected'] },
           confirmedAt: { type: 'string', format: 'date-time' },
           cancelRequested: { type: 'boolean' },
           lines: { type: 'array', items: schemas.line },
@@ -110,10 +120,32 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
           commitsRequeued: { type: 'integer' },
           skusRebuilt: { type: 'integer' },
           driftCorrected: { type: 'integer' },
+          debitsReleased: { type: 'integer' },
+          confirmedTruncated: { type: 'integer' },
+          skusFailed: { type: 'integer' },
+          failures: { type: 'array', items: { type: 'object', properties: { sku: { type: 'string' }, message: { type: 'string' } } } },
           corrections: {
             type: 'array',
             items: { type: 'object', properties: { sku: { type: 'string' }, field: { enum: ['onHand', 'reserved', 'state'] }, before: { type: ['integer', 'null'] }, after: { type: ['integer', 'null'] } } },
           },
+        },
+      },
+      EventPage: {
+        type: 'object',
+        properties: {
+          events: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                id: { type: 'integer' },
+                type: { enum: ['reservation.committed', 'reservation.cancelled', 'reservation.rejected', 'stock.adjusted'] },
+                occurredAt: { type: 'string', format: 'date-time' },
+                data: { type: 'object' },
+              },
+            },
+          },
+          next: { type: 'integer' },
         },
       },
       Problem: {

@@ -20,6 +20,8 @@ const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; 
   reservation_released: { status: 409, title: 'Reservation was released' },
   reservation_cancelled: { status: 409, title: 'Reservation was cancelled' },
   reservation_not_committed: { status: 409, title: 'Reservation is not committed' },
+  reservation_rejected: { status: 409, title: 'Reservation was rejected by the ledger' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
   reservation_expired: { status: 410, title: 'Reservation expired' },
   idempotency_key_in_flight: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
   payload_too_large: { status: 413, title: 'Request body too large' },
@@ -36,7 +38,8 @@ export function sendProblem(response: Response, code: ErrorCode | 'internal_erro
   response
     .status(status)
     .type('application/problem+json')
-    .send(JSON.stringify({ type: `${problemTypeBase}${code}`, title, status, detail, code, instance: response.req.originalUrl, requestId: response.locals.requestId, ...extensions }));
+    // Extensions first: RFC 9457's own members (status above all, a number) are never overwritten.
+    .send(JSON.stringify({ ...extensions, type: `${problemTypeBase}${code}`, title, status, detail, code, instance: response.req.originalUrl, requestId: response.locals.requestId }));
 }
 
 interface BodyParserError extends Error {

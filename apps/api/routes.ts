@@ -3,6 +3,7 @@ import { Router, type Request, type RequestHandler, type Response } from 'expres
 import { errors, StockholdError } from '../../lib/errors';
 import { requestFingerprint } from '../../lib/idempotency/fingerprint';
 import { waitSecondsMax } from '../../lib/commits/commit-service';
+import { eventsPageDefault, eventsPageMax, listEvents } from '../../lib/events/outbox';
 import { withPostgres } from '../../lib/postgres/connection';
 import { runsListMax } from '../../lib/reconcile/reconcile-log';
 import { normaliseLines, reservationIdPattern, type Reservation } from '../../lib/reservations/reservation-service';
@@ -174,11 +175,27 @@ function reconcileRoutes(router: Router, stockhold: Stockhold): void {
   });
 }
 
+function eventRoutes(router: Router, stockhold: Stockhold): void {
+  router.get('/events', requireScope('fulfillment', 'admin'), async (request, response) => {
+    const after = wholeNumberQuery(request.query.after, 'after', 0, Number.MAX_SAFE_INTEGER, 0);
+    const limit = wholeNumberQuery(request.query.limit, 'limit', 1, eventsPageMax, eventsPageDefault);
+    response.json(await withPostgres(() => listEvents(stockhold.knex, after, limit)));
+  });
+}
+
+function wholeNumberQuery(raw: unknown, name: string, min: number, max: number, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const value = typeof raw === 'string' && /^\d{1,16}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(value >= min && value <= max)) throw errors.validation([{ field: `query.${name}`, message: `must be a whole number from ${min} to ${max}` }]);
+  return value;
+}
+
 /** Every /v1 route but POST /v1/reservations, which app.ts mounts ahead of them. */
 export function v1Routes(stockhold: Stockhold): Router {
   const router = Router();
   skuRoutes(router, stockhold);
   reservationRoutes(router, stockhold);
   reconcileRoutes(router, stockhold);
+  eventRoutes(router, stockhold);
   return router;
 }

@@ -35,7 +35,8 @@ export async function startReconciler(stockhold: Stockhold, logger: Logger): Pro
     reconcileQueueName,
     async () => {
       const report = await stockhold.reconciler.run('scheduled', false);
-      const changed = report.holdsExpired + report.commitsRequeued + report.skusRebuilt + report.driftCorrected > 0;
+      const changed = report.holdsExpired + report.commitsRequeued + report.skusRebuilt + report.driftCorrected + report.debitsReleased > 0;
+      if (report.skusFailed > 0) logger.error({ runId: report.runId, skusFailed: report.skusFailed, failures: report.failures.slice(0, 20) }, 'reconcile run skipped SKUs it could not reconcile');
       logger[changed ? 'info' : 'debug']({ ...report, corrections: report.corrections.slice(0, 20) }, 'reconcile run');
       return report;
     },

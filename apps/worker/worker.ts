@@ -13,7 +13,7 @@ export const stalledRunsMax = 10;
 
 export async function startWorker(stockhold: Stockhold, logger: Logger): Promise<{ worker: Worker; stop: () => Promise<void> }> {
   const { config } = stockhold;
-  const processor = new CommitProcessor(stockhold.knex, stockhold.scripts, stockhold.keys, config);
+  const processor = new CommitProcessor(stockhold.knex, stockhold.scripts, stockhold.keys, stockhold.projection, config);
   // BullMQ's worker connection must retry forever (maxRetriesPerRequest: null) and queue while
   // reconnecting; it is its own connection, without auto-pipelining.
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });

@@ -1,26 +1,20 @@
-// The worker side: a commit job goes through the group committer (Postgres), then the Redis
-// side is finished with commitReservation, fenced. A re-run (BullMQ delivers at least once)
-// finds the reservation already in the ledger and still finishes the Redis side, exactly once.
+// The worker side: a commit job goes through the group committer (Postgres), its allocation
+// entries are applied to each SKU's Redis state (lib/stock/ledger-projection.ts: in ledger order,
+// exactly once, removing the holds in the same step), and the record is marked committed,
+// fenced. A re-run (BullMQ delivers at least once) finds the reservation already in the ledger,
+// applies nothing twice, and still finishes. A reservation the ledger cannot allocate ends
+// rejected: recorded in the ledger, then its holds released in Redis.
+import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { RedisKeys } from '../redis/keys';
-import { assert } from '../errors';
-import type { ScriptReply, ScriptRunner } from '../redis/scripts';
+import type { ScriptRunner } from '../redis/scripts';
+import type { ProjectedEntry } from '../scripts/apply-entries';
+import { finishReservation } from '../scripts/finish-reservation';
+import { rejectReservation } from '../scripts/reject-reservation';
+import type { LedgerProjection } from '../stock/ledger-projection';
 import type { CancelJob, CommitJob, LedgerJob } from './commit-jobs';
 import { GroupCommitter } from './group-committer';
-import { LedgerWriter } from './ledger-writer';
-import type { Knex } from 'knex';
-
-function entryIdOf(entryIds: ReadonlyMap<string, number>, sku: string): number {
-  const id = entryIds.get(sku);
-  assert(id !== undefined, `no ledger entry for ${sku}`);
-  return id;
-}
-
-function describe(reply: ScriptReply): string {
-  if (reply[0] === 1) return 'applied';
-  if (reply[1] === 'missing') return `redis lost the reservation (${String(reply[2])} SKU states adjusted)`;
-  return `unchanged (${String(reply[1])})`;
-}
+import { LedgerShortError, LedgerWriter, type CommitOutcome } from './ledger-writer';
 
 export interface ProcessResult {
   readonly ledger: string;
@@ -35,6 +29,7 @@ export class CommitProcessor {
     knex: Knex,
     private readonly scripts: ScriptRunner,
     private readonly keys: RedisKeys,
+    private readonly projection: LedgerProjection,
     private readonly config: Config,
   ) {
     this.writer = new LedgerWriter(knex);
@@ -49,29 +44,43 @@ export class CommitProcessor {
     return job.kind === 'commit' ? this.commit(job) : this.cancel(job);
   }
 
-  private async commit(job: CommitJob): Promise<ProcessResult> {
-    const outcome = await this.committer.submit(job);
-    const keys = [this.keys.reservation(job.reservationId)];
-    const args: Array<string | number> = [job.reservationId, job.fence, this.config.reservationRetentionSeconds * 1000];
-    for (const line of job.lines) {
-      keys.push(this.keys.skuState(line.sku), this.keys.skuHolds(line.sku));
-      args.push(line.quantity, entryIdOf(outcome.entryIds, line.sku));
+  private async submit(job: CommitJob): Promise<CommitOutcome> {
+    try {
+      return await this.committer.submit(job);
+    } catch (error) {
+      if (!(error instanceof LedgerShortError)) throw error;
+      // Alone in its batch and still short: check again under fresh locks (a receipt may have
+      // landed) and commit, or record the rejection.
+      const [outcome] = await this.writer.commitBatch([job], { rejectShort: true });
+      return outcome!;
     }
-    const reply = await this.scripts.run('commitReservation', keys, args);
-    return { ledger: outcome.ledger, redis: describe(reply) };
+  }
+
+  private async commit(job: CommitJob): Promise<ProcessResult> {
+    const outcome = await this.submit(job);
+    const retentionMs = this.config.reservationRetentionSeconds * 1000;
+    if (outcome.ledger === 'rejected') {
+      const rejected = await rejectReservation(this.scripts, this.keys, { reservationId: job.reservationId, fence: job.fence, lines: job.lines, retentionMs });
+      return { ledger: 'rejected', redis: rejected.kind === 'rejected' ? `rejected, ${rejected.unitsReturned} units released` : `unchanged (${rejected.status})` };
+    }
+    await this.applyAll(outcome.entries);
+    const finished = await finishReservation(this.scripts, this.keys, 'commit', job.reservationId, job.fence, retentionMs);
+    return { ledger: outcome.ledger, redis: finished.kind === 'finished' ? 'applied' : `unchanged (${finished.status})` };
   }
 
   private async cancel(job: CancelJob): Promise<ProcessResult> {
     const outcome = await this.writer.cancel(job);
     if (outcome.ledger === 'stale') return { ledger: outcome.ledger, redis: 'unchanged (stale fence)' };
-    const keys = [this.keys.reservation(job.reservationId)];
-    const args: Array<string | number> = [job.fence, this.config.reservationRetentionSeconds * 1000];
-    for (const line of job.lines) {
-      keys.push(this.keys.skuState(line.sku));
-      args.push(line.quantity, entryIdOf(outcome.entryIds, line.sku));
-    }
-    const reply = await this.scripts.run('applyCancel', keys, args);
-    return { ledger: outcome.ledger, redis: describe(reply) };
+    await this.applyAll(outcome.entries);
+    const finished = await finishReservation(this.scripts, this.keys, 'cancel', job.reservationId, job.fence, this.config.reservationRetentionSeconds * 1000);
+    return { ledger: outcome.ledger, redis: finished.kind === 'finished' ? 'applied' : `unchanged (${finished.status})` };
+  }
+
+  /** Applies each SKU's entries in position order (different SKUs side by side). */
+  private async applyAll(entries: readonly ProjectedEntry[]): Promise<void> {
+    const bySku = new Map<string, ProjectedEntry[]>();
+    for (const entry of entries) bySku.set(entry.sku, [...(bySku.get(entry.sku) ?? []), entry]);
+    await Promise.all([...bySku].map(([sku, skuEntries]) => this.projection.apply(sku, skuEntries.sort((a, b) => a.seq - b.seq))));
   }
 
   close(): Promise<void> {

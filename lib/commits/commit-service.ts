@@ -34,6 +34,7 @@ export class CommitService {
     if (code === 2) {
       const status = String(reply[1]) as ReservationStatus;
       if (status === 'cancelled') throw errors.reservationCancelled(reservation.id);
+      if (status === 'rejected') throw errors.reservationRejected(reservation.id);
       const current = (await this.reservations.readFromRedis(reservation.id)) ?? reservation;
       if (status === 'confirmed') await this.queueCommit(current);
       return current;
@@ -41,6 +42,7 @@ export class CommitService {
     if (code === -1) {
       // Redis has forgotten it: only the ledger's committed or cancelled copy can be left.
       if (reservation.status === 'cancelled') throw errors.reservationCancelled(reservation.id);
+      if (reservation.status === 'rejected') throw errors.reservationRejected(reservation.id);
       if (reservation.status === 'committed') return reservation;
       throw errors.reservationNotFound(reservation.id);
     }
@@ -59,6 +61,7 @@ export class CommitService {
       throw errors.notCommitted(id, live.status, live.status === 'confirmed' ? 1 : undefined);
     }
     if (committed.status === 'cancelled') return committed;
+    if (committed.status === 'rejected') throw errors.reservationRejected(id);
     const reply = await this.scripts.run('requestCancel', [this.reservations.recordAndLineKeys(committed)[0] as string], [
       committed.fence,
       committed.clientId,

@@ -1,23 +1,34 @@
 // The Postgres side of commits and cancellations. A batch of commits is one transaction: the
 // SKUs' projection rows are locked in SKU order (so concurrent batches cannot deadlock), the
 // reservations are inserted with ON CONFLICT DO NOTHING (a second commit of the same reservation
-// is a no-op, not a second allocation), the allocation entries go in as one multi-row insert and
-// each SKU's projection is updated once. The CHECKs (on-hand >= 0, one entry per reservation line
-// and kind) hold the same properties the Lua scripts assert.
+// is a no-op, not a second allocation), the allocation entries go in as one multi-row insert,
+// each taking its SKU's next ledger position, each SKU's projection is updated once, and one
+// event per reservation goes to the outbox in the same transaction. The CHECKs (on-hand >= 0,
+// one entry per reservation line and kind, one entry per SKU position) hold the same properties
+// the Lua scripts assert.
+//
+// A reservation the ledger cannot allocate (Redis offered units the ledger does not have: Redis
+// lost data, or a bug) is, when asked for (`rejectShort`), recorded as rejected instead: the
+// compensation path, with a reservation.rejected event for whoever must tell the customer.
 import type { Knex } from 'knex';
+import { appendEvents } from '../events/outbox';
 import { assert } from '../errors';
+import type { ProjectedEntry } from '../scripts/apply-entries';
+import { entryColumns, projectedEntry } from '../stock/ledger-projection';
 import type { CancelJob, CommitJob } from './commit-jobs';
 
+export const rejectReason = 'insufficient_stock_in_ledger';
+
 export interface CommitOutcome {
-  readonly ledger: 'committed' | 'already-committed';
-  /** The id of each line's allocation entry, by SKU. */
-  readonly entryIds: ReadonlyMap<string, number>;
+  readonly ledger: 'committed' | 'already-committed' | 'rejected';
+  /** The reservation's allocation entries (none when rejected). */
+  readonly entries: readonly ProjectedEntry[];
 }
 
 export interface CancelOutcome {
   readonly ledger: 'cancelled' | 'already-cancelled' | 'stale';
-  /** The id of each line's deallocation entry, by SKU (empty when stale). */
-  readonly entryIds: ReadonlyMap<string, number>;
+  /** The reservation's deallocation entries (none when stale). */
+  readonly entries: readonly ProjectedEntry[];
 }
 
 export class LedgerShortError extends Error {
@@ -30,97 +41,104 @@ export class LedgerShortError extends Error {
 interface Projection {
   onHand: number;
   version: number;
-  lastEntryId: number;
-}
-
-interface EntryRow {
-  id: string;
-  sku: string;
-  reservation_id: string;
+  seq: number;
 }
 
 async function lockProjections(transaction: Knex.Transaction, skus: readonly string[]): Promise<Map<string, Projection>> {
-  const rows = await transaction('skus').select('sku', 'on_hand', 'version', 'last_entry_id').whereIn('sku', skus as string[]).orderBy('sku').forUpdate();
-  return new Map(rows.map((row) => [row.sku as string, { onHand: Number(row.on_hand), version: Number(row.version), lastEntryId: Number(row.last_entry_id) }]));
+  const rows = await transaction('skus').select('sku', 'on_hand', 'version', 'seq').whereIn('sku', skus as string[]).orderBy('sku').forUpdate();
+  return new Map(rows.map((row) => [row.sku as string, { onHand: Number(row.on_hand), version: Number(row.version), seq: Number(row.seq) }]));
 }
 
-/** Inserts the entries and records, per SKU, the new on-hand and the id of its last entry. */
-async function appendEntries(transaction: Knex.Transaction, projections: Map<string, Projection>, entries: ReadonlyArray<Record<string, unknown>>): Promise<EntryRow[]> {
+type NewEntry = Record<string, unknown> & { sku: string };
+
+/** The next entry of a SKU: its position and on-hand after, moving the projection along. */
+function nextEntry(projections: Map<string, Projection>, sku: string, delta: number, fields: Record<string, unknown>): NewEntry {
+  const projection = projections.get(sku);
+  if (projection === undefined) throw new LedgerShortError(sku, delta);
+  projection.onHand += delta;
+  projection.seq += 1;
+  if (projection.onHand < 0) throw new LedgerShortError(sku, projection.onHand);
+  return { sku, delta, on_hand_after: projection.onHand, sku_version: projection.version, sku_seq: projection.seq, ...fields };
+}
+
+/** Inserts the entries and moves each touched SKU's projection to its new on-hand and position. */
+async function appendEntries(transaction: Knex.Transaction, projections: Map<string, Projection>, entries: readonly NewEntry[]): Promise<ProjectedEntry[]> {
   if (entries.length === 0) return [];
-  const rows: EntryRow[] = await transaction('ledger_entries').insert(entries).returning(['id', 'sku', 'reservation_id']);
-  for (const row of rows) {
-    const projection = projections.get(row.sku)!;
-    projection.lastEntryId = Math.max(projection.lastEntryId, Number(row.id));
-  }
-  const touched = [...new Set(rows.map((row) => row.sku))];
-  const values = touched.map((sku) => [sku, projections.get(sku)!.onHand, projections.get(sku)!.lastEntryId]);
+  const rows = await transaction('ledger_entries').insert(entries).returning(['id', ...entryColumns]);
+  const lastIds = new Map<string, number>();
+  for (const row of rows) lastIds.set(row.sku, Math.max(lastIds.get(row.sku) ?? 0, Number(row.id)));
+  const values = [...lastIds].map(([sku, lastId]) => [sku, projections.get(sku)!.onHand, projections.get(sku)!.seq, lastId]);
   await transaction.raw(
-    `UPDATE skus SET on_hand = v.on_hand, last_entry_id = v.last_entry_id, updated_at = now()
-       FROM (VALUES ${values.map(() => '(?::text, ?::bigint, ?::bigint)').join(', ')}) AS v (sku, on_hand, last_entry_id)
+    `UPDATE skus SET on_hand = v.on_hand, seq = v.seq, last_entry_id = v.last_entry_id, updated_at = now()
+       FROM (VALUES ${values.map(() => '(?::text, ?::bigint, ?::bigint, ?::bigint)').join(', ')}) AS v (sku, on_hand, seq, last_entry_id)
       WHERE skus.sku = v.sku`,
     values.flat(),
   );
-  return rows;
+  return rows.map(projectedEntry);
 }
 
-function entryIdsOf(rows: readonly EntryRow[], reservationId: string): Map<string, number> {
-  return new Map(rows.filter((row) => row.reservation_id === reservationId).map((row) => [row.sku, Number(row.id)]));
+async function entriesOf(transaction: Knex.Transaction, reservationIds: readonly string[], kind: 'allocation' | 'deallocation'): Promise<ProjectedEntry[]> {
+  if (reservationIds.length === 0) return [];
+  return (await transaction('ledger_entries').select(...entryColumns).whereIn('reservation_id', [...reservationIds]).andWhere({ kind }).orderBy('id')).map(projectedEntry);
+}
+
+function reservationRow(job: CommitJob, status: 'committed' | 'rejected') {
+  return {
+    id: job.reservationId,
+    client_id: job.clientId,
+    customer_id: job.customerId,
+    lines: JSON.stringify(job.lines),
+    status,
+    fence: job.fence,
+    created_at: new Date(job.createdAtMs),
+    expires_at: new Date(job.expiresAtMs),
+    confirmed_at: new Date(job.confirmedAtMs),
+    ...(status === 'rejected' ? { committed_at: null, rejected_at: new Date(), reject_reason: rejectReason } : {}),
+  };
 }
 
 export class LedgerWriter {
   constructor(private readonly knex: Knex) {}
 
-  /** Commits every reservation of the batch in one transaction. */
-  async commitBatch(jobs: readonly CommitJob[]): Promise<CommitOutcome[]> {
+  /**
+   * Commits every reservation of the batch in one transaction. With `rejectShort` (one job, after
+   * its batch failed) a reservation the ledger cannot allocate is recorded as rejected.
+   */
+  async commitBatch(jobs: readonly CommitJob[], options: { rejectShort?: boolean } = {}): Promise<CommitOutcome[]> {
     assert(jobs.length >= 1, 'a batch has at least one commit');
     assert(new Set(jobs.map((job) => job.reservationId)).size === jobs.length, 'a batch holds each reservation once');
+    assert(options.rejectShort !== true || jobs.length === 1, 'only a single commit is rejected');
     return this.knex.transaction(async (transaction) => {
       const skus = [...new Set(jobs.flatMap((job) => job.lines.map((line) => line.sku)))].sort();
       const projections = await lockProjections(transaction, skus);
-      const inserted = await transaction('reservations')
-        .insert(
-          jobs.map((job) => ({
-            id: job.reservationId,
-            client_id: job.clientId,
-            customer_id: job.customerId,
-            lines: JSON.stringify(job.lines),
-            status: 'committed',
-            fence: job.fence,
-            created_at: new Date(job.createdAtMs),
-            expires_at: new Date(job.expiresAtMs),
-            confirmed_at: new Date(job.confirmedAtMs),
-          })),
-        )
-        .onConflict('id')
-        .ignore()
-        .returning('id');
-      const fresh = new Set(inserted.map((row: { id: string }) => row.id));
-      const entries: Array<Record<string, unknown>> = [];
-      for (const job of jobs) {
-        if (!fresh.has(job.reservationId)) continue;
-        for (const line of job.lines) {
-          const projection = projections.get(line.sku);
-          if (projection === undefined) throw new LedgerShortError(line.sku, -line.quantity);
-          projection.onHand -= line.quantity;
-          if (projection.onHand < 0) throw new LedgerShortError(line.sku, projection.onHand);
-          entries.push({
-            sku: line.sku,
-            kind: 'allocation',
-            delta: -line.quantity,
-            on_hand_after: projection.onHand,
-            sku_version: projection.version,
-            reservation_id: job.reservationId,
-            client_id: job.clientId,
-          });
-        }
+      const earlier = new Map<string, string>(
+        (await transaction('reservations').select('id', 'status').whereIn('id', jobs.map((job) => job.reservationId))).map((row: { id: string; status: string }) => [row.id, row.status]),
+      );
+      const fresh = jobs.filter((job) => !earlier.has(job.reservationId));
+      let newEntries: NewEntry[];
+      try {
+        newEntries = fresh.flatMap((job) => job.lines.map((line) => nextEntry(projections, line.sku, -line.quantity, { kind: 'allocation', reservation_id: job.reservationId, client_id: job.clientId })));
+      } catch (error) {
+        if (!(error instanceof LedgerShortError) || options.rejectShort !== true || fresh.length === 0) throw error;
+        return [await this.recordRejection(transaction, fresh[0]!, error)];
       }
-      const rows = await appendEntries(transaction, projections, entries);
-      const earlier = jobs.filter((job) => !fresh.has(job.reservationId)).map((job) => job.reservationId);
-      if (earlier.length > 0) {
-        rows.push(...(await transaction('ledger_entries').select('id', 'sku', 'reservation_id').whereIn('reservation_id', earlier).andWhere({ kind: 'allocation' })));
-      }
-      return jobs.map((job) => ({ ledger: fresh.has(job.reservationId) ? 'committed' : 'already-committed', entryIds: entryIdsOf(rows, job.reservationId) }));
+      if (fresh.length > 0) await transaction('reservations').insert(fresh.map((job) => reservationRow(job, 'committed')));
+      const inserted = await appendEntries(transaction, projections, newEntries);
+      await appendEvents(transaction, fresh.map((job) => ({ type: 'reservation.committed' as const, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines } })));
+      const before = await entriesOf(transaction, jobs.filter((job) => earlier.get(job.reservationId) !== 'rejected' && earlier.has(job.reservationId)).map((job) => job.reservationId), 'allocation');
+      const all = [...inserted, ...before];
+      return jobs.map((job): CommitOutcome => {
+        const status = earlier.get(job.reservationId);
+        if (status === 'rejected') return { ledger: 'rejected', entries: [] };
+        return { ledger: status === undefined ? 'committed' : 'already-committed', entries: all.filter((entry) => entry.reservationId === job.reservationId) };
+      });
     });
+  }
+
+  private async recordRejection(transaction: Knex.Transaction, job: CommitJob, short: LedgerShortError): Promise<CommitOutcome> {
+    await transaction('reservations').insert(reservationRow(job, 'rejected'));
+    await appendEvents(transaction, [{ type: 'reservation.rejected', data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines, reason: rejectReason, sku: short.sku } }]);
+    return { ledger: 'rejected', entries: [] };
   }
 
   /** Returns a committed reservation's units to stock, once, if the job's fence is the newest. */
@@ -128,31 +146,16 @@ export class LedgerWriter {
     return this.knex.transaction(async (transaction) => {
       const row = await transaction('reservations').first('status', 'fence').where({ id: job.reservationId }).forUpdate();
       assert(row !== undefined, `cancel job for ${job.reservationId}, which the ledger has not committed`);
-      if (row.status === 'cancelled') {
-        const rows = await transaction('ledger_entries').select('id', 'sku', 'reservation_id').where({ reservation_id: job.reservationId, kind: 'deallocation' });
-        return { ledger: 'already-cancelled', entryIds: entryIdsOf(rows, job.reservationId) };
-      }
+      if (row.status === 'cancelled') return { ledger: 'already-cancelled', entries: await entriesOf(transaction, [job.reservationId], 'deallocation') };
       // The fencing check: a job from before a newer state must not write over it.
-      if (Number(row.fence) >= job.fence) return { ledger: 'stale', entryIds: new Map() };
+      if (Number(row.fence) >= job.fence || row.status !== 'committed') return { ledger: 'stale', entries: [] };
       const skus = [...new Set(job.lines.map((line) => line.sku))].sort();
       const projections = await lockProjections(transaction, skus);
-      const entries = job.lines.map((line) => {
-        const projection = projections.get(line.sku);
-        assert(projection !== undefined, `committed reservation names unknown SKU ${line.sku}`);
-        projection.onHand += line.quantity;
-        return {
-          sku: line.sku,
-          kind: 'deallocation',
-          delta: line.quantity,
-          on_hand_after: projection.onHand,
-          sku_version: projection.version,
-          reservation_id: job.reservationId,
-          client_id: job.requestedBy,
-        };
-      });
-      const rows = await appendEntries(transaction, projections, entries);
+      const entries = job.lines.map((line) => nextEntry(projections, line.sku, line.quantity, { kind: 'deallocation', reservation_id: job.reservationId, client_id: job.requestedBy }));
+      const inserted = await appendEntries(transaction, projections, entries);
       await transaction('reservations').update({ status: 'cancelled', fence: job.fence, cancelled_at: transaction.fn.now() }).where({ id: job.reservationId });
-      return { ledger: 'cancelled', entryIds: entryIdsOf(rows, job.reservationId) };
+      await appendEvents(transaction, [{ type: 'reservation.cancelled', data: { reservationId: job.reservationId, requestedBy: job.requestedBy, lines: job.lines } }]);
+      return { ledger: 'cancelled', entries: inserted };
     });
   }
 }

@@ -5,6 +5,7 @@ import { createPostgres, ensureDatabase } from './connection';
 import * as createLedger from '../../migrations/20261125000001_create_ledger';
 import * as createReservations from '../../migrations/20261125000002_create_reservations';
 import * as reconciliation from '../../migrations/20261125000003_reconciliation';
+import * as ledgerPositions from '../../migrations/20261126000004_ledger_positions';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -15,6 +16,7 @@ const migrations: ReadonlyArray<readonly [string, Migration]> = [
   ['20261125000001_create_ledger', createLedger],
   ['20261125000002_create_reservations', createReservations],
   ['20261125000003_reconciliation', reconciliation],
+  ['20261126000004_ledger_positions', ledgerPositions],
 ];
 
 const source: Knex.MigrationSource<string> = {

@@ -9,6 +9,7 @@ import { withPostgres } from '../postgres/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import type { ReservationService } from '../reservations/reservation-service';
+import type { LedgerProjection } from '../stock/ledger-projection';
 import { ReconcileLog } from './reconcile-log';
 import { RunTally, type ReconcileReport, type ReconcileTrigger } from './report';
 import { SkuReconciliation } from './sku-reconciliation';
@@ -27,11 +28,12 @@ export class Reconciler {
     redis: Redis,
     scripts: ScriptRunner,
     keys: RedisKeys,
+    projection: LedgerProjection,
     queue: CommitQueue,
     reservations: ReservationService,
     private readonly config: Config,
   ) {
-    this.skus = new SkuReconciliation(knex, redis, scripts, keys, config);
+    this.skus = new SkuReconciliation(knex, scripts, keys, projection, config);
     this.stuck = new StuckCommits(queue, reservations, config);
     this.log = new ReconcileLog(knex, redis, `${config.redisKeyPrefix}metrics`, config.reconcileLogRetentionDays);
   }
@@ -64,6 +66,10 @@ export class Reconciler {
       commitsRequeued: tally.commitsRequeued,
       skusRebuilt: tally.skusRebuilt,
       driftCorrected: tally.driftCorrected,
+      debitsReleased: tally.debitsReleased,
+      confirmedTruncated: tally.confirmedTruncated,
+      skusFailed: tally.skusFailed,
+      failures: tally.failures,
       corrections: tally.corrections,
     };
     await withPostgres(() => this.log.record(report));

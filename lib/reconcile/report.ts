@@ -21,6 +21,13 @@ export interface ReconcileReport {
   readonly commitsRequeued: number;
   readonly skusRebuilt: number;
   readonly driftCorrected: number;
+  /** Pending debits released because their stock change ended without committing. */
+  readonly debitsReleased: number;
+  /** SKUs whose confirmed holds were more than RECONCILE_CONFIRMED_MAX (the rest wait a run). */
+  readonly confirmedTruncated: number;
+  /** SKUs this run could not reconcile (each skipped, the run went on), and why. */
+  readonly skusFailed: number;
+  readonly failures: ReadonlyArray<{ readonly sku: string; readonly message: string }>;
   /** What was corrected (in a dry run: what would be), at most RECONCILE_CORRECTIONS_REPORTED_MAX. */
   readonly corrections: readonly Correction[];
 }
@@ -32,10 +39,19 @@ export class RunTally {
   commitsRequeued = 0;
   skusRebuilt = 0;
   driftCorrected = 0;
+  debitsReleased = 0;
+  confirmedTruncated = 0;
+  skusFailed = 0;
+  readonly failures: Array<{ sku: string; message: string }> = [];
   readonly corrections: Correction[] = [];
   correctionsDropped = 0;
 
   constructor(private readonly correctionsMax: number) {}
+
+  fail(sku: string, error: unknown): void {
+    this.skusFailed += 1;
+    if (this.failures.length < this.correctionsMax) this.failures.push({ sku, message: error instanceof Error ? error.message : String(error) });
+  }
 
   correct(correction: Correction): void {
     if (correction.field !== 'state') this.driftCorrected += 1;

@@ -1,20 +1,20 @@
-// Reconciles one page of SKUs: expired holds reclaimed, missing SKUs rebuilt, on-hand compared
-// with the ledger and corrected, reserved audited against the holds.
+// Reconciles one page of SKUs: expired holds reclaimed, missing SKUs rebuilt, Redis brought to
+// the ledger's position and compared with it there, reserved audited against the holds.
 //
-// On-hand. The comparison runs while the page's projection rows are held FOR SHARE, so no
-// ledger write (stock change, commit, cancel) for these SKUs can land meanwhile. What Redis
-// should show is the ledger's on-hand, plus the units of commits in flight (in the ledger, Redis
-// not told yet: their confirmed hold is still in Redis and their reservation is committed in
-// Postgres), minus the units of cancels in flight (deallocated in the ledger, Redis record still
-// waiting for applyCancel). Those are counted from the ledger's side, once each. A Redis step
-// that finishes while we look bumps `ov`, and correctOnHand's compare-and-set on `ov` refuses;
-// we look again, a bounded number of times. Reservations never bump `ov`, so traffic cannot
-// starve the correction.
+// On-hand. The page's projection rows are held FOR SHARE, so no stock change, commit or cancel
+// of these SKUs can write the ledger (or stage a debit) meanwhile. Redis is first caught up to
+// the ledger's position (the entries it has not applied yet: a worker between COMMIT and its
+// Redis step, a lost reply), so the comparison is like with like: at the same position any
+// difference is real drift, set to the ledger's, and a debit still pending was left by a
+// transaction that ended without committing, so it is released. There is no arithmetic of
+// commits or cancels in flight. A SKU that fails (Redis refuses, holds too many to rebuild) is
+// counted and reported and the run goes on with the next.
 import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptReply, ScriptRunner } from '../redis/scripts';
-import type { Redis } from 'ioredis';
+import { correctOnHand } from '../scripts/correct-on-hand';
+import type { LedgerProjection } from '../stock/ledger-projection';
 import type { RunTally } from './report';
 
 export const correctionAttemptsMax = 3;
@@ -25,67 +25,74 @@ export interface Inspection {
   readonly missing: boolean;
   readonly onHand: number;
   readonly reserved: number;
-  readonly version: number;
-  readonly ov: number;
+  readonly pos: number;
+  readonly debit: number;
   readonly holdCount: number;
   /** Confirmed holds: reservation id and quantity. */
   readonly confirmed: ReadonlyArray<{ id: string; quantity: number }>;
+  /** More confirmed holds than RECONCILE_CONFIRMED_MAX: the rest wait for the next run. */
+  readonly confirmedTruncated: boolean;
 }
 
 interface LedgerRow {
   sku: string;
   on_hand: string;
-  version: string;
-  last_entry_id: string;
+  seq: string;
 }
 
 export interface StuckCandidate {
   readonly id: string;
-  readonly committedInLedger: boolean;
 }
 
 function parseInspection(sku: string, reply: ScriptReply): Inspection {
-  if (reply[0] === -1) return { sku, missing: true, onHand: 0, reserved: 0, version: 0, ov: 0, holdCount: Number(reply[1]), confirmed: [] };
+  if (reply[0] === -1) return { sku, missing: true, onHand: 0, reserved: 0, pos: 0, debit: 0, holdCount: Number(reply[1]), confirmed: [], confirmedTruncated: false };
   const confirmed = reply.slice(9).map((member) => {
     const text = String(member);
     const separator = text.lastIndexOf(':');
     return { id: text.slice(0, separator), quantity: Number(text.slice(separator + 1)) };
   });
-  return { sku, missing: false, onHand: Number(reply[1]), reserved: Number(reply[2]), version: Number(reply[3]), ov: Number(reply[4]), holdCount: Number(reply[8]), confirmed };
+  return {
+    sku,
+    missing: false,
+    onHand: Number(reply[1]),
+    reserved: Number(reply[2]),
+    pos: Number(reply[3]),
+    debit: Number(reply[4]),
+    holdCount: Number(reply[7]),
+    confirmed,
+    confirmedTruncated: reply[8] === 1,
+  };
 }
 
 export class SkuReconciliation {
   constructor(
     private readonly knex: Knex,
-    private readonly redis: Redis,
     private readonly scripts: ScriptRunner,
     private readonly keys: RedisKeys,
+    private readonly projection: LedgerProjection,
     private readonly config: Config,
   ) {}
 
   /** Returns the confirmed reservations of the page, for the stuck-commit check. */
   async reconcilePage(skus: readonly string[], runId: string, dryRun: boolean, tally: RunTally): Promise<StuckCandidate[]> {
     const stuck = await this.knex.transaction(async (transaction) => {
-      const ledger: LedgerRow[] = await transaction('skus').select('sku', 'on_hand', 'version', 'last_entry_id').whereIn('sku', skus as string[]).orderBy('sku').forShare();
-      const inspections = await Promise.all(skus.map((sku) => this.inspect(sku, dryRun, tally)));
-      const confirmedIds = [...new Set(inspections.flatMap((inspection) => inspection.confirmed.map((hold) => hold.id)))];
-      const committed = new Set<string>(
-        confirmedIds.length === 0 ? [] : (await transaction('reservations').select('id').whereIn('id', confirmedIds)).map((row: { id: string }) => row.id),
-      );
-      const cancelling = await this.cancelsInFlight(transaction, skus);
+      const ledger: LedgerRow[] = await transaction('skus').select('sku', 'on_hand', 'seq').whereIn('sku', skus as string[]).orderBy('sku').forShare();
+      const candidates: StuckCandidate[] = [];
       for (const row of ledger) {
-        const inspection = inspections.find((candidate) => candidate.sku === row.sku);
-        if (inspection === undefined) continue;
-        if (inspection.missing) {
-          await this.rebuild(row, inspection, dryRun, tally);
-          continue;
+        try {
+          const inspection = await this.inspect(row.sku, dryRun, tally);
+          if (inspection.missing) await this.rebuild(row, dryRun, tally);
+          else await this.reconcileOnHand(transaction, row, inspection, dryRun, tally);
+          if (inspection.confirmedTruncated) tally.confirmedTruncated += 1;
+          candidates.push(...inspection.confirmed.map((hold) => ({ id: hold.id })));
+        } catch (error) {
+          tally.fail(row.sku, error);
         }
-        await this.correctOnHand(row, inspection, committed, cancelling.get(row.sku) ?? 0, dryRun, tally);
       }
-      return inspections.flatMap((inspection) => inspection.confirmed.map((hold) => ({ id: hold.id, committedInLedger: committed.has(hold.id) })));
+      return candidates;
     });
     // Audits of different SKUs touch different keys: run the page's audits side by side.
-    await Promise.all(skus.map((sku) => this.auditReserved(sku, runId, dryRun, tally)));
+    await Promise.all(skus.map((sku) => this.auditReserved(sku, runId, dryRun, tally).catch((error) => tally.fail(sku, error))));
     return stuck;
   }
 
@@ -102,52 +109,38 @@ export class SkuReconciliation {
     return parseInspection(sku, reply);
   }
 
-  /** Units of deallocations the ledger has and Redis has not applied yet, by SKU. */
-  private async cancelsInFlight(transaction: Knex.Transaction, skus: readonly string[]): Promise<Map<string, number>> {
-    const { rows } = await transaction.raw(
-      `SELECT r.id, line->>'sku' AS sku, (line->>'quantity')::bigint AS quantity
-         FROM reservations r, jsonb_array_elements(r.lines) AS line
-        WHERE r.status = 'cancelled' AND r.cancelled_at > now() - make_interval(hours => ?)
-          AND line->>'sku' IN (?)`,
-      [this.config.reconcileCancelWindowHours, [...skus]],
-    );
-    const units = new Map<string, number>();
-    for (const row of rows as Array<{ id: string; sku: string; quantity: string }>) {
-      const [status, requested] = await this.redis.hmget(this.keys.reservation(row.id), 's', 'cx');
-      if (status === 'committed' && requested !== null) units.set(row.sku, (units.get(row.sku) ?? 0) + Number(row.quantity));
-    }
-    return units;
-  }
-
-  private async rebuild(row: LedgerRow, inspection: Inspection, dryRun: boolean, tally: RunTally): Promise<void> {
-    if (!dryRun) {
-      const reply = await this.scripts.run('initSku', [this.keys.skuState(row.sku), this.keys.skuHolds(row.sku)], [row.on_hand, row.version, row.last_entry_id]);
-      if (reply[0] === -1) throw new Error(`holds of ${row.sku} survived without its state (${inspection.holdCount} holds): refusing to rebuild`);
-      if (reply[0] === 0) return;
-    }
+  private async rebuild(row: LedgerRow, dryRun: boolean, tally: RunTally): Promise<void> {
+    if (!dryRun && (await this.projection.initFrom(row)) === 'exists') return;
     tally.skusRebuilt += 1;
     tally.correct({ sku: row.sku, field: 'state', before: null, after: Number(row.on_hand) });
   }
 
-  private async correctOnHand(row: LedgerRow, first: Inspection, committed: ReadonlySet<string>, cancellingUnits: number, dryRun: boolean, tally: RunTally): Promise<void> {
+  /** Catches Redis up to the ledger's position, then compares and corrects at that position. */
+  private async reconcileOnHand(transaction: Knex.Transaction, row: LedgerRow, first: Inspection, dryRun: boolean, tally: RunTally): Promise<void> {
+    const ledger = { onHand: Number(row.on_hand), seq: Number(row.seq) };
+    if (dryRun) return this.reportDrift(transaction, row, first, tally);
     let inspection = first;
     for (let attempt = 1; attempt <= correctionAttemptsMax; attempt += 1) {
-      const inFlightCommits = inspection.confirmed.filter((hold) => committed.has(hold.id)).reduce((sum, hold) => sum + hold.quantity, 0);
-      const expected = Number(row.on_hand) + inFlightCommits - cancellingUnits;
-      if (inspection.onHand === expected && inspection.version === Number(row.version)) return;
-      if (dryRun) {
-        tally.correct({ sku: row.sku, field: 'onHand', before: inspection.onHand, after: expected });
+      await this.projection.catchUp(row.sku, inspection.pos, ledger.seq, transaction);
+      const result = await correctOnHand(this.scripts, this.keys, row.sku, ledger, false);
+      if (result.kind === 'missing') return;
+      if (result.kind === 'done') {
+        if (result.onHandBefore !== ledger.onHand) tally.correct({ sku: row.sku, field: 'onHand', before: result.onHandBefore, after: ledger.onHand });
+        if (result.debitReleased > 0) tally.debitsReleased += 1;
         return;
       }
-      const reply = await this.scripts.run('correctOnHand', [this.keys.skuState(row.sku)], [inspection.ov, inspection.version, expected, row.version, row.last_entry_id]);
-      if (reply[0] === 1) {
-        tally.correct({ sku: row.sku, field: 'onHand', before: Number(reply[1]), after: expected });
-        return;
-      }
-      if (reply[0] === -1) return;
-      // Something finished its Redis step while we looked: look again.
       inspection = await this.inspect(row.sku, true, undefined);
     }
+  }
+
+  /** A dry run changes nothing: Redis is compared with the ledger at Redis's own position. */
+  private async reportDrift(transaction: Knex.Transaction, row: LedgerRow, inspection: Inspection, tally: RunTally): Promise<void> {
+    let expected = Number(row.on_hand);
+    if (inspection.pos < Number(row.seq)) {
+      const entry = await transaction('ledger_entries').first('on_hand_after').where({ sku: row.sku, sku_seq: inspection.pos });
+      expected = entry === undefined ? 0 : Number(entry.on_hand_after);
+    }
+    if (inspection.onHand !== expected) tally.correct({ sku: row.sku, field: 'onHand', before: inspection.onHand, after: expected });
   }
 
   private async auditReserved(sku: string, runId: string, dryRun: boolean, tally: RunTally): Promise<void> {

@@ -15,17 +15,19 @@ export const scriptNames = [
   'createReservation',
   'releaseReservation',
   'confirmReservation',
-  'commitReservation',
+  'finishCommit',
+  'rejectReservation',
   'requestCancel',
-  'applyCancel',
+  'finishCancel',
   'inspectSku',
   'auditHolds',
   'correctOnHand',
   'readReservation',
   'readSku',
   'initSku',
-  'stageStockChange',
-  'applyOnHandDelta',
+  'applyEntries',
+  'prepareStockChange',
+  'releaseDebit',
   'beginIdempotent',
   'settleIdempotent',
 ] as const;
@@ -86,7 +88,15 @@ export function loadScripts(directory: string = findLuaDirectory()): ReadonlyMap
   return scripts;
 }
 
+/**
+ * Runs before a script, when set: the tests' latch for forcing an interleaving between two
+ * round trips (hold a script back, run something else, then let it go). Never set in production.
+ */
+export type ScriptLatch = (name: ScriptName, keys: readonly string[], args: ReadonlyArray<string | number>) => Promise<void>;
+
 export class ScriptRunner {
+  latch: ScriptLatch | undefined;
+
   constructor(
     readonly redis: Redis,
     private readonly scripts: ReadonlyMap<ScriptName, LoadedScript> = loadScripts(),
@@ -101,6 +111,7 @@ export class ScriptRunner {
     const script = this.scripts.get(name);
     assert(script !== undefined, `unknown script ${name}`);
     assert(script.numberOfKeys === undefined || script.numberOfKeys === keys.length, `${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
+    if (this.latch !== undefined) await this.latch(name, keys, args);
     return withRedis(async () => {
       try {
         return (await this.redis.evalsha(script.sha, keys.length, ...keys, ...args)) as ScriptReply;

@@ -14,7 +14,7 @@ export interface ReservationLine {
   readonly quantity: number;
 }
 
-export type ReservationStatus = 'pending' | 'confirmed' | 'committed' | 'released' | 'expired' | 'cancelled';
+export type ReservationStatus = 'pending' | 'confirmed' | 'committed' | 'released' | 'expired' | 'cancelled' | 'rejected';
 
 export interface Reservation {
   readonly id: string;
@@ -196,7 +196,7 @@ export class ReservationService {
    */
   async release(reservation: Reservation): Promise<ReservationStatus> {
     // Read from the ledger: past pending for good, whether or not Redis still has its record.
-    if (reservation.status === 'committed' || reservation.status === 'cancelled') throw errors.notReleasable(reservation.id, reservation.status);
+    if (reservation.status === 'committed' || reservation.status === 'cancelled' || reservation.status === 'rejected') throw errors.notReleasable(reservation.id, reservation.status);
     const reply = await this.scripts.run('releaseReservation', this.recordAndLineKeys(reservation), [reservation.id]);
     if (reply[0] === 1 || reply[0] === 2) return String(reply[1]) as ReservationStatus;
     if (reply[0] === -1) throw errors.reservationNotFound(reservation.id);

@@ -1,14 +1,14 @@
 // Reading a SKU's hot state from Redis, and rebuilding it from the ledger when Redis does not
-// have it (first use after Redis lost its data). The rebuild never overwrites: initSku only
-// creates, so two rebuilds racing cannot both apply. A SKU the ledger does not have either is
+// have it (first use after Redis lost its data). The rebuild reads the ledger row FOR SHARE and
+// never overwrites (see ledger-projection.ts), so two rebuilds racing cannot both apply and no
+// commit can land between the read and the rebuild. A SKU the ledger does not have either is
 // remembered as unknown for UNKNOWN_SKU_CACHE_MS, so a flood of requests for it answers 404
 // from Redis instead of reaching Postgres; creating the SKU deletes the marker
-// (stageStockChange), and the marker is only ever read when Redis has no state for the SKU.
-import type { Knex } from 'knex';
+// (prepareStockChange), and the marker is only ever read when Redis has no state for the SKU.
 import { errors } from '../errors';
-import { withPostgres } from '../postgres/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
+import type { LedgerProjection } from './ledger-projection';
 
 export interface SkuView {
   readonly sku: string;
@@ -27,7 +27,7 @@ export class SkuState {
   constructor(
     private readonly scripts: ScriptRunner,
     private readonly keys: RedisKeys,
-    private readonly knex: Knex,
+    private readonly projection: LedgerProjection,
     private readonly reclaimPerSkuMax: number,
     private readonly unknownSkuCacheMs: number,
   ) {}
@@ -49,15 +49,7 @@ export class SkuState {
   async rebuild(skus: readonly string[]): Promise<string[]> {
     const marked = await Promise.all(skus.map((sku) => this.scripts.redis.exists(this.keys.skuUnknown(sku)).catch(() => 0)));
     if (marked.every((exists) => exists === 1)) return [...skus];
-    const rows = await withPostgres(() =>
-      this.knex('skus').select('sku', 'on_hand', 'version', 'last_entry_id').whereIn('sku', skus as string[]),
-    );
-    const found = new Map<string, { on_hand: string; version: string; last_entry_id: string }>(rows.map((row) => [row.sku, row]));
-    for (const [sku, row] of found) {
-      const reply = await this.scripts.run('initSku', [this.keys.skuState(sku), this.keys.skuHolds(sku)], [row.on_hand, row.version, row.last_entry_id]);
-      if (reply[0] === -1) throw new Error(`Redis holds for ${sku} exist without its state: refusing to rebuild`);
-    }
-    const unknown = skus.filter((sku) => !found.has(sku));
+    const unknown = await this.projection.rebuild(skus);
     if (this.unknownSkuCacheMs > 0) {
       await Promise.all(unknown.map((sku) => this.scripts.redis.set(this.keys.skuUnknown(sku), '1', 'PX', this.unknownSkuCacheMs).catch(() => undefined)));
     }

@@ -1,23 +1,38 @@
-// Stock changes: the ledger first, Redis in step with it. The projection row is locked for the
-// whole change, so changes to one SKU are serialised; Redis is staged inside the transaction so
-// that Redis never offers units the ledger does not have (see lua/stageStockChange-3.lua):
-//   decrease: Redis lowers on-hand (checked against reserved) -> ledger commits;
-//             if the transaction fails before COMMIT, the units are given back.
-//   increase: Redis checks -> ledger commits -> Redis raises on-hand.
-// A COMMIT whose outcome is unknown leaves Redis low (never high); the version fence makes the
-// next stock change (or the reconciler) resynchronise it from the ledger.
+// Stock changes: the ledger first, Redis a projection of it. The projection row is locked FOR
+// UPDATE for the whole change, so changes to one SKU are serialised, and inside the transaction:
+//   1. a retried Idempotency-Key is answered from the ledger before anything is checked;
+//   2. Redis is brought to the ledger's position (missing entries applied) and, for a decrease,
+//      the units are debited as a pending debit with its own id (lua/prepareStockChange-3.lua):
+//      Redis never offers units the ledger may be about to lose;
+//   3. the entry (naming the debit it absorbs), the projection and a stock.adjusted event go in;
+//   4. COMMIT (awaited for real: knex's commit() resolves even when the COMMIT fails).
+// Then the entry is applied to Redis like every other entry (lua/applyEntries-2.lua), which
+// absorbs the debit. A transaction that fails before COMMIT releases its debit by id, so a late
+// release can never land on another change; a COMMIT whose outcome is unknown leaves the debit
+// pending (Redis low, never high) until the entry is applied or the next holder of the row
+// finds it orphaned.
 import type { Knex } from 'knex';
+import { randomId } from '../random-ids';
+import { appendEvents } from '../events/outbox';
 import { assert, errors, StockholdError } from '../errors';
 import type { IdempotencyScope, IdempotencyStore } from '../idempotency/idempotency-store';
 import { withPostgres } from '../postgres/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
+import type { ProjectedEntry } from '../scripts/apply-entries';
+import { prepareStockChange } from '../scripts/prepare-stock-change';
+import { releaseDebit } from '../scripts/release-debit';
+import type { LedgerProjection } from './ledger-projection';
 import { skuView, type SkuState, type SkuView } from './sku-state';
 
 export interface StockLimits {
   readonly stockOnHandMax: number;
   readonly reclaimPerSkuMax: number;
+  readonly holdsRebuildMax: number;
 }
+
+/** Rounds of "Redis is behind, apply the missing entries" one stock change makes, at most. */
+export const catchUpRoundsMax = 4;
 
 interface ChangeRequest {
   readonly sku: string;
@@ -31,9 +46,15 @@ interface ChangeRequest {
 
 interface StagedChange {
   readonly delta: number;
-  readonly versionBefore: number;
   readonly onHandAfter: number;
   readonly reserved: number;
+  readonly entry: ProjectedEntry | null;
+}
+
+interface LockedRow {
+  readonly onHand: number;
+  readonly seq: number;
+  readonly version: number;
 }
 
 const uniqueViolation = '23505';
@@ -47,6 +68,7 @@ export class StockService {
     private readonly scripts: ScriptRunner,
     private readonly keys: RedisKeys,
     private readonly skuState: SkuState,
+    private readonly projection: LedgerProjection,
     private readonly idempotency: IdempotencyStore,
     private readonly limits: StockLimits,
   ) {}
@@ -100,99 +122,109 @@ export class StockService {
   }
 
   private async change(request: ChangeRequest): Promise<StagedChange> {
+    const debitId = randomId();
     const transaction = await withPostgres(() => this.knex.transaction());
-    const progress: { decreaseStaged?: StagedChange } = {};
+    const progress = { debitStaged: false };
     let staged: StagedChange;
     try {
-      staged = await withPostgres(() => this.stageInTransaction(transaction, request, progress));
+      staged = await withPostgres(() => this.stageInTransaction(transaction, request, debitId, progress));
     } catch (error) {
       // The transaction can also have ended underneath us (its connection dropped): knex then
       // says "Transaction query already complete". Either way it did not commit.
       const endedUnderneath = transaction.isCompleted() && !(error instanceof StockholdError);
       await transaction.rollback().catch(() => undefined);
-      if (progress.decreaseStaged !== undefined) await this.giveBack(request.sku, progress.decreaseStaged);
+      // By id: whenever this lands, it releases this change's debit and nothing else.
+      if (progress.debitStaged) await releaseDebit(this.scripts, this.keys, request.sku, debitId).catch(() => undefined);
       throw endedUnderneath ? errors.backendUnavailable('postgres', error) : error;
     }
     try {
-      // knex's commit() resolves even when the COMMIT fails; the failure reaches only the
-      // transaction's executionPromise, so wait on that too before touching Redis again.
       await withPostgres(async () => {
         await transaction.commit();
         await transaction.executionPromise;
       });
     } catch (error) {
-      // The COMMIT's outcome is unknown: leave Redis low (a staged decrease stays applied, an
-      // increase is not applied). The stock version tells the next change which one happened.
+      // The COMMIT's outcome is unknown: the debit stays pending (Redis low, never high) until
+      // the entry is applied, or the next holder of the row finds it orphaned and releases it.
       throw error instanceof StockholdError ? error : errors.backendUnavailable('postgres', error);
     }
-    if (staged.delta > 0) {
-      const versionAfter = staged.versionBefore + 1;
-      await this.scripts.run('applyOnHandDelta', [this.keys.skuState(request.sku)], [staged.delta, staged.versionBefore, versionAfter]);
-    }
+    // Committed: the ledger is right whatever happens now. Applying the entry is best effort;
+    // whoever touches the SKU next (a stock change, a commit, the reconciler) catches Redis up.
+    if (staged.entry !== null) await this.projection.apply(request.sku, [staged.entry]).catch(() => undefined);
     return staged;
   }
 
-  /** Undoes a staged decrease whose transaction was rolled back (not one whose COMMIT failed). */
-  private async giveBack(sku: string, staged: StagedChange): Promise<void> {
-    assert(staged.delta < 0, 'only a decrease is staged in Redis before the commit');
-    const versionStaged = staged.versionBefore + 1;
-    // Best effort: if Redis is unreachable it stays low, the safe side, until the next resync.
-    await this.scripts.run('applyOnHandDelta', [this.keys.skuState(sku)], [-staged.delta, versionStaged, staged.versionBefore]).catch(() => undefined);
+  private async stageInTransaction(transaction: Knex.Transaction, request: ChangeRequest, debitId: string, progress: { debitStaged: boolean }): Promise<StagedChange> {
+    const { sku } = request;
+    const row = await this.lockRow(transaction, request);
+    const delta = request.deltaFrom(row.onHand);
+    const onHandAfter = row.onHand + delta;
+    if (onHandAfter > this.limits.stockOnHandMax) {
+      throw errors.validation([{ field: 'onHand', message: `on-hand would be ${onHandAfter}, above the limit of ${this.limits.stockOnHandMax}` }]);
+    }
+    const debit = delta < 0 && onHandAfter >= 0 ? { id: debitId, units: -delta } : undefined;
+    const reserved = await this.prepareRedis(transaction, sku, row, debit);
+    if (onHandAfter < 0) throw errors.stockBelowReserved(sku, onHandAfter, reserved);
+    if (debit !== undefined) progress.debitStaged = true;
+    if (delta === 0) return { delta, onHandAfter, reserved, entry: null };
+    const entry = await this.appendEntry(transaction, request, row, delta, onHandAfter, debit?.id ?? null);
+    return { delta, onHandAfter, reserved, entry };
   }
 
-  private async stageInTransaction(
-    transaction: Knex.Transaction,
-    request: ChangeRequest,
-    progress: { decreaseStaged?: StagedChange },
-  ): Promise<StagedChange> {
+  /** Locks the projection row; a retried key is answered from the ledger before any check. */
+  private async lockRow(transaction: Knex.Transaction, request: ChangeRequest): Promise<LockedRow> {
     const { sku } = request;
     if (request.createIfMissing) {
       await transaction.raw('INSERT INTO skus (sku, on_hand, version) VALUES (?, 0, 1) ON CONFLICT (sku) DO NOTHING', [sku]);
     }
-    const row = await transaction('skus').first('on_hand', 'version', 'last_entry_id').where({ sku }).forUpdate();
+    const row = await transaction('skus').first('on_hand', 'seq', 'version').where({ sku }).forUpdate();
     if (row === undefined) throw errors.skuNotFound([sku]);
     // Under the row lock an earlier attempt with this key has either committed (and is visible
     // now) or not: a retried key is answered from the ledger before any stock check runs.
     if (request.idempotency !== null && (await this.appliedEntry(transaction, request.clientId, request.idempotency.key)) !== undefined) {
       throw new AlreadyApplied();
     }
-    const onHandBefore = Number(row.on_hand);
-    const versionBefore = Number(row.version);
-    const delta = request.deltaFrom(onHandBefore);
-    const onHandAfter = onHandBefore + delta;
-    if (onHandAfter > this.limits.stockOnHandMax) {
-      throw errors.validation([{ field: 'onHand', message: `on-hand would be ${onHandAfter}, above the limit of ${this.limits.stockOnHandMax}` }]);
-    }
-    const reply = await this.scripts.run(
-      'stageStockChange',
-      [this.keys.skuState(sku), this.keys.skuHolds(sku), this.keys.skuUnknown(sku)],
-      [delta, onHandBefore, versionBefore, versionBefore + 1, this.limits.reclaimPerSkuMax, row.last_entry_id],
-    );
-    if (reply[0] === -2) throw new Error(`Redis holds for ${sku} exist without its state: refusing the stock change`);
-    const reserved = Number(reply[2]);
-    if (reply[0] === -1 || onHandAfter < 0) throw errors.stockBelowReserved(sku, onHandAfter, reserved);
-    assert(reply[0] === 1, `stageStockChange returned ${String(reply[0])}`);
-    const staged = { delta, versionBefore, onHandAfter, reserved };
-    if (delta < 0) progress.decreaseStaged = staged;
-    if (delta !== 0) {
-      const entryId = await this.appendEntry(transaction, request, delta, onHandAfter, versionBefore + 1);
-      await transaction('skus').update({ on_hand: onHandAfter, version: versionBefore + 1, last_entry_id: entryId, updated_at: transaction.fn.now() }).where({ sku });
-    }
-    return staged;
+    return { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version) };
   }
 
-  private async appendEntry(transaction: Knex.Transaction, request: ChangeRequest, delta: number, onHandAfter: number, skuVersion: number): Promise<number> {
-    const [row] = await transaction('ledger_entries').insert({
-      sku: request.sku,
-      kind: 'adjustment',
-      delta,
-      on_hand_after: onHandAfter,
-      sku_version: skuVersion,
-      reason: request.reason,
-      client_id: request.clientId,
-      idempotency_key: request.idempotency?.key ?? null,
-      request_fingerprint: request.idempotency?.fingerprint ?? null,
-    }).returning('id');
-    return Number(row.id);
+  /** Brings Redis to the ledger's position and stages the debit; returns what is reserved. */
+  private async prepareRedis(transaction: Knex.Transaction, sku: string, row: LockedRow, debit: { id: string; units: number } | undefined): Promise<number> {
+    for (let round = 0; round < catchUpRoundsMax; round += 1) {
+      const result = await prepareStockChange(this.scripts, this.keys, {
+        sku,
+        ledgerSeq: row.seq,
+        ledgerOnHand: row.onHand,
+        ...(debit === undefined ? {} : { debit }),
+        reclaimPerSkuMax: this.limits.reclaimPerSkuMax,
+        holdsRebuildMax: this.limits.holdsRebuildMax,
+      });
+      if (result.kind === 'ready') return result.reserved;
+      if (result.kind === 'below-reserved') throw errors.stockBelowReserved(sku, row.onHand - (debit?.units ?? 0), result.reserved);
+      if (result.kind === 'too-many-holds') throw errors.backendUnavailable('redis', new Error(`${result.holdCount} holds of ${sku} outlived its state`));
+      await this.projection.catchUp(sku, result.pos, row.seq, transaction);
+    }
+    throw errors.backendUnavailable('redis', new Error(`Redis did not reach ledger position ${row.seq} of ${sku} in ${catchUpRoundsMax} rounds`));
+  }
+
+  private async appendEntry(transaction: Knex.Transaction, request: ChangeRequest, row: LockedRow, delta: number, onHandAfter: number, debitId: string | null): Promise<ProjectedEntry> {
+    const seq = row.seq + 1;
+    const [inserted] = await transaction('ledger_entries')
+      .insert({
+        sku: request.sku,
+        kind: 'adjustment',
+        delta,
+        on_hand_after: onHandAfter,
+        sku_version: row.version + 1,
+        sku_seq: seq,
+        debit_id: debitId,
+        reason: request.reason,
+        client_id: request.clientId,
+        idempotency_key: request.idempotency?.key ?? null,
+        request_fingerprint: request.idempotency?.fingerprint ?? null,
+      })
+      .returning('id');
+    const entryId = Number(inserted.id);
+    await transaction('skus').update({ on_hand: onHandAfter, version: row.version + 1, seq, last_entry_id: entryId, updated_at: transaction.fn.now() }).where({ sku: request.sku });
+    await appendEvents(transaction, [{ type: 'stock.adjusted', data: { sku: request.sku, delta, onHandAfter, reason: request.reason, clientId: request.clientId, entryId, position: seq } }]);
+    return { sku: request.sku, seq, delta, onHandAfter, kind: 'adjustment', reservationId: null, debitId };
   }
 }
