@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import type { LedgerDump, LedgerEntry, LedgerReservation } from './checker';
 import type { ApiEndpoint, Call } from './http-client';
 import { send } from './http-client';
-import type { Operation, Violation } from './history';
+import { dataLossFaults, type Fault, type Operation, type Violation } from './history';
 import type { Random } from './random';
 import { sleep, type Recorder, type Secrets } from './workload';
 
@@ -21,6 +21,8 @@ export interface FinalSetting {
   readonly commitGraceMs: number;
   readonly holdTtlSecondsMax: number;
   readonly runLabel: string;
+  /** The faults injected: what a Redis data-loss fault took away is not waited for. */
+  readonly faults: readonly Fault[];
 }
 
 export interface FinalTimings {
@@ -51,14 +53,22 @@ export async function waitReady(apis: readonly ApiEndpoint[]): Promise<boolean> 
   });
 }
 
-/** Ids whose confirm (or cancel) was acknowledged, for the drain to wait on. */
-function acknowledged(operations: readonly Operation[], kind: 'confirm' | 'cancel'): Set<string> {
-  return new Set(operations.filter((operation) => operation.kind === kind && operation.outcome === 'ok' && operation.reservationId !== undefined).map((operation) => operation.reservationId!));
+/**
+ * Ids whose confirm (or cancel) was acknowledged, for the drain to wait on; not those a Redis
+ * data-loss fault may have taken away (the checker counts those as lost).
+ */
+function acknowledged(operations: readonly Operation[], kind: 'confirm' | 'cancel', faults: readonly Fault[]): Set<string> {
+  const lastLossMs = Math.max(0, ...faults.filter((fault) => dataLossFaults.includes(fault.kind)).map((fault) => fault.endMs));
+  return new Set(
+    operations
+      .filter((operation) => operation.kind === kind && operation.outcome === 'ok' && operation.reservationId !== undefined && operation.invokeMs > lastLossMs)
+      .map((operation) => operation.reservationId!),
+  );
 }
 
 export async function drainCommits(setting: FinalSetting): Promise<boolean> {
-  const confirms = acknowledged(setting.recorder.operations, 'confirm');
-  const cancels = acknowledged(setting.recorder.operations, 'cancel');
+  const confirms = acknowledged(setting.recorder.operations, 'confirm', setting.faults);
+  const cancels = acknowledged(setting.recorder.operations, 'cancel', setting.faults);
   const deadline = Date.now() + setting.commitGraceMs + 3 * setting.reconcileIntervalMs + drainSlackMs;
   return until(deadline, async () => {
     const rows: Array<{ id: string; status: string }> = await setting.knex('reservations').select('id', 'status').whereIn('id', [...confirms, ...cancels]);

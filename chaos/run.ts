@@ -176,6 +176,7 @@ async function finish(options: RunOptions, root: Random, started: Started, drive
     commitGraceMs,
     holdTtlSecondsMax,
     runLabel: driven.runLabel,
+    faults: driven.faults,
   };
   const begin = Date.now();
   const elapsed = () => Date.now() - begin;

@@ -30,6 +30,7 @@ export interface Config {
   readonly postgresPoolMax: number;
   readonly postgresStatementTimeoutMs: number;
   readonly postgresConnectTimeoutMs: number;
+  readonly postgresApplicationName: string;
   readonly logLevel: string;
   readonly commitConcurrency: number;
   readonly commitBatchMax: number;
@@ -88,6 +89,12 @@ function readUrl(env: Environment, name: string, fallback: string, protocols: st
   } catch {
     problems.push(`${name} is not a valid URL: "${raw}"`);
   }
+  return raw;
+}
+
+function readPattern(env: Environment, name: string, fallback: string, pattern: RegExp, problems: string[]): string {
+  const raw = env[name] === undefined || env[name] === '' ? fallback : (env[name] as string);
+  if (!pattern.test(raw)) problems.push(`${name} must match ${pattern.source}, got "${raw}"`);
   return raw;
 }
 
@@ -153,6 +160,7 @@ export function loadConfig(env: Environment = process.env): Config {
     postgresPoolMax: integer('POSTGRES_POOL_MAX', 10, 1, 200),
     postgresStatementTimeoutMs: integer('POSTGRES_STATEMENT_TIMEOUT_MS', 5000, 100, 600_000),
     postgresConnectTimeoutMs: integer('POSTGRES_CONNECT_TIMEOUT_MS', 2000, 100, 60_000),
+    postgresApplicationName: readPattern(env, 'POSTGRES_APPLICATION_NAME', 'stockhold', /^[A-Za-z0-9_.-]{1,63}$/, problems),
     commitConcurrency: integer('COMMIT_CONCURRENCY', 256, 1, 4096),
     commitBatchMax: integer('COMMIT_BATCH_MAX', 256, 1, 4096),
     commitBatchWaitMs: integer('COMMIT_BATCH_WAIT_MS', 5, 0, 1000),

@@ -39,6 +39,7 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
     poolMax: config.postgresPoolMax,
     statementTimeoutMs: config.postgresStatementTimeoutMs,
     connectTimeoutMs: config.postgresConnectTimeoutMs,
+    applicationName: config.postgresApplicationName,
   });
   const keys = redisKeys(config.redisKeyPrefix);
   const scripts = new ScriptRunner(redis);

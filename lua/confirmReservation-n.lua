@@ -12,7 +12,7 @@
 
   Output:
      {1, fence, confirmedAtMs}   confirmed now
-     {2, status, fence}          already confirmed, committed or cancelled: nothing changed
+     {2, status, fence}          already confirmed, committed, cancelled or rejected: nothing changed
     {-1}                         no such reservation
     {-2}                         released
     {-3}                         expired
@@ -24,7 +24,7 @@
 local record = redis.call('HMGET', KEYS[1], 's', 'ex', 'l', 'v')
 local status = record[1]
 if not status then return { -1 } end
-if status == 'confirmed' or status == 'committed' or status == 'cancelled' then return { 2, status, tonumber(record[4] or '1') } end
+if status == 'confirmed' or status == 'committed' or status == 'cancelled' or status == 'rejected' then return { 2, status, tonumber(record[4] or '1') } end
 if status == 'released' then return { -2 } end
 if status == 'expired' then return { -3 } end
 if status ~= 'pending' then fail('unknown status ' .. status) end

@@ -21,7 +21,7 @@ async function sellOut(harness: Harness, sku: string, attempts: number): Promise
 describe('reconciliation racing traffic', () => {
   let harness: Harness;
   beforeAll(async () => {
-    harness = await startHarness({ COMMIT_BATCH_WAIT_MS: '2', RECONCILE_COMMIT_GRACE_MS: '60000', RECONCILE_SKU_PAGE: '50' });
+    harness = await startHarness({ COMMIT_BATCH_WAIT_MS: '2', RECONCILE_COMMIT_GRACE_MS: '60000', RECONCILE_SKU_PAGE: '50' }, { ownDatabase: true });
     await harness.startWorker();
   });
   afterAll(async () => {
@@ -80,7 +80,7 @@ describe('FLUSHDB in the middle of traffic', () => {
   let stopReconciler: () => Promise<void>;
   beforeAll(async () => {
     redis = await PrivateRedis.start();
-    harness = await startHarness({ REDIS_URL: redis.url, RECONCILE_INTERVAL_MS: '200', COMMIT_BATCH_WAIT_MS: '2', COMMIT_BACKOFF_BASE_MS: '50', COMMIT_BACKOFF_MAX_MS: '200' });
+    harness = await startHarness({ REDIS_URL: redis.url, RECONCILE_INTERVAL_MS: '200', COMMIT_BATCH_WAIT_MS: '2', COMMIT_BACKOFF_BASE_MS: '50', COMMIT_BACKOFF_MAX_MS: '200' }, { ownDatabase: true });
     await harness.startWorker();
     stopReconciler = (await startReconciler(harness.stockhold, pino({ level: 'silent' }))).stop;
   });

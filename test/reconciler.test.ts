@@ -9,7 +9,7 @@ import { createSku, idempotencyKey, startHarness, type Harness } from './support
 
 let harness: Harness;
 beforeAll(async () => {
-  harness = await startHarness({ RECONCILE_COMMIT_GRACE_MS: '0', COMMIT_ATTEMPTS: '1', COMMIT_BATCH_WAIT_MS: '1', POSTGRES_STATEMENT_TIMEOUT_MS: '1000' });
+  harness = await startHarness({ RECONCILE_COMMIT_GRACE_MS: '0', COMMIT_ATTEMPTS: '1', COMMIT_BATCH_WAIT_MS: '1', POSTGRES_STATEMENT_TIMEOUT_MS: '1000' }, { ownDatabase: true });
 });
 afterAll(async () => {
   await harness.close();

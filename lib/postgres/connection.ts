@@ -9,6 +9,8 @@ export interface PostgresOptions {
   readonly poolMax: number;
   readonly statementTimeoutMs: number;
   readonly connectTimeoutMs: number;
+  /** Shown in pg_stat_activity; lets an operator (or a test) find this process's sessions. */
+  readonly applicationName?: string;
 }
 
 const ignore = (): void => undefined;
@@ -20,7 +22,7 @@ export function createPostgres(options: PostgresOptions): Knex {
       connectionString: options.url,
       connectionTimeoutMillis: options.connectTimeoutMs,
       statement_timeout: options.statementTimeoutMs,
-      application_name: 'stockhold',
+      application_name: options.applicationName ?? 'stockhold',
     },
     pool: { min: 0, max: options.poolMax, idleTimeoutMillis: 30_000 },
     acquireConnectionTimeout: options.connectTimeoutMs,

@@ -6,7 +6,7 @@
 // first; a SKU state Redis lost is rebuilt from the ledger row read FOR SHARE, so no ledger
 // write for the SKU can land between the read and the rebuild.
 import type { Knex } from 'knex';
-import { assert } from '../errors';
+import { assert, errors } from '../errors';
 import { withPostgres } from '../postgres/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
@@ -112,7 +112,9 @@ export class LedgerProjection {
   /** Rebuilds one SKU from a row the caller read under a lock that keeps it still. */
   async initFrom(row: { sku: string; on_hand: string | number; seq: string | number }): Promise<'created' | 'exists'> {
     const result = await initSku(this.scripts, this.keys, row.sku, { onHand: Number(row.on_hand), seq: Number(row.seq) }, this.limits.holdsRebuildMax);
-    if (result.kind === 'too-many-holds') throw new Error(`${result.holdCount} holds of ${row.sku} outlived its state: more than ${this.limits.holdsRebuildMax} to rebuild it`);
+    // Redis lost part of the SKU and kept more holds than one rebuild sums: the SKU cannot be
+    // served until they expire or an operator raises HOLDS_REBUILD_MAX. Fail closed, as a 503.
+    if (result.kind === 'too-many-holds') throw errors.backendUnavailable('redis', new Error(`${result.holdCount} holds of ${row.sku} outlived its state: more than ${this.limits.holdsRebuildMax} to rebuild it`));
     return result.kind;
   }
 }

@@ -7,6 +7,8 @@ import pino from 'pino';
 import { createApp } from '../../apps/api/app';
 import { startWorker } from '../../apps/worker/worker';
 import { loadConfig, type Config } from '../../lib/config';
+import { dropDatabase } from '../../lib/postgres/connection';
+import { prepareDatabaseAt } from '../../lib/postgres/migrations';
 import { deleteKeysWithPrefix } from '../../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../../lib/stockhold';
 
@@ -68,8 +70,23 @@ export interface CallResult {
 }
 
 
-export async function startHarness(overrides: Record<string, string> = {}): Promise<Harness> {
-  const config = testConfig(overrides);
+export interface HarnessOptions {
+  /**
+   * A database of the test file's own (created, migrated, dropped at close): for tests whose
+   * code walks every SKU of the ledger (the reconciler), so other files' SKUs never show up.
+   */
+  readonly ownDatabase?: boolean;
+}
+
+export async function startHarness(overrides: Record<string, string> = {}, options: HarnessOptions = {}): Promise<Harness> {
+  let ownDatabaseUrl: string | undefined;
+  if (options.ownDatabase === true) {
+    const url = new URL(testDatabaseUrl);
+    url.pathname = `/stockhold_test_${randomBytes(6).toString('hex')}`;
+    ownDatabaseUrl = url.toString();
+    await prepareDatabaseAt(ownDatabaseUrl);
+  }
+  const config = testConfig({ ...(ownDatabaseUrl === undefined ? {} : { DATABASE_URL: ownDatabaseUrl }), ...overrides });
   const stockhold = await createStockhold(config);
   const app = createApp(stockhold, pino({ level: 'silent' }));
   const server: Server = await new Promise((resolve) => {
@@ -114,6 +131,7 @@ export async function startHarness(overrides: Record<string, string> = {}): Prom
       });
       if (stockhold.redis.status === 'ready' && options.keepData !== true) await deleteKeysWithPrefix(stockhold.redis, config.redisKeyPrefix);
       await stockhold.close();
+      if (ownDatabaseUrl !== undefined) await dropDatabase(ownDatabaseUrl);
     },
   };
 }
