@@ -150,6 +150,28 @@ describe('stuck and failed commits', () => {
   });
 });
 
+describe('one run at a time', () => {
+  it('a manual run while another run holds the lease answers 409 reconcile_in_progress with Retry-After', async () => {
+    const sku = await createSku(harness, 3);
+    let during: { status: number; headers: Headers; body: any } | undefined;
+    harness.stockhold.scripts.latch = async (name, keys) => {
+      if (name !== 'inspectSku' || !keys[0]!.includes(`{${sku}}`) || during !== undefined) return;
+      during = await harness.call('POST', '/v1/reconcile');
+    };
+    try {
+      const report = await harness.stockhold.reconciler.run('cli', false);
+      expect(report.skusFailed).toBe(0);
+    } finally {
+      harness.stockhold.scripts.latch = undefined;
+    }
+    expect(during?.status).toBe(409);
+    expect(during?.body).toMatchObject({ code: 'reconcile_in_progress', status: 409 });
+    expect(during?.headers.get('retry-after')).toBe('1');
+    // The lease is released after the run: the next one goes ahead.
+    expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
+  });
+});
+
 describe('GET /v1/reconcile/runs', () => {
   it('lists the latest runs newest first and validates limit', async () => {
     const first = await reconcile(true);

@@ -47,7 +47,7 @@ export function openApiDocument(config: Config) {
         post: {
           summary: 'Run one reconciliation now (admin)',
           parameters: [{ name: 'dryRun', in: 'query', required: false, schema: { enum: ['true', 'false'] } }],
-          responses: { '200': json({ $ref: '#/components/schemas/ReconcileReport' }), ...problems(400, 401, 403, 503) },
+          responses: { '200': json({ $ref: '#/components/schemas/ReconcileReport' }), ...problems(400, 401, 403, 409, 503) },
         },
       },
       '/v1/reconcile/runs': {

@@ -22,6 +22,7 @@ const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; 
   reservation_not_committed: { status: 409, title: 'Reservation is not committed' },
   reservation_rejected: { status: 409, title: 'Reservation was rejected by the ledger' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
+  reconcile_in_progress: { status: 409, title: 'A reconciliation run is in progress' },
   reservation_expired: { status: 410, title: 'Reservation expired' },
   idempotency_key_in_flight: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
   payload_too_large: { status: 413, title: 'Request body too large' },

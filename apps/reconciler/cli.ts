@@ -1,5 +1,6 @@
 // `npm run reconcile [-- --dry-run]`: one reconciliation run from the command line; prints the
 // report as JSON (the same report POST /v1/reconcile answers) and exits.
+import { StockholdError } from '../../lib/errors';
 import { createStockhold } from '../../lib/stockhold';
 import { configOrExit, prepareDatabase } from '../bootstrap';
 import { createLogger } from '../logger';
@@ -23,6 +24,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
+  if (error instanceof StockholdError && error.code === 'reconcile_in_progress') {
+    process.stderr.write(`reconcile: ${error.message}\n`);
+    process.exit(75);
+  }
   process.stderr.write(`reconcile failed: ${(error as Error).stack ?? String(error)}\n`);
   process.exit(1);
 });

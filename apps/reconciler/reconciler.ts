@@ -7,6 +7,7 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { bullPrefix } from '../../lib/commits/commit-queue';
+import { StockholdError } from '../../lib/errors';
 import type { ReconcileReport } from '../../lib/reconcile/report';
 import type { Stockhold } from '../../lib/stockhold';
 
@@ -31,10 +32,20 @@ export async function startReconciler(stockhold: Stockhold, logger: Logger): Pro
   const keeper = setInterval(() => {
     ensureSchedule().catch((error) => logger.warn({ err: error }, 'reconciler: could not re-establish the schedule'));
   }, config.reconcileIntervalMs);
-  const worker = new Worker<unknown, ReconcileReport>(
+  const worker = new Worker<unknown, ReconcileReport | null>(
     reconcileQueueName,
     async () => {
-      const report = await stockhold.reconciler.run('scheduled', false);
+      let report: ReconcileReport;
+      try {
+        report = await stockhold.reconciler.run('scheduled', false);
+      } catch (error) {
+        // A manual or CLI run holds the lease: this tick has nothing to add.
+        if (error instanceof StockholdError && error.code === 'reconcile_in_progress') {
+          logger.debug('reconcile tick skipped: a run is in progress');
+          return null;
+        }
+        throw error;
+      }
       const changed = report.holdsExpired + report.commitsRequeued + report.skusRebuilt + report.driftCorrected + report.debitsReleased > 0;
       if (report.skusFailed > 0) logger.error({ runId: report.runId, skusFailed: report.skusFailed, failures: report.failures.slice(0, 20) }, 'reconcile run skipped SKUs it could not reconcile');
       logger[changed ? 'info' : 'debug']({ ...report, corrections: report.corrections.slice(0, 20) }, 'reconcile run');

@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
 import type { CommitQueue } from '../commits/commit-queue';
 import type { Config } from '../config';
+import { errors } from '../errors';
 import { withPostgres } from '../postgres/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
@@ -17,11 +18,15 @@ import { StuckCommits } from './stuck-commits';
 
 /** SKUs one run visits, at most: pages past it wait for the next run. */
 export const skusPerRunMax = 10_000_000;
+/** The run lease lasts at least this long, renewed every third of it while the run goes on. */
+export const reconcileLeaseMsMin = 60_000;
 
 export class Reconciler {
   private readonly skus: SkuReconciliation;
   private readonly stuck: StuckCommits;
   readonly log: ReconcileLog;
+  private readonly leaseKey: string;
+  private readonly scripts: ScriptRunner;
 
   constructor(
     private readonly knex: Knex,
@@ -33,13 +38,33 @@ export class Reconciler {
     reservations: ReservationService,
     private readonly config: Config,
   ) {
+    this.scripts = scripts;
     this.skus = new SkuReconciliation(knex, scripts, keys, projection, config);
     this.stuck = new StuckCommits(queue, reservations, config);
+    this.leaseKey = `${config.redisKeyPrefix}reconcile:lease`;
     this.log = new ReconcileLog(knex, redis, `${config.redisKeyPrefix}metrics`, config.reconcileLogRetentionDays);
   }
 
+  /**
+   * One run, whoever asks (the schedule, the API, the CLI): a lease in Redis lets one run at a
+   * time; another asking meanwhile gets reconcile_in_progress. (Runs are safe to overlap, since
+   * every step is idempotent or fenced, but overlapping runs only duplicate work.)
+   */
   async run(trigger: ReconcileTrigger, dryRun: boolean): Promise<ReconcileReport> {
-    const runId = randomUUID();
+    const token = randomUUID();
+    const leaseMs = Math.max(reconcileLeaseMsMin, this.config.reconcileIntervalMs * 10);
+    const lease = (op: 'acquire' | 'renew' | 'release') => this.scripts.run('leaseRun', [this.leaseKey], [op, token, leaseMs]);
+    if ((await lease('acquire'))[0] !== 1) throw errors.reconcileInProgress();
+    const renewal = setInterval(() => void lease('renew').catch(() => undefined), leaseMs / 3);
+    try {
+      return await this.runHeld(token, trigger, dryRun);
+    } finally {
+      clearInterval(renewal);
+      await lease('release').catch(() => undefined);
+    }
+  }
+
+  private async runHeld(runId: string, trigger: ReconcileTrigger, dryRun: boolean): Promise<ReconcileReport> {
     const startedAt = new Date();
     const tally = new RunTally(this.config.reconcileCorrectionsReportedMax);
     const pageSize = this.config.reconcileSkuPage;

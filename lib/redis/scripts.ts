@@ -30,6 +30,7 @@ export const scriptNames = [
   'releaseDebit',
   'beginIdempotent',
   'settleIdempotent',
+  'leaseRun',
 ] as const;
 export type ScriptName = (typeof scriptNames)[number];
 
