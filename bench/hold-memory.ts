@@ -24,7 +24,7 @@ async function memoryUsage(stockhold: Stockhold, key: string): Promise<number> {
 
 async function measure(stockhold: Stockhold, label: string, skus: string[]) {
   const { keys } = stockhold;
-  for (const sku of skus) await stockhold.redis.hset(keys.skuState(sku), 'onHand', 1_000_000_000, 'reserved', 0, 'version', 1);
+  for (const sku of skus) await stockhold.redis.hset(keys.skuState(sku), 'onHand', 1_000_000_000, 'pos', 0, 'reserved', 0, 'debit', 0);
   const before = await usedMemory(stockhold);
   let sample: { id: string; idempotencyKey: string } | undefined;
   for (let start = 0; start < holdsPerShape; start += batch) {

@@ -80,8 +80,8 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
 
 async function main(): Promise<void> {
   const redis = new Redis(config.redisUrl);
-  await redis.hset(`${prefix}sku:{${sku}}`, 'onHand', stockUnits, 'reserved', 0, 'version', 1, 'ov', 0, 'ls', 0);
-  await redis.hset(`${prefix}sku:{${soldOutSku}}`, 'onHand', 0, 'reserved', 0, 'version', 1, 'ov', 0, 'ls', 0);
+  await redis.hset(`${prefix}sku:{${sku}}`, 'onHand', stockUnits, 'pos', 0, 'reserved', 0, 'debit', 0);
+  await redis.hset(`${prefix}sku:{${soldOutSku}}`, 'onHand', 0, 'pos', 0, 'reserved', 0, 'debit', 0);
   const bare = await startProcess('bare-express-server.js', { PORT: '0' });
   const apiEnv = { REDIS_KEY_PREFIX: prefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: 'info', NODE_ENV: 'production' };
   const api = await startProcess('stockhold-api-server.js', { ...apiEnv, PORT: '0' });

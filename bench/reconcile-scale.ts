@@ -33,7 +33,7 @@ async function seed(stockhold: Stockhold, skuCount: number, holdCount: number, t
     const slice = skus.slice(start, start + seedBatch);
     await stockhold.knex('skus').insert(slice.map((sku) => ({ sku, on_hand: 1000, version: 1, last_entry_id: 0 })));
     const pipeline = stockhold.redis.pipeline();
-    for (const sku of slice) pipeline.hset(stockhold.keys.skuState(sku), 'onHand', 1000, 'reserved', 0, 'version', 1, 'ov', 0, 'ls', 0);
+    for (const sku of slice) pipeline.hset(stockhold.keys.skuState(sku), 'onHand', 1000, 'pos', 0, 'reserved', 0, 'debit', 0);
     await pipeline.exec();
   }
   const expiresAt = Date.now() + 3_600_000;

@@ -30,14 +30,24 @@
 --- @include "includes/projection"
 
 if #ARGV == 0 or #ARGV % 6 ~= 0 then fail('ARGV must be 6 per entry') end
-if redis.call('EXISTS', KEYS[1]) == 0 then return { -1 } end
+-- Every entry is checked before the first write: Redis keeps writes made before an error.
+for i = 1, #ARGV, 6 do
+  local seq, delta, onHandAfter, kind = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3]
+  if seq == nil or seq < 1 or delta == nil or delta == 0 or onHandAfter == nil or onHandAfter < 0 then fail('bad entry at ARGV ' .. i) end
+  if kind == 'allocation' and (delta > 0 or ARGV[i + 4] == '') then fail('bad allocation at ARGV ' .. i) end
+end
+-- A state without a position is missing (or written by a release before positions): rebuild it.
+if redis.call('HEXISTS', KEYS[1], 'pos') == 0 then return { -1 } end
 
-local function removeHold(reservationId, quantity)
+-- The hold an allocation removes, if it is still there; checked before the entry writes anything.
+local function heldScore(reservationId, quantity)
+  local score = redis.call('ZSCORE', KEYS[2], reservationId .. ':' .. quantity)
+  if score and tonumber(redis.call('HGET', KEYS[1], 'reserved')) < quantity then fail('reserved below a hold on ' .. KEYS[1]) end
+  return score
+end
+
+local function removeHold(reservationId, quantity, score)
   local member = reservationId .. ':' .. quantity
-  local score = redis.call('ZSCORE', KEYS[2], member)
-  if not score then return end
-  local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved'))
-  if reserved < quantity then fail('reserved below a hold on ' .. KEYS[1]) end
   redis.call('ZREM', KEYS[2], member)
   redis.call('HINCRBY', KEYS[1], 'reserved', -quantity)
   auditHoldChange(KEYS[1], auditCursor(KEYS[1]), score, -quantity)
@@ -47,15 +57,15 @@ local pos = tonumber(redis.call('HGET', KEYS[1], 'pos'))
 for i = 1, #ARGV, 6 do
   local seq, delta, onHandAfter, kind = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3]
   local reservationId, debitId = ARGV[i + 4], ARGV[i + 5]
-  if seq == nil or seq < 1 or delta == nil or delta == 0 or onHandAfter == nil or onHandAfter < 0 then fail('bad entry at ARGV ' .. i) end
-  if kind == 'allocation' and (delta > 0 or reservationId == '') then fail('bad allocation at ARGV ' .. i) end
   if seq > pos + 1 then return { 0, pos } end
+  local score = false
+  if kind == 'allocation' then score = heldScore(reservationId, -delta) end
   if debitId ~= '' and redis.call('HGET', KEYS[1], 'did') == debitId then clearOrphanDebit(KEYS[1]) end
   if seq == pos + 1 then
     pos = seq
     redis.call('HSET', KEYS[1], 'onHand', onHandAfter, 'pos', pos)
   end
-  if kind == 'allocation' then removeHold(reservationId, -delta) end
+  if score then removeHold(reservationId, -delta, score) end
 end
 local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'debit')
 return { 1, pos, tonumber(state[1]), tonumber(state[2]), tonumber(state[3] or '0') }

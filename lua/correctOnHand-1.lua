@@ -21,7 +21,7 @@
 --- @include "includes/projection"
 
 local state = redis.call('HMGET', KEYS[1], 'onHand', 'pos', 'debit')
-if not state[1] then return { -1 } end
+if not state[2] then return { -1 } end
 if state[2] ~= ARGV[1] then return { 0, tonumber(state[2]) } end
 if ARGV[3] == '1' then return { 1, tonumber(state[1]), tonumber(state[3] or '0') } end
 if state[1] ~= ARGV[2] then redis.call('HSET', KEYS[1], 'onHand', ARGV[2]) end

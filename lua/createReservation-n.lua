@@ -64,8 +64,8 @@ for i = 1, lineCount do
   if seen[sku] then fail('duplicate line for ' .. sku) end
   seen[sku] = true
   if quantity == nil or quantity < 1 then fail('quantity must be >= 1 for ' .. sku) end
-  local state = redis.call('HMGET', skuKey, 'onHand', 'reserved', 'as', 'debit')
-  if not state[1] then
+  local state = redis.call('HMGET', skuKey, 'onHand', 'reserved', 'as', 'debit', 'pos')
+  if not state[5] then
     missing[#missing + 1] = sku
   else
     -- A pending debit is a decrease already in effect: those units are not on offer.

@@ -21,7 +21,7 @@
 --- @include "includes/holds"
 --- @include "includes/projection"
 
-if redis.call('EXISTS', KEYS[1]) == 1 then return { 0 } end
+if redis.call('HEXISTS', KEYS[1], 'pos') == 1 then return { 0 } end
 local holds = rebuildState(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]))
 if holds < 0 then return { -1, redis.call('ZCARD', KEYS[2]) } end
 return { 1, holds }

@@ -19,7 +19,7 @@
 --- @include "includes/common"
 --- @include "includes/holds"
 
-if redis.call('EXISTS', KEYS[1]) == 0 then return { -1, redis.call('ZCARD', KEYS[2]) } end
+if redis.call('HEXISTS', KEYS[1], 'pos') == 0 then return { -1, redis.call('ZCARD', KEYS[2]) } end
 local now = nowMs()
 local limit = tonumber(ARGV[1])
 local expiredHolds, expiredUnits = 0, 0

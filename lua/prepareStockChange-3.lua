@@ -25,7 +25,9 @@
   Output:
      {1, onHand, reserved, driftCorrected, orphanDebitReleased}   ready (and the debit staged)
      {0, pos}                       Redis is behind: apply entries pos+1..ledger position first
-    {-1, onHand, reserved}          the debit would take on-hand below what is reserved
+    {-1, onHand, reserved}          the debit would take on-hand below what is reserved (nothing
+                                    staged; drift and a leftover debit were still corrected,
+                                    which is right under the row lock)
     {-2, holdCount}                 too many holds outlived the state to rebuild it here
 ]]
 --- @include "includes/common"
@@ -36,13 +38,14 @@ local ledgerPos, ledgerOnHand = tonumber(ARGV[1]), tonumber(ARGV[2])
 local debitId, debitUnits = ARGV[3], tonumber(ARGV[4])
 if ledgerPos == nil or ledgerPos < 0 or ledgerOnHand == nil or ledgerOnHand < 0 then fail('bad ledger position') end
 if debitUnits == nil or debitUnits < 0 or (debitUnits > 0) == (debitId == '') then fail('a debit needs units and an id') end
+local pos = tonumber(redis.call('HGET', KEYS[1], 'pos'))
+if pos ~= nil and pos > ledgerPos then fail('Redis at position ' .. pos .. ', ahead of the ledger at ' .. ledgerPos .. ' for ' .. KEYS[1]) end
 redis.call('DEL', KEYS[3])
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if pos == nil then
   local holds = rebuildState(KEYS[1], KEYS[2], ledgerOnHand, ledgerPos, tonumber(ARGV[6]))
   if holds < 0 then return { -2, redis.call('ZCARD', KEYS[2]) } end
+  pos = ledgerPos
 end
-local pos = tonumber(redis.call('HGET', KEYS[1], 'pos'))
-if pos > ledgerPos then fail('Redis at position ' .. pos .. ', ahead of the ledger at ' .. ledgerPos .. ' for ' .. KEYS[1]) end
 if pos < ledgerPos then return { 0, pos } end
 
 local drift = 0

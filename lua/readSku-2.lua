@@ -14,7 +14,7 @@
 --- @include "includes/common"
 --- @include "includes/holds"
 
-if redis.call('EXISTS', KEYS[1]) == 0 then return { -1 } end
+if redis.call('HEXISTS', KEYS[1], 'pos') == 0 then return { -1 } end
 reclaimExpiredHolds(KEYS[1], KEYS[2], nowMs(), tonumber(ARGV[1]))
 local state = redis.call('HMGET', KEYS[1], 'onHand', 'reserved', 'pos', 'debit')
 return { 1, tonumber(state[1]) - tonumber(state[4] or '0'), tonumber(state[2]), tonumber(state[3]) }

@@ -1,5 +1,10 @@
 // Proves each Lua script's contract directly against the real Redis: every return code, and the
-// state of the keys afterwards (not only the replies). Runs in its own key prefix in the test db.
+// state of the keys afterwards (not only the replies). Runs in its own key prefix in the test db;
+// every test uses SKUs and reservation ids of its own, and afterAll deletes the prefix.
+//
+// The SKU state is an ordered projection of the Postgres ledger (lua/includes/projection.lua):
+// onHand and pos move only through applyEntries; a decrease is staged as a pending debit by
+// prepareStockChange, absorbed when its entry is applied, released by its id.
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -19,11 +24,24 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-async function seedSku(onHand: number, reserved = 0, version = 1): Promise<string> {
+interface SeedOptions {
+  reserved?: number;
+  pos?: number;
+  debit?: number;
+  did?: string;
+}
+
+/** A SKU state as the projection writes it (onHand, pos, reserved, debit; did when a debit is pending). */
+async function seedSku(onHand: number, options: SeedOptions = {}): Promise<string> {
   const sku = uniqueName('L');
-  await redis.hset(keys.skuState(sku), 'onHand', onHand, 'reserved', reserved, 'version', version);
+  await redis.hset(keys.skuState(sku), 'onHand', onHand, 'pos', options.pos ?? 1, 'reserved', options.reserved ?? 0, 'debit', options.debit ?? 0);
+  if (options.did !== undefined) await redis.hset(keys.skuState(sku), 'did', options.did);
   return sku;
 }
+
+const stateKeys = (sku: string) => [keys.skuState(sku), keys.skuHolds(sku)];
+const newId = () => randomBytes(16).toString('base64url');
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface ReserveCall {
   lines: Array<[string, number]>;
@@ -35,7 +53,7 @@ interface ReserveCall {
 }
 
 function reserve(call: ReserveCall) {
-  const id = call.id ?? randomBytes(16).toString('base64url');
+  const id = call.id ?? newId();
   const idemKey = keys.idempotency('client-1', call.key ?? randomBytes(6).toString('hex'));
   const keyList = [idemKey, keys.reservation(id)];
   const args: Array<string | number> = [call.fingerprint ?? 'fp-1', id, 'client-1', call.customer ?? '', call.ttlMs ?? hourMs, hourMs, hourMs, 100];
@@ -46,10 +64,48 @@ function reserve(call: ReserveCall) {
   return { id, idemKey, reply: scripts.run('createReservation', keyList, args) };
 }
 
+const numberOrNull = (value: string | null | undefined) => (value === null || value === undefined ? null : Number(value));
+
+/** The projection fields of a SKU state (null where a field is absent). */
 async function skuState(sku: string) {
-  const [onHand, reserved, version] = await redis.hmget(keys.skuState(sku), 'onHand', 'reserved', 'version');
-  return { onHand: Number(onHand), reserved: Number(reserved), version: Number(version) };
+  const [onHand, pos, reserved, debit, did] = await redis.hmget(keys.skuState(sku), 'onHand', 'pos', 'reserved', 'debit', 'did');
+  return { onHand: numberOrNull(onHand), pos: numberOrNull(pos), reserved: numberOrNull(reserved), debit: numberOrNull(debit), did: did ?? null };
 }
+
+/** Every field of a SKU state, as stored. */
+const rawState = (sku: string) => redis.hgetall(keys.skuState(sku));
+const holds = (sku: string) => redis.zrange(keys.skuHolds(sku), 0, -1);
+
+const lineKeys = (id: string, lines: Array<[string, number]>) => [keys.reservation(id), ...lines.flatMap(([sku]) => stateKeys(sku))];
+const confirm = (id: string, lines: Array<[string, number]>) => scripts.run('confirmReservation', lineKeys(id, lines), [id]);
+
+/** A confirmed reservation (holds at +inf, fence 2). */
+async function confirmed(lines: Array<[string, number]>): Promise<string> {
+  const call = reserve({ lines });
+  expect((await call.reply)[0]).toBe(1);
+  expect((await confirm(call.id, lines))[0]).toBe(1);
+  return call.id;
+}
+
+interface Entry {
+  seq: number;
+  delta: number;
+  after: number;
+  kind?: 'adjustment' | 'allocation' | 'deallocation';
+  res?: string;
+  debit?: string;
+}
+
+const entryArgs = (entries: Entry[]) => entries.flatMap((entry) => [entry.seq, entry.delta, entry.after, entry.kind ?? 'adjustment', entry.res ?? '', entry.debit ?? '']);
+const applyEntries = (sku: string, ...entries: Entry[]) => scripts.run('applyEntries', stateKeys(sku), entryArgs(entries));
+
+const prepare = (sku: string, ledgerPos: number, ledgerOnHand: number, debit?: [string, number], holdsMax = 100) =>
+  scripts.run('prepareStockChange', [keys.skuState(sku), keys.skuHolds(sku), keys.skuUnknown(sku)], [ledgerPos, ledgerOnHand, debit?.[0] ?? '', debit?.[1] ?? 0, 100, holdsMax]);
+const releaseDebit = (sku: string, id: string) => scripts.run('releaseDebit', [keys.skuState(sku)], [id]);
+const initSku = (sku: string, onHand: number, pos: number, holdsMax = 100) => scripts.run('initSku', stateKeys(sku), [onHand, pos, holdsMax]);
+const readSku = (sku: string) => scripts.run('readSku', stateKeys(sku), [100]);
+const correctOnHand = (sku: string, pos: number, onHand: number, dryRun = false) => scripts.run('correctOnHand', [keys.skuState(sku)], [pos, onHand, dryRun ? '1' : '0']);
+const finish = (script: 'finishCommit' | 'finishCancel', id: string, fence: number) => scripts.run(script, [keys.reservation(id)], [fence, hourMs]);
 
 describe('loader', () => {
   it('resolves includes once and names every script with its key count', () => {
@@ -57,16 +113,22 @@ describe('loader', () => {
     const create = loaded.get('createReservation');
     expect(create?.numberOfKeys).toBeUndefined();
     expect(loaded.get('readSku')?.numberOfKeys).toBe(2);
+    expect(loaded.get('applyEntries')?.numberOfKeys).toBe(2);
+    expect(loaded.get('prepareStockChange')?.numberOfKeys).toBe(3);
+    expect(loaded.get('releaseDebit')?.numberOfKeys).toBe(1);
+    expect(loaded.get('rejectReservation')?.numberOfKeys).toBeUndefined();
     expect(create?.body).toContain('local function reclaimExpiredHolds');
     expect(create?.body.match(/local function fail/g)).toHaveLength(1);
     expect(create?.body).not.toContain('@include');
+    const apply = loaded.get('applyEntries');
+    expect(apply?.body).toContain('local function rebuildState');
+    expect(apply?.body.match(/local function holdQuantity/g)).toHaveLength(1);
   });
 
   it('re-sends the body when Redis has lost its script cache (NOSCRIPT)', async () => {
     await redis.script('FLUSH');
     const sku = await seedSku(3);
-    const reply = await scripts.run('readSku', [keys.skuState(sku), keys.skuHolds(sku)], [10]);
-    expect(reply).toEqual([1, 3, 0, 1]);
+    expect(await readSku(sku)).toEqual([1, 3, 0, 1]);
   });
 });
 
@@ -79,8 +141,8 @@ describe('createReservation', () => {
     expect(reply[0]).toBe(1);
     const [, createdAt, expiresAt] = reply as number[];
     expect(expiresAt! - createdAt!).toBe(hourMs);
-    expect(await skuState(a)).toMatchObject({ onHand: 10, reserved: 3 });
-    expect(await skuState(b)).toMatchObject({ onHand: 5, reserved: 5 });
+    expect(await skuState(a)).toEqual({ onHand: 10, pos: 1, reserved: 3, debit: 0, did: null });
+    expect(await skuState(b)).toEqual({ onHand: 5, pos: 1, reserved: 5, debit: 0, did: null });
     expect(await redis.zscore(keys.skuHolds(a), `${call.id}:3`)).toBe(String(expiresAt));
     expect(await redis.hgetall(keys.reservation(call.id))).toEqual({
       s: 'pending', c: 'client-1', u: 'cust-9', ca: String(createdAt), ex: String(expiresAt), l: `${a}:3,${b}:5`,
@@ -114,6 +176,7 @@ describe('createReservation', () => {
     const reply = await reserve({ lines: [[sku, 1]], key: 'running' }).reply;
     expect(reply[0]).toBe(-4);
     expect(Number(reply[1])).toBeGreaterThan(20_000);
+    expect(await skuState(sku)).toMatchObject({ reserved: 0 });
   });
 
   it('holds nothing when any line is short (-1), naming each short line', async () => {
@@ -137,27 +200,55 @@ describe('createReservation', () => {
     expect(await reserve({ lines: [[sku, 4]] }).reply).toEqual([-1, sku, 4, 0, -1]);
   });
 
+  it('refuses units a pending debit has taken (a decrease in effect), and holds the rest', async () => {
+    const sku = await seedSku(10, { debit: 4, did: 'debit-1' });
+    const refused = reserve({ lines: [[sku, 7]] });
+    expect(await refused.reply).toEqual([-1, sku, 7, 6, -1]);
+    expect(await redis.exists(keys.reservation(refused.id), refused.idemKey, keys.skuHolds(sku))).toBe(0);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 1, reserved: 0, debit: 4, did: 'debit-1' });
+    const held = reserve({ lines: [[sku, 6]] });
+    expect((await held.reply)[0]).toBe(1);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 1, reserved: 6, debit: 4, did: 'debit-1' });
+    expect(await holds(sku)).toEqual([`${held.id}:6`]);
+  });
+
+  it('counts the debit out of on-hand for the retry hint too', async () => {
+    const sku = await seedSku(10, { debit: 4, did: 'debit-1' });
+    await reserve({ lines: [[sku, 3]], ttlMs: 30_000 }).reply;
+    // 6 on offer, 3 held: 4 could be had once the hold expires.
+    const wait = await reserve({ lines: [[sku, 4]] }).reply;
+    expect(wait.slice(0, 4)).toEqual([-1, sku, 4, 3]);
+    expect(Number(wait[4])).toBeGreaterThan(29_000);
+    // 7 is within the 10 on hand but not within the 6 the debit leaves: no hold can free it.
+    expect(await reserve({ lines: [[sku, 7]] }).reply).toEqual([-1, sku, 7, 3, -1]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 1, reserved: 3, debit: 4, did: 'debit-1' });
+  });
+
   it('reports SKUs missing from Redis (-3) and holds nothing', async () => {
     const known = await seedSku(5);
-    const call = reserve({ lines: [[known, 1], ['NOPE-1', 1], ['NOPE-2', 1]] });
-    expect(await call.reply).toEqual([-3, 'NOPE-1', 'NOPE-2']);
+    const missingA = uniqueName('NOPE');
+    const missingB = uniqueName('NOPE');
+    const call = reserve({ lines: [[known, 1], [missingA, 1], [missingB, 1]] });
+    expect(await call.reply).toEqual([-3, missingA, missingB]);
     expect(await skuState(known)).toMatchObject({ reserved: 0 });
+    expect(await redis.exists(keys.skuState(missingA), keys.skuHolds(missingA), keys.reservation(call.id))).toBe(0);
   });
 
   it('reclaims expired holds on the SKUs it touches before checking', async () => {
     const sku = await seedSku(2);
     const old = reserve({ lines: [[sku, 2]], ttlMs: 1 });
     await old.reply;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await sleep(5);
     const fresh = reserve({ lines: [[sku, 2]] });
     expect((await fresh.reply)[0]).toBe(1);
     expect(await skuState(sku)).toMatchObject({ onHand: 2, reserved: 2 });
-    expect(await redis.zrange(keys.skuHolds(sku), 0, -1)).toEqual([`${fresh.id}:2`]);
+    expect(await holds(sku)).toEqual([`${fresh.id}:2`]);
   });
 
   it('crashes on a duplicate SKU line, a programmer error', async () => {
     const sku = await seedSku(5);
     await expect(reserve({ lines: [[sku, 1], [sku, 1]] }).reply).rejects.toThrow(/ASSERT duplicate line/);
+    expect(await skuState(sku)).toMatchObject({ reserved: 0 });
   });
 });
 
@@ -184,7 +275,7 @@ describe('releaseReservation', () => {
     const sku = await seedSku(5);
     const call = reserve({ lines: [[sku, 4]], ttlMs: 1 });
     await call.reply;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await sleep(5);
     expect(await release(call.id, [[sku, 4]])).toEqual([1, 'expired']);
     expect(await skuState(sku)).toMatchObject({ reserved: 0 });
   });
@@ -193,7 +284,7 @@ describe('releaseReservation', () => {
     const sku = await seedSku(5);
     const expired = reserve({ lines: [[sku, 4]], ttlMs: 1 });
     await expired.reply;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await sleep(5);
     await reserve({ lines: [[sku, 1]] }).reply;
     expect(await skuState(sku)).toMatchObject({ reserved: 1 });
     expect(await release(expired.id, [[sku, 4]])).toEqual([1, 'expired']);
@@ -207,77 +298,404 @@ describe('releaseReservation', () => {
     await redis.hset(keys.reservation(call.id), 's', 'confirmed');
     expect(await release(call.id, [[sku, 1]])).toEqual([-2, 'confirmed']);
     expect(await skuState(sku)).toMatchObject({ reserved: 1 });
-    expect(await release('x'.repeat(22), [])).toEqual([-1]);
+    expect(await release(newId(), [])).toEqual([-1]);
+  });
+
+  it('leaves a pending debit alone', async () => {
+    const sku = await seedSku(10, { debit: 2, did: 'debit-1' });
+    const call = reserve({ lines: [[sku, 3]] });
+    await call.reply;
+    expect(await release(call.id, [[sku, 3]])).toEqual([1, 'released']);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 1, reserved: 0, debit: 2, did: 'debit-1' });
   });
 });
 
-describe('readSku, initSku', () => {
+describe('readSku', () => {
   it('reads counters after reclaiming expired holds, and -1 for a missing SKU', async () => {
-    const sku = await seedSku(5);
+    const sku = await seedSku(5, { pos: 3 });
     await reserve({ lines: [[sku, 2]], ttlMs: 1 }).reply;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    expect(await scripts.run('readSku', [keys.skuState(sku), keys.skuHolds(sku)], [100])).toEqual([1, 5, 0, 1]);
-    expect(await scripts.run('readSku', [keys.skuState('NOPE'), keys.skuHolds('NOPE')], [100])).toEqual([-1]);
+    await sleep(5);
+    expect(await readSku(sku)).toEqual([1, 5, 0, 3]);
+    expect(await skuState(sku)).toEqual({ onHand: 5, pos: 3, reserved: 0, debit: 0, did: null });
+    expect(await redis.zcard(keys.skuHolds(sku))).toBe(0);
+    const missing = uniqueName('NOPE');
+    expect(await readSku(missing)).toEqual([-1]);
+    expect(await redis.exists(keys.skuState(missing))).toBe(0);
   });
 
-  it('creates state once and never overwrites it', async () => {
-    const sku = uniqueName('L');
-    expect(await scripts.run('initSku', [keys.skuState(sku), keys.skuHolds(sku)], [7, 3, 41])).toEqual([1]);
-    expect(await scripts.run('initSku', [keys.skuState(sku), keys.skuHolds(sku)], [99, 9, 50])).toEqual([0]);
-    expect(await skuState(sku)).toEqual({ onHand: 7, reserved: 0, version: 3 });
-    expect(await redis.hmget(keys.skuState(sku), 'ov', 'ls')).toEqual(['0', '41']);
-  });
-
-  it('refuses to rebuild a SKU whose holds survived without its state', async () => {
-    const sku = uniqueName('L');
-    await redis.zadd(keys.skuHolds(sku), Date.now() + hourMs, 'someone:1');
-    expect(await scripts.run('initSku', [keys.skuState(sku), keys.skuHolds(sku)], [7, 3, 1])).toEqual([-1]);
-    expect(await redis.exists(keys.skuState(sku))).toBe(0);
+  it('reports on-hand net of a pending debit, changing nothing', async () => {
+    const sku = await seedSku(10, { pos: 2, debit: 4, did: 'debit-1' });
+    await reserve({ lines: [[sku, 1]] }).reply;
+    expect(await readSku(sku)).toEqual([1, 6, 1, 2]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 2, reserved: 1, debit: 4, did: 'debit-1' });
   });
 });
 
-describe('stageStockChange, applyOnHandDelta', () => {
-  const stage = (sku: string, delta: number, ledgerOnHand: number, version: number) =>
-    scripts.run('stageStockChange', [keys.skuState(sku), keys.skuHolds(sku), keys.skuUnknown(sku)], [delta, ledgerOnHand, version, version + 1, 100, 77]);
-  const apply = (sku: string, units: number, from: number, to: number) => scripts.run('applyOnHandDelta', [keys.skuState(sku)], [units, from, to]);
-
-  it('applies a decrease at once and moves the version', async () => {
-    const sku = await seedSku(10, 3, 4);
-    expect(await stage(sku, -5, 10, 4)).toEqual([1, 10, 3, 0]);
-    expect(await skuState(sku)).toEqual({ onHand: 5, reserved: 3, version: 5 });
-  });
-
-  it('refuses a decrease below what is reserved (-1) and changes nothing', async () => {
-    const sku = await seedSku(10, 8, 4);
-    expect(await stage(sku, -3, 10, 4)).toEqual([-1, 10, 8]);
-    expect(await skuState(sku)).toEqual({ onHand: 10, reserved: 8, version: 4 });
-  });
-
-  it('only checks an increase; applyOnHandDelta adds it after the commit, fenced by version', async () => {
-    const sku = await seedSku(10, 0, 4);
-    expect(await stage(sku, 5, 10, 4)).toEqual([1, 10, 0, 0]);
-    expect(await skuState(sku)).toEqual({ onHand: 10, reserved: 0, version: 4 });
-    expect(await apply(sku, 5, 4, 5)).toEqual([1, 15, 0]);
-    expect(await apply(sku, 5, 4, 5)).toEqual([0]);
-    expect(await skuState(sku)).toEqual({ onHand: 15, reserved: 0, version: 5 });
-  });
-
-  it('resynchronises on-hand from the ledger when the versions differ, keeping reserved', async () => {
-    const sku = await seedSku(99, 2, 3);
-    expect(await stage(sku, 1, 20, 4)).toEqual([1, 20, 2, 1]);
-    expect(await skuState(sku)).toEqual({ onHand: 20, reserved: 2, version: 4 });
-    expect(await redis.hmget(keys.skuState(sku), 'ov', 'ls')).toEqual(['1', '77']);
-  });
-
-  it('creates a missing SKU from the ledger values', async () => {
+describe('initSku', () => {
+  it('creates the state once, at the ledger position, and never overwrites it', async () => {
     const sku = uniqueName('L');
-    expect(await stage(sku, -2, 6, 2)).toEqual([1, 6, 0, 1]);
-    expect(await skuState(sku)).toEqual({ onHand: 4, reserved: 0, version: 3 });
+    expect(await initSku(sku, 7, 3)).toEqual([1, 0]);
+    expect(await rawState(sku)).toEqual({ onHand: '7', pos: '3', reserved: '0', debit: '0' });
+    expect(await initSku(sku, 99, 9)).toEqual([0]);
+    expect(await rawState(sku)).toEqual({ onHand: '7', pos: '3', reserved: '0', debit: '0' });
   });
 
-  it('refuses to add zero or negative units', async () => {
-    const sku = await seedSku(1);
-    await expect(apply(sku, 0, 1, 2)).rejects.toThrow(/ASSERT units must be >= 1/);
+  it('never overwrites a live state, its pending debit included', async () => {
+    const sku = await seedSku(10, { pos: 5, debit: 2, did: 'debit-1' });
+    await reserve({ lines: [[sku, 3]] }).reply;
+    expect(await initSku(sku, 50, 6)).toEqual([0]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 5, reserved: 3, debit: 2, did: 'debit-1' });
+  });
+
+  it('sums the holds that outlived the state into reserved, so they keep their units', async () => {
+    const sku = uniqueName('L');
+    await redis.zadd(keys.skuHolds(sku), Date.now() + hourMs, 'pending-a:2', '+inf', 'confirmed-b:3');
+    expect(await initSku(sku, 10, 4)).toEqual([1, 2]);
+    expect(await rawState(sku)).toEqual({ onHand: '10', pos: '4', reserved: '5', debit: '0' });
+    expect(await holds(sku)).toEqual(['pending-a:2', 'confirmed-b:3']);
+    expect(await readSku(sku)).toEqual([1, 10, 5, 4]);
+  });
+
+  it('refuses to rebuild when more holds than the limit outlived the state (-1), creating nothing', async () => {
+    const sku = uniqueName('L');
+    await redis.zadd(keys.skuHolds(sku), Date.now() + hourMs, 'a:1', Date.now() + hourMs, 'b:2', '+inf', 'c:3');
+    expect(await initSku(sku, 7, 3, 2)).toEqual([-1, 3]);
+    expect(await redis.exists(keys.skuState(sku))).toBe(0);
+    expect(await redis.zcard(keys.skuHolds(sku))).toBe(3);
+    // At the limit exactly it rebuilds.
+    expect(await initSku(sku, 7, 3, 3)).toEqual([1, 3]);
+    expect(await skuState(sku)).toEqual({ onHand: 7, pos: 3, reserved: 6, debit: 0, did: null });
+  });
+});
+
+describe('applyEntries', () => {
+  it("applies entries in ledger order, on-hand becoming each entry's on_hand_after", async () => {
+    const sku = await seedSku(10, { pos: 3 });
+    expect(await applyEntries(sku, { seq: 4, delta: 5, after: 15 }, { seq: 5, delta: -2, after: 13 }, { seq: 6, delta: 1, after: 14 })).toEqual([1, 6, 14, 0, 0]);
+    expect(await rawState(sku)).toEqual({ onHand: '14', pos: '6', reserved: '0', debit: '0' });
+    // On-hand is set to the ledger's on_hand_after, not moved by the delta: a drifted state is
+    // equal to the ledger again once the next entry is applied.
+    await redis.hset(keys.skuState(sku), 'onHand', 99);
+    expect(await applyEntries(sku, { seq: 7, delta: 1, after: 15 })).toEqual([1, 7, 15, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 15, pos: 7, reserved: 0, debit: 0, did: null });
+  });
+
+  it('applies a mixed batch (receipt, allocation, debited decrease, deallocation) in one step', async () => {
+    const sku = await seedSku(10, { pos: 1 });
+    const id = await confirmed([[sku, 4]]);
+    await redis.hset(keys.skuState(sku), 'debit', 3, 'did', 'debit-1');
+    const other = reserve({ lines: [[sku, 1]] });
+    await other.reply;
+    const reply = await applyEntries(
+      sku,
+      { seq: 2, delta: 5, after: 15 },
+      { seq: 3, delta: -4, after: 11, kind: 'allocation', res: id },
+      { seq: 4, delta: -3, after: 8, debit: 'debit-1' },
+      { seq: 5, delta: 4, after: 12, kind: 'deallocation', res: id },
+    );
+    expect(reply).toEqual([1, 5, 12, 1, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 12, pos: 5, reserved: 1, debit: 0, did: null });
+    expect(await holds(sku)).toEqual([`${other.id}:1`]);
+  });
+
+  it('skips entries at or below pos, applying each entry exactly once', async () => {
+    const sku = await seedSku(14, { pos: 6 });
+    // Entries 5 and 6 are in on-hand already (their on_hand_after must not be written back).
+    expect(await applyEntries(sku, { seq: 5, delta: -2, after: 90 }, { seq: 6, delta: 1, after: 91 }, { seq: 7, delta: 3, after: 17 })).toEqual([1, 7, 17, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 17, pos: 7, reserved: 0, debit: 0, did: null });
+    // Sent again (with an on_hand_after that would show if it were written), alone or behind.
+    expect(await applyEntries(sku, { seq: 7, delta: 3, after: 50 })).toEqual([1, 7, 17, 0, 0]);
+    expect(await applyEntries(sku, { seq: 2, delta: 5, after: 5 })).toEqual([1, 7, 17, 0, 0]);
+    expect(await rawState(sku)).toEqual({ onHand: '17', pos: '7', reserved: '0', debit: '0' });
+  });
+
+  it('reports a gap {0, pos} without applying past it; the entries before it are applied', async () => {
+    const sku = await seedSku(10, { pos: 3 });
+    expect(await applyEntries(sku, { seq: 4, delta: 2, after: 12 }, { seq: 6, delta: 8, after: 20 }, { seq: 7, delta: 1, after: 21 })).toEqual([0, 4]);
+    expect(await skuState(sku)).toEqual({ onHand: 12, pos: 4, reserved: 0, debit: 0, did: null });
+    expect(await applyEntries(sku, { seq: 6, delta: 8, after: 20 })).toEqual([0, 4]);
+    expect(await skuState(sku)).toEqual({ onHand: 12, pos: 4, reserved: 0, debit: 0, did: null });
+    // The caller fills the gap from the ledger and sends the entries again.
+    expect(await applyEntries(sku, { seq: 5, delta: -2, after: 10 }, { seq: 6, delta: 8, after: 18 }, { seq: 7, delta: 1, after: 19 })).toEqual([1, 7, 19, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 19, pos: 7, reserved: 0, debit: 0, did: null });
+  });
+
+  it('a gap touches neither the holds nor the debit of the entries past it', async () => {
+    const sku = await seedSku(10, { pos: 3, debit: 2, did: 'debit-1' });
+    const id = await confirmed([[sku, 3]]);
+    expect(await applyEntries(sku, { seq: 5, delta: -2, after: 8, debit: 'debit-1' }, { seq: 6, delta: -3, after: 5, kind: 'allocation', res: id })).toEqual([0, 3]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 3, reserved: 3, debit: 2, did: 'debit-1' });
+    expect(await holds(sku)).toEqual([`${id}:3`]);
+  });
+
+  it('an allocation removes its hold (resId:qty) and lowers reserved in the same step, once', async () => {
+    const sku = await seedSku(10, { pos: 2 });
+    const id = await confirmed([[sku, 3]]);
+    const other = reserve({ lines: [[sku, 2]] });
+    await other.reply;
+    // Available is 10 - 5 = 5 before, and stays 5: reserved and on-hand go down together.
+    expect(await applyEntries(sku, { seq: 3, delta: -3, after: 7, kind: 'allocation', res: id })).toEqual([1, 3, 7, 2, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 7, pos: 3, reserved: 2, debit: 0, did: null });
+    expect(await holds(sku)).toEqual([`${other.id}:2`]);
+    expect(await applyEntries(sku, { seq: 3, delta: -3, after: 7, kind: 'allocation', res: id })).toEqual([1, 3, 7, 2, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 7, pos: 3, reserved: 2, debit: 0, did: null });
+    expect(await holds(sku)).toEqual([`${other.id}:2`]);
+  });
+
+  it('an allocation only removes the hold of its own quantity', async () => {
+    const sku = await seedSku(10, { pos: 2 });
+    const id = await confirmed([[sku, 3]]);
+    // An entry for 2 units does not name the hold "<id>:3".
+    expect(await applyEntries(sku, { seq: 3, delta: -2, after: 8, kind: 'allocation', res: id })).toEqual([1, 3, 8, 3, 0]);
+    expect(await holds(sku)).toEqual([`${id}:3`]);
+  });
+
+  it('an allocation at or below pos whose hold is still there only removes the hold', async () => {
+    const sku = await seedSku(10, { pos: 4 });
+    const id = await confirmed([[sku, 3]]);
+    // Redis loses the SKU state while the commit is in flight; the ledger already has the
+    // allocation at 5, and the state is rebuilt there with the surviving hold in reserved.
+    await redis.del(keys.skuState(sku));
+    expect(await initSku(sku, 7, 5)).toEqual([1, 1]);
+    expect(await skuState(sku)).toEqual({ onHand: 7, pos: 5, reserved: 3, debit: 0, did: null });
+    expect(await applyEntries(sku, { seq: 5, delta: -3, after: 7, kind: 'allocation', res: id })).toEqual([1, 5, 7, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 7, pos: 5, reserved: 0, debit: 0, did: null });
+    expect(await redis.zcard(keys.skuHolds(sku))).toBe(0);
+    expect(await applyEntries(sku, { seq: 5, delta: -3, after: 7, kind: 'allocation', res: id })).toEqual([1, 5, 7, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 7, pos: 5, reserved: 0, debit: 0, did: null });
+  });
+
+  it('a decrease absorbs the pending debit it names, and not another', async () => {
+    const named = await seedSku(10, { pos: 4, debit: 3, did: 'debit-1' });
+    expect(await applyEntries(named, { seq: 5, delta: -3, after: 7, debit: 'debit-1' })).toEqual([1, 5, 7, 0, 0]);
+    expect(await rawState(named)).toEqual({ onHand: '7', pos: '5', reserved: '0', debit: '0' });
+    const other = await seedSku(10, { pos: 4, debit: 3, did: 'debit-1' });
+    expect(await applyEntries(other, { seq: 5, delta: -2, after: 8, debit: 'debit-2' })).toEqual([1, 5, 8, 0, 3]);
+    expect(await skuState(other)).toEqual({ onHand: 8, pos: 5, reserved: 0, debit: 3, did: 'debit-1' });
+    // An entry without a debit leaves the pending one alone as well.
+    expect(await applyEntries(other, { seq: 6, delta: 4, after: 12 })).toEqual([1, 6, 12, 0, 3]);
+    expect(await skuState(other)).toEqual({ onHand: 12, pos: 6, reserved: 0, debit: 3, did: 'debit-1' });
+  });
+
+  it('available never jumps when a debit is absorbed: on-hand drops as the debit goes', async () => {
+    const sku = await seedSku(10, { pos: 4, reserved: 0, debit: 4, did: 'debit-1' });
+    expect(await readSku(sku)).toEqual([1, 6, 0, 4]);
+    await applyEntries(sku, { seq: 5, delta: -4, after: 6, debit: 'debit-1' });
+    expect(await readSku(sku)).toEqual([1, 6, 0, 5]);
+  });
+
+  it('an entry already in on-hand still absorbs its pending debit (its units are counted there)', async () => {
+    const sku = await seedSku(7, { pos: 5, debit: 3, did: 'debit-1' });
+    expect(await applyEntries(sku, { seq: 5, delta: -3, after: 7, debit: 'debit-1' })).toEqual([1, 5, 7, 0, 0]);
+    expect(await rawState(sku)).toEqual({ onHand: '7', pos: '5', reserved: '0', debit: '0' });
+  });
+
+  it('adjusts a running audit of the holds when it removes a hold', async () => {
+    const sku = await seedSku(10, { pos: 1 });
+    const id = await confirmed([[sku, 3]]);
+    const audit = (mode: 'start' | 'next') => scripts.run('auditHolds', stateKeys(sku), ['run-apply', mode, 10, 10, '1']);
+    expect(await audit('start')).toEqual([1, 1]);
+    expect(await applyEntries(sku, { seq: 2, delta: -3, after: 7, kind: 'allocation', res: id })).toEqual([1, 2, 7, 0, 0]);
+    // The hold left after the audit summed it: no drift, nothing corrected.
+    expect(await audit('next')).toEqual([2, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 7, pos: 2, reserved: 0, debit: 0, did: null });
+  });
+
+  it('refuses a batch with a malformed entry after valid ones before writing anything', async () => {
+    const sku = await seedSku(10, { pos: 3 });
+    await expect(applyEntries(sku, { seq: 4, delta: 2, after: 12 }, { seq: 5, delta: 0, after: 12 })).rejects.toThrow(/ASSERT bad entry/);
+    expect(await rawState(sku)).toEqual({ onHand: '10', pos: '3', reserved: '0', debit: '0' });
+  });
+
+  it('checks a hold against reserved before the entry writes anything', async () => {
+    const sku = await seedSku(10, { pos: 3, reserved: 1 });
+    await redis.zadd(keys.skuHolds(sku), '+inf', 'r:3');
+    await expect(applyEntries(sku, { seq: 4, delta: -3, after: 7, kind: 'allocation', res: 'r' })).rejects.toThrow(/ASSERT reserved below a hold/);
+    expect(await rawState(sku)).toEqual({ onHand: '10', pos: '3', reserved: '1', debit: '0' });
+    expect(await holds(sku)).toEqual(['r:3']);
+  });
+
+  it('treats a state written before ledger positions (version, ov, ls; no pos) as missing, and a rebuild replaces it', async () => {
+    const sku = uniqueName('L');
+    await redis.hset(keys.skuState(sku), 'onHand', 10, 'reserved', 5, 'version', 4, 'ov', 7, 'ls', 12);
+    await redis.zadd(keys.skuHolds(sku), '+inf', 'someone:2');
+    expect(await applyEntries(sku, { seq: 1, delta: 1, after: 11 })).toEqual([-1]);
+    expect(await scripts.run('readSku', stateKeys(sku), [100])).toEqual([-1]);
+    expect((await scripts.run('inspectSku', stateKeys(sku), [100, 100, '0']))[0]).toBe(-1);
+    expect(await scripts.run('correctOnHand', [keys.skuState(sku)], [3, 9, '0'])).toEqual([-1]);
+    expect(await scripts.run('initSku', stateKeys(sku), [9, 3, 100])).toEqual([1, 1]);
+    // Rebuilt at the ledger's position, reserved summed from the surviving hold, old fields gone.
+    expect(await redis.hgetall(keys.skuState(sku))).toEqual({ onHand: '9', pos: '3', reserved: '2', debit: '0' });
+  });
+
+  it('replies {-1} for a missing state and creates nothing', async () => {
+    const sku = uniqueName('L');
+    await redis.zadd(keys.skuHolds(sku), '+inf', 'someone:2');
+    expect(await applyEntries(sku, { seq: 1, delta: -2, after: 3, kind: 'allocation', res: 'someone' })).toEqual([-1]);
+    expect(await redis.exists(keys.skuState(sku))).toBe(0);
+    expect(await holds(sku)).toEqual(['someone:2']);
+  });
+
+  it('refuses malformed entries before writing anything', async () => {
+    const sku = await seedSku(10, { pos: 3 });
+    const id = await confirmed([[sku, 2]]);
+    const before = await rawState(sku);
+    const raw = (args: Array<string | number>) => scripts.run('applyEntries', stateKeys(sku), args);
+    await expect(raw([])).rejects.toThrow(/ASSERT ARGV must be 6 per entry/);
+    await expect(raw([4, 1, 11, 'adjustment', ''])).rejects.toThrow(/ASSERT ARGV must be 6 per entry/);
+    await expect(applyEntries(sku, { seq: 0, delta: 1, after: 11 })).rejects.toThrow(/ASSERT bad entry/);
+    await expect(applyEntries(sku, { seq: 4, delta: 0, after: 10 })).rejects.toThrow(/ASSERT bad entry/);
+    await expect(applyEntries(sku, { seq: 4, delta: -11, after: -1 })).rejects.toThrow(/ASSERT bad entry/);
+    await expect(raw([4, 'x', 11, 'adjustment', '', ''])).rejects.toThrow(/ASSERT bad entry/);
+    await expect(applyEntries(sku, { seq: 4, delta: 2, after: 12, kind: 'allocation', res: id })).rejects.toThrow(/ASSERT bad allocation/);
+    await expect(applyEntries(sku, { seq: 4, delta: -2, after: 8, kind: 'allocation', res: '' })).rejects.toThrow(/ASSERT bad allocation/);
+    expect(await rawState(sku)).toEqual(before);
+    expect(await holds(sku)).toEqual([`${id}:2`]);
+  });
+});
+
+describe('prepareStockChange', () => {
+  it('reports Redis behind the ledger {0, pos} and stages nothing', async () => {
+    const sku = await seedSku(10, { pos: 3 });
+    expect(await prepare(sku, 5, 12, ['debit-1', 2])).toEqual([0, 3]);
+    expect(await rawState(sku)).toEqual({ onHand: '10', pos: '3', reserved: '0', debit: '0' });
+    // Behind with an orphan-looking debit: it may belong to the entries not applied yet, so it stays.
+    const pending = await seedSku(10, { pos: 3, debit: 2, did: 'debit-0' });
+    expect(await prepare(pending, 4, 8)).toEqual([0, 3]);
+    expect(await skuState(pending)).toEqual({ onHand: 10, pos: 3, reserved: 0, debit: 2, did: 'debit-0' });
+  });
+
+  it('stages a decrease as a pending debit: available drops at once, on-hand waits for the entry', async () => {
+    const sku = await seedSku(10, { pos: 3 });
+    await reserve({ lines: [[sku, 2]] }).reply;
+    expect(await prepare(sku, 3, 10, ['debit-1', 5])).toEqual([1, 10, 2, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 3, reserved: 2, debit: 5, did: 'debit-1' });
+    expect(await readSku(sku)).toEqual([1, 5, 2, 3]);
+    expect((await reserve({ lines: [[sku, 4]] }).reply)[0]).toBe(-1);
+    // The committed entry absorbs it.
+    expect(await applyEntries(sku, { seq: 4, delta: -5, after: 5, debit: 'debit-1' })).toEqual([1, 4, 5, 2, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 5, pos: 4, reserved: 2, debit: 0, did: null });
+  });
+
+  it('stages nothing for an increase (it is applied after the COMMIT)', async () => {
+    const sku = await seedSku(10, { pos: 3 });
+    expect(await prepare(sku, 3, 10)).toEqual([1, 10, 0, 0, 0]);
+    expect(await rawState(sku)).toEqual({ onHand: '10', pos: '3', reserved: '0', debit: '0' });
+  });
+
+  it('refuses a debit that would take on-hand below reserved (-1) and changes nothing', async () => {
+    const sku = await seedSku(10, { pos: 3 });
+    const held = reserve({ lines: [[sku, 8]] });
+    await held.reply;
+    const before = await rawState(sku);
+    expect(await prepare(sku, 3, 10, ['debit-1', 3])).toEqual([-1, 10, 8]);
+    expect(await rawState(sku)).toEqual(before);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 3, reserved: 8, debit: 0, did: null });
+    expect(await holds(sku)).toEqual([`${held.id}:8`]);
+    // Down to exactly what is reserved is allowed.
+    expect(await prepare(sku, 3, 10, ['debit-2', 2])).toEqual([1, 10, 8, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 3, reserved: 8, debit: 2, did: 'debit-2' });
+  });
+
+  it('reclaims expired holds before checking the debit', async () => {
+    const sku = await seedSku(10, { pos: 3, reserved: 8 });
+    await redis.zadd(keys.skuHolds(sku), 1, 'gone:8');
+    expect(await prepare(sku, 3, 10, ['debit-1', 5])).toEqual([1, 10, 0, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 3, reserved: 0, debit: 5, did: 'debit-1' });
+    expect(await redis.zcard(keys.skuHolds(sku))).toBe(0);
+  });
+
+  it('rebuilds a missing state at the ledger position, summing surviving holds into reserved', async () => {
+    const sku = uniqueName('L');
+    const now = Date.now();
+    await redis.zadd(keys.skuHolds(sku), now + hourMs, 'pending-a:2', '+inf', 'confirmed-b:3', 1, 'expired-c:4');
+    await redis.set(keys.skuUnknown(sku), '1');
+    // The expired hold is summed, then reclaimed before the check.
+    expect(await prepare(sku, 7, 20, ['debit-1', 4])).toEqual([1, 20, 5, 0, 0]);
+    expect(await rawState(sku)).toEqual({ onHand: '20', pos: '7', reserved: '5', debit: '4', did: 'debit-1' });
+    expect(await holds(sku)).toEqual(['pending-a:2', 'confirmed-b:3']);
+    expect(await redis.exists(keys.skuUnknown(sku))).toBe(0);
+    // With no holds at all: a plain state at the ledger position.
+    const bare = uniqueName('L');
+    expect(await prepare(bare, 2, 6)).toEqual([1, 6, 0, 0, 0]);
+    expect(await rawState(bare)).toEqual({ onHand: '6', pos: '2', reserved: '0', debit: '0' });
+  });
+
+  it('refuses to rebuild when more holds than the limit outlived the state (-2), creating nothing', async () => {
+    const sku = uniqueName('L');
+    await redis.zadd(keys.skuHolds(sku), '+inf', 'a:1', '+inf', 'b:2', '+inf', 'c:3');
+    expect(await prepare(sku, 4, 10, ['debit-1', 1], 2)).toEqual([-2, 3]);
+    expect(await redis.exists(keys.skuState(sku))).toBe(0);
+    expect(await redis.zcard(keys.skuHolds(sku))).toBe(3);
+  });
+
+  it('corrects on-hand drift at the same position, keeping reserved', async () => {
+    const sku = await seedSku(99, { pos: 4 });
+    await reserve({ lines: [[sku, 2]] }).reply;
+    expect(await prepare(sku, 4, 20)).toEqual([1, 20, 2, 1, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 20, pos: 4, reserved: 2, debit: 0, did: null });
+    // And checks the debit against the corrected on-hand, not the drifted one.
+    expect(await prepare(sku, 4, 20, ['debit-1', 19])).toEqual([-1, 20, 2]);
+    expect(await prepare(sku, 4, 20, ['debit-2', 18])).toEqual([1, 20, 2, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 20, pos: 4, reserved: 2, debit: 18, did: 'debit-2' });
+  });
+
+  it('releases an orphan debit at the same position, then stages its own', async () => {
+    const sku = await seedSku(10, { pos: 4, debit: 3, did: 'debit-old' });
+    expect(await prepare(sku, 4, 10, ['debit-new', 2])).toEqual([1, 10, 0, 0, 3]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 4, reserved: 0, debit: 2, did: 'debit-new' });
+    // The old change's late release, by its id, cannot touch the new debit.
+    expect(await releaseDebit(sku, 'debit-old')).toEqual([0]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 4, reserved: 0, debit: 2, did: 'debit-new' });
+    // An increase releases the orphan too.
+    const increase = await seedSku(10, { pos: 4, debit: 3, did: 'debit-old' });
+    expect(await prepare(increase, 4, 10)).toEqual([1, 10, 0, 0, 3]);
+    expect(await rawState(increase)).toEqual({ onHand: '10', pos: '4', reserved: '0', debit: '0' });
+  });
+
+  it('asserts when Redis is ahead of the ledger, changing no state', async () => {
+    const sku = await seedSku(10, { pos: 6 });
+    await expect(prepare(sku, 5, 10, ['debit-1', 1])).rejects.toThrow(/ASSERT Redis at position 6, ahead of the ledger at 5/);
+    expect(await rawState(sku)).toEqual({ onHand: '10', pos: '6', reserved: '0', debit: '0' });
+  });
+
+  it('refuses inconsistent arguments before writing anything', async () => {
+    const sku = await seedSku(10, { pos: 4 });
+    await redis.set(keys.skuUnknown(sku), '1');
+    await expect(prepare(sku, 4, 10, ['', 2])).rejects.toThrow(/ASSERT a debit needs units and an id/);
+    await expect(prepare(sku, 4, 10, ['debit-1', 0])).rejects.toThrow(/ASSERT a debit needs units and an id/);
+    await expect(prepare(sku, -1, 10)).rejects.toThrow(/ASSERT bad ledger position/);
+    await expect(prepare(sku, 4, -1)).rejects.toThrow(/ASSERT bad ledger position/);
+    expect(await rawState(sku)).toEqual({ onHand: '10', pos: '4', reserved: '0', debit: '0' });
+    expect(await redis.exists(keys.skuUnknown(sku))).toBe(1);
+  });
+});
+
+describe('releaseDebit', () => {
+  it('releases a pending debit by its id only, once', async () => {
+    const sku = await seedSku(10, { pos: 4, debit: 3, did: 'debit-1' });
+    expect(await releaseDebit(sku, 'debit-2')).toEqual([0]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 4, reserved: 0, debit: 3, did: 'debit-1' });
+    expect(await releaseDebit(sku, 'debit-1')).toEqual([1, 3]);
+    expect(await rawState(sku)).toEqual({ onHand: '10', pos: '4', reserved: '0', debit: '0' });
+    expect(await releaseDebit(sku, 'debit-1')).toEqual([0]);
+    expect(await rawState(sku)).toEqual({ onHand: '10', pos: '4', reserved: '0', debit: '0' });
+  });
+
+  it('does nothing once the debit was absorbed by its entry', async () => {
+    const sku = await seedSku(10, { pos: 4, debit: 3, did: 'debit-1' });
+    await applyEntries(sku, { seq: 5, delta: -3, after: 7, debit: 'debit-1' });
+    expect(await releaseDebit(sku, 'debit-1')).toEqual([0]);
+    expect(await rawState(sku)).toEqual({ onHand: '7', pos: '5', reserved: '0', debit: '0' });
+  });
+
+  it('creates nothing for a missing state, and refuses an empty id', async () => {
+    const sku = uniqueName('L');
+    expect(await releaseDebit(sku, 'debit-1')).toEqual([0]);
+    expect(await redis.exists(keys.skuState(sku))).toBe(0);
+    const live = await seedSku(10, { debit: 3, did: 'debit-1' });
+    await expect(releaseDebit(live, '')).rejects.toThrow(/ASSERT debit id is empty/);
+    expect(await skuState(live)).toMatchObject({ debit: 3, did: 'debit-1' });
   });
 });
 
@@ -305,12 +723,7 @@ describe('beginIdempotent, settleIdempotent', () => {
 });
 
 
-describe('confirmReservation, commitReservation', () => {
-  const lineKeys = (id: string, lines: Array<[string, number]>) => [keys.reservation(id), ...lines.flatMap(([sku]) => [keys.skuState(sku), keys.skuHolds(sku)])];
-  const confirm = (id: string, lines: Array<[string, number]>) => scripts.run('confirmReservation', lineKeys(id, lines), [id]);
-  const commit = (id: string, lines: Array<[string, number]>, fence: number, entryId = 100) =>
-    scripts.run('commitReservation', lineKeys(id, lines), [id, fence, hourMs, ...lines.flatMap(([, quantity]) => [quantity, entryId])]);
-
+describe('confirmReservation, finishCommit', () => {
   it('confirms: holds stop expiring (+inf), the record persists, the fence goes to 2', async () => {
     const sku = await seedSku(5);
     const call = reserve({ lines: [[sku, 2]], ttlMs: 50 });
@@ -320,9 +733,10 @@ describe('confirmReservation, commitReservation', () => {
     expect(await redis.zscore(keys.skuHolds(sku), `${call.id}:2`)).toBe('inf');
     expect(await redis.pttl(keys.reservation(call.id))).toBe(-1);
     expect(await redis.hmget(keys.reservation(call.id), 's', 'v')).toEqual(['confirmed', '2']);
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    await sleep(60);
     // Past the original expiry, a reserve reclaims nothing of it.
     expect((await reserve({ lines: [[sku, 4]] }).reply)[0]).toBe(-1);
+    expect(await skuState(sku)).toMatchObject({ reserved: 2 });
     expect(await confirm(call.id, [[sku, 2]])).toEqual([2, 'confirmed', 2]);
   });
 
@@ -330,7 +744,7 @@ describe('confirmReservation, commitReservation', () => {
     const sku = await seedSku(5);
     const expired = reserve({ lines: [[sku, 3]], ttlMs: 1 });
     await expired.reply;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await sleep(5);
     expect(await confirm(expired.id, [[sku, 3]])).toEqual([-3]);
     expect(await redis.hget(keys.reservation(expired.id), 's')).toBe('expired');
     expect(await skuState(sku)).toMatchObject({ reserved: 0 });
@@ -339,78 +753,165 @@ describe('confirmReservation, commitReservation', () => {
     await released.reply;
     await redis.hset(keys.reservation(released.id), 's', 'released');
     expect(await confirm(released.id, [[sku, 1]])).toEqual([-2]);
-    expect(await confirm('y'.repeat(22), [])).toEqual([-1]);
+    expect(await confirm(newId(), [])).toEqual([-1]);
   });
 
-  it('commits at the right fence only: reserved and on-hand drop together, once', async () => {
-    const a = await seedSku(10);
-    const b = await seedSku(4);
+  it('commits: the allocations are applied (holds gone, reserved and on-hand down together), then finishCommit at the fence only, once', async () => {
+    const a = await seedSku(10, { pos: 5 });
+    const b = await seedSku(4, { pos: 2 });
     const call = reserve({ lines: [[a, 3], [b, 4]] });
     await call.reply;
-    expect(await commit(call.id, [[a, 3], [b, 4]], 2)).toEqual([0, 'pending']);
+    expect(await finish('finishCommit', call.id, 2)).toEqual([0, 'pending']);
+    expect(await redis.hget(keys.reservation(call.id), 's')).toBe('pending');
     await confirm(call.id, [[a, 3], [b, 4]]);
-    expect(await commit(call.id, [[a, 3], [b, 4]], 1)).toEqual([0, 'confirmed']);
-    expect(await commit(call.id, [[a, 3], [b, 4]], 2)).toEqual([1]);
-    expect(await skuState(a)).toMatchObject({ onHand: 7, reserved: 0 });
-    expect(await skuState(b)).toMatchObject({ onHand: 0, reserved: 0 });
-    expect(await redis.zcard(keys.skuHolds(a))).toBe(0);
-    expect(await redis.hget(keys.reservation(call.id), 's')).toBe('committed');
+    expect(await finish('finishCommit', call.id, 1)).toEqual([0, 'confirmed']);
+    expect(await redis.hmget(keys.reservation(call.id), 's', 'v', 'cm')).toEqual(['confirmed', '2', null]);
+    expect(await redis.pttl(keys.reservation(call.id))).toBe(-1);
+    expect(await applyEntries(a, { seq: 6, delta: -3, after: 7, kind: 'allocation', res: call.id })).toEqual([1, 6, 7, 0, 0]);
+    expect(await applyEntries(b, { seq: 3, delta: -4, after: 0, kind: 'allocation', res: call.id })).toEqual([1, 3, 0, 0, 0]);
+    const statesBefore = await Promise.all([rawState(a), rawState(b)]);
+    expect(await finish('finishCommit', call.id, 2)).toEqual([1]);
+    const record = await redis.hgetall(keys.reservation(call.id));
+    expect(record).toMatchObject({ s: 'committed', v: '2', l: `${a}:3,${b}:4` });
+    expect(Number(record.cm)).toBeGreaterThan(Date.now() - 60_000);
     expect(await redis.pttl(keys.reservation(call.id))).toBeGreaterThan(hourMs - 5000);
-    expect(await commit(call.id, [[a, 3], [b, 4]], 2)).toEqual([0, 'committed']);
-    expect(await skuState(a)).toMatchObject({ onHand: 7, reserved: 0 });
+    expect(await Promise.all([rawState(a), rawState(b)])).toEqual(statesBefore);
+    expect(await skuState(a)).toEqual({ onHand: 7, pos: 6, reserved: 0, debit: 0, did: null });
+    expect(await skuState(b)).toEqual({ onHand: 0, pos: 3, reserved: 0, debit: 0, did: null });
+    expect(await redis.exists(keys.skuHolds(a), keys.skuHolds(b))).toBe(0);
+    // A re-run: nothing applied twice, the record stays committed.
+    expect(await applyEntries(a, { seq: 6, delta: -3, after: 7, kind: 'allocation', res: call.id })).toEqual([1, 6, 7, 0, 0]);
+    expect(await finish('finishCommit', call.id, 2)).toEqual([0, 'committed']);
+    expect(await redis.hget(keys.reservation(call.id), 'cm')).toBe(record.cm);
   });
 
-  it('when Redis lost the reservation, lowers on-hand only of states rebuilt before the entry', async () => {
-    const sku = await seedSku(10);
-    await redis.hset(keys.skuState(sku), 'ls', 5, 'ov', 0);
-    const lost = 'z'.repeat(22);
-    // Entry 5 is already in the rebuilt on-hand; entry 6 came after the rebuild.
-    expect(await commit(lost, [[sku, 2]], 2, 5)).toEqual([0, 'missing', 0]);
-    expect(await skuState(sku)).toMatchObject({ onHand: 10, reserved: 0 });
-    expect(await commit(lost, [[sku, 2]], 2, 6)).toEqual([0, 'missing', 1]);
-    expect(await skuState(sku)).toMatchObject({ onHand: 8, reserved: 0 });
-    // A state that was never rebuilt (no ls) is never touched by this path.
-    const plain = await seedSku(10);
-    expect(await commit(lost, [[plain, 2]], 2, 6)).toEqual([0, 'missing', 0]);
-    expect(await skuState(plain)).toMatchObject({ onHand: 10 });
+  it('finishCommit on a record Redis lost answers "missing" and creates nothing', async () => {
+    const id = newId();
+    expect(await finish('finishCommit', id, 2)).toEqual([0, 'missing']);
+    expect(await redis.exists(keys.reservation(id))).toBe(0);
   });
 });
 
-describe('requestCancel, applyCancel', () => {
+describe('requestCancel, finishCancel', () => {
+  /** A committed reservation of `quantity` on `sku` (allocation applied at pos + 1). */
   const committedRecord = async (sku: string, quantity: number) => {
-    const call = reserve({ lines: [[sku, quantity]] });
-    await call.reply;
-    const lineKeys = [keys.reservation(call.id), keys.skuState(sku), keys.skuHolds(sku)];
-    await scripts.run('confirmReservation', lineKeys, [call.id]);
-    await scripts.run('commitReservation', lineKeys, [call.id, 2, hourMs, quantity, 100]);
-    return call.id;
+    const id = await confirmed([[sku, quantity]]);
+    const state = await skuState(sku);
+    const reply = await applyEntries(sku, { seq: state.pos! + 1, delta: -quantity, after: state.onHand! - quantity, kind: 'allocation', res: id });
+    expect(reply[0]).toBe(1);
+    expect(await finish('finishCommit', id, 2)).toEqual([1]);
+    return id;
   };
   const request = (id: string, recreate: Array<string | number> = [2, 'client-1', '', 1, 2, 'X:1', hourMs]) =>
     scripts.run('requestCancel', [keys.reservation(id)], recreate);
-  const apply = (id: string, sku: string, fence: number) => scripts.run('applyCancel', [keys.reservation(id), keys.skuState(sku)], [fence, hourMs, 4, 200]);
 
-  it('bumps the fence once, applies once at that fence, then answers cancelled', async () => {
+  it('bumps the fence once; the deallocation is applied, then finishCancel at that fence, once', async () => {
     const sku = await seedSku(10);
     const id = await committedRecord(sku, 4);
-    expect(await skuState(sku)).toMatchObject({ onHand: 6 });
+    expect(await skuState(sku)).toEqual({ onHand: 6, pos: 2, reserved: 0, debit: 0, did: null });
     expect(await request(id)).toEqual([1, 3]);
     expect(await request(id)).toEqual([1, 3]);
-    expect(await apply(id, sku, 2)).toEqual([0, 'committed']);
-    expect(await apply(id, sku, 3)).toEqual([1]);
-    expect(await skuState(sku)).toMatchObject({ onHand: 10, reserved: 0 });
-    expect(await apply(id, sku, 3)).toEqual([0, 'cancelled']);
+    expect(await redis.hmget(keys.reservation(id), 's', 'v', 'cx')).toEqual(['committed', '3', '1']);
+    expect(await finish('finishCancel', id, 2)).toEqual([0, 'committed']);
+    expect(await redis.hmget(keys.reservation(id), 's', 'v', 'cx')).toEqual(['committed', '3', '1']);
+    expect(await applyEntries(sku, { seq: 3, delta: 4, after: 10, kind: 'deallocation', res: id })).toEqual([1, 3, 10, 0, 0]);
+    expect(await finish('finishCancel', id, 3)).toEqual([1]);
+    const record = await redis.hgetall(keys.reservation(id));
+    expect(record).toMatchObject({ s: 'cancelled', v: '3' });
+    expect(record.cx).toBeUndefined();
+    expect(Number(record.cn)).toBeGreaterThan(Date.now() - 60_000);
+    expect(await redis.pttl(keys.reservation(id))).toBeGreaterThan(hourMs - 5000);
+    expect(await finish('finishCancel', id, 3)).toEqual([0, 'cancelled']);
     expect(await request(id)).toEqual([2, 3]);
-    expect(await skuState(sku)).toMatchObject({ onHand: 10 });
+    expect(await applyEntries(sku, { seq: 3, delta: 4, after: 10, kind: 'deallocation', res: id })).toEqual([1, 3, 10, 0, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 3, reserved: 0, debit: 0, did: null });
+  });
+
+  it('finishCancel leaves a committed reservation no one asked to cancel, and a missing one', async () => {
+    const sku = await seedSku(10);
+    const id = await committedRecord(sku, 2);
+    expect(await finish('finishCancel', id, 2)).toEqual([0, 'committed']);
+    const record = await redis.hgetall(keys.reservation(id));
+    expect(record).toMatchObject({ s: 'committed', v: '2' });
+    expect(record.cn).toBeUndefined();
+    const lost = newId();
+    expect(await finish('finishCancel', lost, 3)).toEqual([0, 'missing']);
+    expect(await redis.exists(keys.reservation(lost))).toBe(0);
   });
 
   it('recreates a forgotten record from the ledger copy, and refuses one not committed', async () => {
     const sku = await seedSku(10);
-    const id = randomBytes(16).toString('base64url');
+    const id = newId();
     expect(await request(id, [2, 'client-9', 'cust', 1000, 2000, `${sku}:2`, hourMs])).toEqual([1, 3]);
     expect(await redis.hgetall(keys.reservation(id))).toMatchObject({ s: 'committed', c: 'client-9', u: 'cust', l: `${sku}:2`, v: '3', cx: '1' });
     const pending = reserve({ lines: [[sku, 1]] });
     await pending.reply;
     expect(await request(pending.id)).toEqual([-1, 'pending']);
+    expect(await redis.hget(keys.reservation(pending.id), 's')).toBe('pending');
+  });
+});
+
+describe('rejectReservation', () => {
+  const reject = (id: string, fence: number, lines: Array<[string, number]>) =>
+    scripts.run('rejectReservation', lineKeys(id, lines), [id, fence, hourMs, ...lines.map(([, quantity]) => quantity)]);
+
+  it('rejects a confirmed reservation at its fence only: holds removed, units given back', async () => {
+    const a = await seedSku(10, { pos: 3 });
+    const b = await seedSku(5, { pos: 1 });
+    const lines: Array<[string, number]> = [[a, 3], [b, 2]];
+    const id = await confirmed(lines);
+    const other = reserve({ lines: [[a, 1]] });
+    await other.reply;
+    expect(await reject(id, 1, lines)).toEqual([0, 'confirmed', 0]);
+    expect(await skuState(a)).toMatchObject({ reserved: 4 });
+    expect(await holds(a)).toContain(`${id}:3`);
+    expect(await reject(id, 2, lines)).toEqual([1, 5]);
+    expect(await skuState(a)).toEqual({ onHand: 10, pos: 3, reserved: 1, debit: 0, did: null });
+    expect(await skuState(b)).toEqual({ onHand: 5, pos: 1, reserved: 0, debit: 0, did: null });
+    expect(await holds(a)).toEqual([`${other.id}:1`]);
+    expect(await redis.exists(keys.skuHolds(b))).toBe(0);
+    const record = await redis.hgetall(keys.reservation(id));
+    expect(record).toMatchObject({ s: 'rejected', v: '2' });
+    expect(Number(record.rj)).toBeGreaterThan(Date.now() - 60_000);
+    expect(await redis.pttl(keys.reservation(id))).toBeGreaterThan(hourMs - 5000);
+    // Again: nothing more given back.
+    expect(await reject(id, 2, lines)).toEqual([0, 'rejected', 0]);
+    expect(await skuState(a)).toMatchObject({ reserved: 1 });
+  });
+
+  it('leaves a pending reservation and its holds alone', async () => {
+    const sku = await seedSku(10);
+    const call = reserve({ lines: [[sku, 3]] });
+    await call.reply;
+    expect(await reject(call.id, 1, [[sku, 3]])).toEqual([0, 'pending', 0]);
+    expect(await redis.hget(keys.reservation(call.id), 's')).toBe('pending');
+    expect(await holds(sku)).toEqual([`${call.id}:3`]);
+    expect(await skuState(sku)).toMatchObject({ reserved: 3 });
+  });
+
+  it('when Redis lost the record, still removes the holds the job names', async () => {
+    const a = await seedSku(10);
+    const b = await seedSku(10);
+    const lines: Array<[string, number]> = [[a, 3], [b, 2]];
+    const id = await confirmed(lines);
+    await redis.del(keys.reservation(id));
+    // b's hold is gone already (say, a release raced the loss): only a's units come back.
+    await redis.zrem(keys.skuHolds(b), `${id}:2`);
+    await redis.hincrby(keys.skuState(b), 'reserved', -2);
+    expect(await reject(id, 2, lines)).toEqual([0, 'missing', 3]);
+    expect(await skuState(a)).toMatchObject({ reserved: 0 });
+    expect(await skuState(b)).toMatchObject({ reserved: 0 });
+    expect(await redis.exists(keys.skuHolds(a), keys.skuHolds(b), keys.reservation(id))).toBe(0);
+    expect(await reject(id, 2, lines)).toEqual([0, 'missing', 0]);
+  });
+
+  it('crashes on keys that do not match the lines, a programmer error', async () => {
+    const sku = await seedSku(10);
+    const id = await confirmed([[sku, 1]]);
+    await expect(scripts.run('rejectReservation', lineKeys(id, [[sku, 1]]), [id, 2, hourMs])).rejects.toThrow(/ASSERT ARGV must be 3 \+ 1 per line/);
+    await expect(scripts.run('rejectReservation', [keys.reservation(id), keys.skuState(sku)], [id, 2, hourMs, 1])).rejects.toThrow(/ASSERT KEYS must be 1 \+ 2 per line/);
+    expect(await redis.hget(keys.reservation(id), 's')).toBe('confirmed');
+    expect(await skuState(sku)).toMatchObject({ reserved: 1 });
   });
 });
 
@@ -456,17 +957,75 @@ describe('auditHolds', () => {
   });
 });
 
-describe('inspectSku, correctOnHand', () => {
-  it('inspects counters and confirmed holds, and corrects on-hand only if nothing changed it', async () => {
-    const sku = await seedSku(10);
-    await redis.hset(keys.skuState(sku), 'ov', 4);
-    const call = reserve({ lines: [[sku, 2]] });
-    await call.reply;
-    await scripts.run('confirmReservation', [keys.reservation(call.id), keys.skuState(sku), keys.skuHolds(sku)], [call.id]);
-    const inspected = await scripts.run('inspectSku', [keys.skuState(sku), keys.skuHolds(sku)], [100, 100, '0']);
-    expect(inspected).toEqual([1, 10, 2, 1, 4, 0, 0, 1, 0, `${call.id}:2`]);
-    expect(await scripts.run('correctOnHand', [keys.skuState(sku)], [3, 1, 8, 2, 99])).toEqual([0]);
-    expect(await scripts.run('correctOnHand', [keys.skuState(sku)], [4, 1, 8, 2, 99])).toEqual([1, 10]);
-    expect(await redis.hmget(keys.skuState(sku), 'onHand', 'version', 'ov', 'ls')).toEqual(['8', '2', '5', '99']);
+
+describe('inspectSku', () => {
+  const inspect = (sku: string, confirmedMax = 100, dryRun = false) => scripts.run('inspectSku', stateKeys(sku), [100, confirmedMax, dryRun ? '1' : '0']);
+
+  it('returns {1, onHand, reserved, pos, debit, expiredHolds, expiredUnits, holdCount, truncated, members...}', async () => {
+    const sku = await seedSku(10, { pos: 4, debit: 3, did: 'debit-1' });
+    const id = await confirmed([[sku, 2]]);
+    const pending = reserve({ lines: [[sku, 1]] });
+    await pending.reply;
+    await redis.zadd(keys.skuHolds(sku), 1, 'gone:2');
+    await redis.hincrby(keys.skuState(sku), 'reserved', 2);
+    // A dry run counts the expired hold (1 hold, 2 units) and reclaims nothing.
+    expect(await inspect(sku, 100, true)).toEqual([1, 10, 5, 4, 3, 1, 2, 3, 0, `${id}:2`]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 4, reserved: 5, debit: 3, did: 'debit-1' });
+    expect(await redis.zscore(keys.skuHolds(sku), 'gone:2')).toBe('1');
+    // For real: reclaimed. On-hand is reported gross (the ledger's), the debit beside it.
+    expect(await inspect(sku)).toEqual([1, 10, 3, 4, 3, 1, 2, 2, 0, `${id}:2`]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 4, reserved: 3, debit: 3, did: 'debit-1' });
+    expect(await redis.zscore(keys.skuHolds(sku), 'gone:2')).toBeNull();
+    expect(await inspect(sku)).toEqual([1, 10, 3, 4, 3, 0, 0, 2, 0, `${id}:2`]);
+  });
+
+  it('truncates the confirmed holds at the limit, and reports a missing state with its hold count', async () => {
+    const sku = await seedSku(10, { pos: 2 });
+    const first = await confirmed([[sku, 1]]);
+    const second = await confirmed([[sku, 2]]);
+    const members = [`${first}:1`, `${second}:2`].sort();
+    const one = await inspect(sku, 1);
+    expect(one.slice(0, 9)).toEqual([1, 10, 3, 2, 0, 0, 0, 2, 1]);
+    expect(one.slice(9)).toEqual([members[0]]);
+    const all = await inspect(sku, 2);
+    expect(all.slice(0, 9)).toEqual([1, 10, 3, 2, 0, 0, 0, 2, 0]);
+    expect(all.slice(9)).toEqual(members);
+    const lost = uniqueName('L');
+    await redis.zadd(keys.skuHolds(lost), '+inf', 'x:1', '+inf', 'y:2');
+    expect(await inspect(lost)).toEqual([-1, 2]);
+    expect(await redis.exists(keys.skuState(lost))).toBe(0);
+  });
+});
+
+describe('correctOnHand', () => {
+  it('is a compare-and-set on pos: a moved position changes nothing', async () => {
+    const sku = await seedSku(10, { pos: 4, debit: 3, did: 'debit-1' });
+    expect(await correctOnHand(sku, 3, 8)).toEqual([0, 4]);
+    expect(await correctOnHand(sku, 5, 8)).toEqual([0, 4]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 4, reserved: 0, debit: 3, did: 'debit-1' });
+  });
+
+  it('a dry run reports the drift and the pending debit, and changes nothing', async () => {
+    const sku = await seedSku(10, { pos: 4, debit: 3, did: 'debit-1' });
+    expect(await correctOnHand(sku, 4, 8, true)).toEqual([1, 10, 3]);
+    expect(await skuState(sku)).toEqual({ onHand: 10, pos: 4, reserved: 0, debit: 3, did: 'debit-1' });
+  });
+
+  it('sets on-hand to the ledger at the same position and releases a pending debit', async () => {
+    const sku = await seedSku(10, { pos: 4, debit: 3, did: 'debit-1' });
+    await reserve({ lines: [[sku, 2]] }).reply;
+    expect(await correctOnHand(sku, 4, 8)).toEqual([1, 10, 3]);
+    expect(await skuState(sku)).toEqual({ onHand: 8, pos: 4, reserved: 2, debit: 0, did: null });
+    // No drift and no debit left: done, nothing to change.
+    expect(await correctOnHand(sku, 4, 8)).toEqual([1, 8, 0]);
+    expect(await skuState(sku)).toEqual({ onHand: 8, pos: 4, reserved: 2, debit: 0, did: null });
+    // The late release of the debit finds nothing.
+    expect(await releaseDebit(sku, 'debit-1')).toEqual([0]);
+  });
+
+  it('replies {-1} for a missing state and creates nothing', async () => {
+    const sku = uniqueName('L');
+    expect(await correctOnHand(sku, 1, 5)).toEqual([-1]);
+    expect(await redis.exists(keys.skuState(sku))).toBe(0);
   });
 });

@@ -166,7 +166,7 @@ async function seedRedisSkus(redis: Redis, prefix: string, stock: readonly Stock
   for (let start = 0; start < stock.length; start += batch) {
     const pipeline = redis.pipeline();
     for (const line of stock.slice(start, start + batch)) {
-      pipeline.hset(`${prefix}sku:{${line.sku}}`, 'onHand', line.units, 'reserved', 0, 'version', 1, 'ov', 0, 'ls', 0);
+      pipeline.hset(`${prefix}sku:{${line.sku}}`, 'onHand', line.units, 'pos', 0, 'reserved', 0, 'debit', 0);
     }
     await pipeline.exec();
   }

@@ -8,8 +8,11 @@
   available = onHand - debit - reserved. Only applyEntries moves onHand (and pos); a debit is
   staged by prepareStockChange, absorbed when its entry is applied, released by its id.
 
+  A state without `pos` is missing: either Redis lost it, or it was written by a release before
+  ledger positions (fields version, ov, ls), which is rebuilt on first touch like a lost one.
+
   rebuildState(skuKey, holdsKey, onHand, pos, holdsMax)
-    Creates the state from the ledger at `pos`. Holds that outlived the state (Redis lost only
+    Creates the state from the ledger at `pos` (over a pre-position state, dropping its fields). Holds that outlived the state (Redis lost only
     part of the SKU) are summed into reserved, so they keep their units. Returns the number of
     holds, or -1 (and creates nothing) when there are more than holdsMax of them.
   clearOrphanDebit(skuKey)
@@ -24,6 +27,7 @@ local function rebuildState(skuKey, holdsKey, onHand, pos, holdsMax)
   local reserved = 0
   for i = 1, #members do reserved = reserved + holdQuantity(members[i]) end
   redis.call('HSET', skuKey, 'onHand', onHand, 'pos', pos, 'reserved', reserved, 'debit', 0)
+  redis.call('HDEL', skuKey, 'did', 'version', 'ov', 'ls')
   return #members
 end
 
