@@ -18,6 +18,10 @@ for (let index = 2; index < process.argv.length; index += 2) flags.set(String(pr
 const durationSec = Number(flags.get('duration') ?? 5);
 const connections = Number(flags.get('connections') ?? 64);
 const rounds = Number(flags.get('rounds') ?? 3);
+// `--baseline DIR`: also run the API of another build (the `dist/` of an earlier commit, e.g. from
+// `git worktree add /tmp/before <commit> && (cd /tmp/before && npm ci && npm run build)`), in
+// the same alternating rounds, so a change is measured as a ratio against its predecessor.
+const baselineDist = flags.get('baseline');
 const roundsMax = 20;
 if (!(durationSec >= 1 && durationSec <= 600 && connections >= 1 && connections <= 1024 && rounds >= 1 && rounds <= roundsMax)) {
   throw new Error(`--duration 1-600, --connections 1-1024, --rounds 1-${roundsMax}`);
@@ -30,9 +34,9 @@ const soldOutSku = 'BENCH-SOLD-OUT';
 const secret = 'bench-checkout-secret';
 const stockUnits = 1_000_000_000;
 
-function startProcess(script: string, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
+function startProcess(script: string, env: Record<string, string>, directory: string = __dirname): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
-    const child = fork(path.join(__dirname, script), [], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const child = fork(path.join(directory, script), [], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     child.once('message', (message: { port: number }) => resolve({ child, port: message.port }));
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
   });
@@ -87,8 +91,14 @@ async function main(): Promise<void> {
   const api = await startProcess('stockhold-api-server.js', { ...apiEnv, PORT: '0' });
   const clusterWorkers = 2;
   const clustered = await startCluster(apiEnv, clusterWorkers);
+  const baseline = baselineDist === undefined ? undefined : await startProcess('stockhold-api-server.js', { ...apiEnv, REDIS_KEY_PREFIX: `${prefix}base:`, PORT: '0' }, path.resolve(baselineDist, 'bench'));
+  if (baseline !== undefined) await redis.hset(`${prefix}base:sku:{${sku}}`, 'onHand', stockUnits, 'pos', 0, 'reserved', 0, 'debit', 0, 'version', 1, 'ov', 0, 'ls', 0);
   const body = JSON.stringify({ lines: [{ sku, quantity: 1 }], ttlSeconds: 900 });
-  const targets = [
+  const targets = baseline !== undefined ? [
+    { name: 'bare-express', url: `http://127.0.0.1:${bare.port}/v1/reservations`, authorization: undefined },
+    { name: 'stockhold-reservation', url: `http://127.0.0.1:${api.port}/v1/reservations`, authorization: `Bearer ${secret}` },
+    { name: 'baseline-reservation', url: `http://127.0.0.1:${baseline.port}/v1/reservations`, authorization: `Bearer ${secret}` },
+  ] as Array<{ name: string; url: string; authorization: string | undefined; body?: string; expectedStatus?: number }> : [
     { name: 'bare-express', url: `http://127.0.0.1:${bare.port}/v1/reservations`, authorization: undefined },
     { name: 'stockhold-reservation', url: `http://127.0.0.1:${api.port}/v1/reservations`, authorization: `Bearer ${secret}` },
     { name: `stockhold-cluster-${clusterWorkers}`, url: `http://127.0.0.1:${clustered.port}/v1/reservations`, authorization: `Bearer ${secret}` },
@@ -109,11 +119,22 @@ async function main(): Promise<void> {
     bare.child.kill('SIGTERM');
     api.child.kill('SIGTERM');
     clustered.child.kill('SIGTERM');
+    baseline?.child.kill('SIGTERM');
     await deleteKeysWithPrefix(redis, prefix);
     redis.disconnect();
   }
   const bareMedian = median(results.get('bare-express')!.map((r) => r.requestsPerSec));
   const apiMedian = median(results.get('stockhold-reservation')!.map((r) => r.requestsPerSec));
+  if (baseline !== undefined) {
+    const baselineMedian = median(results.get('baseline-reservation')!.map((r) => r.requestsPerSec));
+    const p99 = (name: string) => median(results.get(name)!.map((r) => r.p99Ms));
+    process.stdout.write(`\nmedian of ${rounds} rounds, ${connections} connections, ${durationSec} s each, one hot SKU\n`);
+    process.stdout.write(`bare Express 5 + express.json():  ${bareMedian.toFixed(0)} req/s\n`);
+    process.stdout.write(`this build:     ${apiMedian.toFixed(0)} req/s = ${(apiMedian / bareMedian).toFixed(2)}x bare, p99 ${p99('stockhold-reservation')} ms\n`);
+    process.stdout.write(`baseline build: ${baselineMedian.toFixed(0)} req/s = ${(baselineMedian / bareMedian).toFixed(2)}x bare, p99 ${p99('baseline-reservation')} ms (${baselineDist})\n`);
+    process.stdout.write(`this build / baseline: ${(apiMedian / baselineMedian).toFixed(3)}\n`);
+    return;
+  }
   const clusterMedian = median(results.get(`stockhold-cluster-${clusterWorkers}`)!.map((r) => r.requestsPerSec));
   process.stdout.write(`\nmedian of ${rounds} rounds, ${connections} connections, ${durationSec} s each, one hot SKU\n`);
   process.stdout.write(`bare Express 5 + express.json():  ${bareMedian.toFixed(0)} req/s\n`);

@@ -77,19 +77,22 @@ export class SkuReconciliation {
   async reconcilePage(skus: readonly string[], runId: string, dryRun: boolean, tally: RunTally): Promise<StuckCandidate[]> {
     const stuck = await this.knex.transaction(async (transaction) => {
       const ledger: LedgerRow[] = await transaction('skus').select('sku', 'on_hand', 'seq').whereIn('sku', skus as string[]).orderBy('sku').forShare();
-      const candidates: StuckCandidate[] = [];
-      for (const row of ledger) {
-        try {
-          const inspection = await this.inspect(row.sku, dryRun, tally);
-          if (inspection.missing) await this.rebuild(row, dryRun, tally);
-          else await this.reconcileOnHand(transaction, row, inspection, dryRun, tally);
-          if (inspection.confirmedTruncated) tally.confirmedTruncated += 1;
-          candidates.push(...inspection.confirmed.map((hold) => ({ id: hold.id })));
-        } catch (error) {
-          tally.fail(row.sku, error);
-        }
-      }
-      return candidates;
+      // Different SKUs touch different keys and rows: reconcile the page's SKUs side by side.
+      const perSku = await Promise.all(
+        ledger.map(async (row): Promise<StuckCandidate[]> => {
+          try {
+            const inspection = await this.inspect(row.sku, dryRun, tally);
+            if (inspection.missing) await this.rebuild(row, dryRun, tally);
+            else await this.reconcileOnHand(transaction, row, inspection, dryRun, tally);
+            if (inspection.confirmedTruncated) tally.confirmedTruncated += 1;
+            return inspection.confirmed.map((hold) => ({ id: hold.id }));
+          } catch (error) {
+            tally.fail(row.sku, error);
+            return [];
+          }
+        }),
+      );
+      return perSku.flat();
     });
     // Audits of different SKUs touch different keys: run the page's audits side by side.
     await Promise.all(skus.map((sku) => this.auditReserved(sku, runId, dryRun, tally).catch((error) => tally.fail(sku, error))));
