@@ -140,7 +140,14 @@ async function drive(options: RunOptions, root: Random, started: Started): Promi
   const setting = { apis, skus, secrets, recorder, runLabel, holdTtlSecondsMax };
   const clients = Array.from({ length: options.clients }, (_, index) => new ChaosClient(`c${index + 1}`, root.fork(`client-${index + 1}`), setting));
   const nemesis = new Nemesis(cluster, root.fork('nemesis'), new ChaosClient('nemesis', root.fork('race'), setting), skus, options.dataLoss, options.only);
-  const stopAt = Date.now() + options.durationS * 1000;
+  let stopAt = Date.now() + options.durationS * 1000;
+  // Ctrl-C (or SIGTERM) ends the run early: faults healed, history checked, servers removed.
+  const interrupt = () => {
+    options.log('chaos: interrupted; stopping the clients and checking what was recorded');
+    stopAt = Date.now();
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
   const stopped = () => Date.now() >= stopAt;
   options.log(`chaos: seed ${options.seed}, ${options.clients} clients, ${options.durationS} s, ${options.dataLoss ? 'with' : 'without'} Redis data loss; logs in ${started.logDirectory}`);
   const progress = setInterval(() => options.log(`chaos: ${recorder.operations.length} operations, ${nemesis.faults.length} faults`), 10_000);
