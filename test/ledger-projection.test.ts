@@ -12,6 +12,7 @@ import type { Stockhold } from '../lib/stockhold';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
 
 const refusedReason = 'refused-at-insert-test';
+const slowReason = 'slow-insert-test';
 const applicationName = `stockhold-projection-test-${process.pid}`;
 let harness: Harness;
 let stockhold: Stockhold;
@@ -27,6 +28,7 @@ beforeAll(async () => {
     CREATE OR REPLACE FUNCTION test_refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF NEW.reason = '${refusedReason}' THEN RAISE EXCEPTION USING ERRCODE = '57014', MESSAGE = 'refused at insert (test)'; END IF;
+      IF NEW.reason = '${slowReason}' THEN PERFORM pg_sleep(0.8); END IF;
       RETURN NEW;
     END $$;
     DROP TRIGGER IF EXISTS test_refuse_insert ON ledger_entries;
@@ -79,21 +81,28 @@ async function expectAgreement(sku: string, reserved = 0): Promise<void> {
 }
 
 describe('break 1: a rolled-back decrease gives back only its own debit', () => {
-  it('change A stages -10 and rolls back; change B (-5) commits before A releases; Redis ends at the ledger, not above', async () => {
+  it("change A stages -10 and rolls back; change B (-5) stages its debit before A's release lands: the release touches only A's", async () => {
     const sku = await createSku(harness, 100, 'GIVEBACK');
-    let second: Awaited<ReturnType<typeof adjust>> | undefined;
+    let second: Promise<Awaited<ReturnType<typeof adjust>>> | undefined;
+    let duringB: { debit: number; tooMany: number } | undefined;
     const latch = latchOnce('releaseDebit', sku, async () => {
-      // A's INSERT failed and its transaction rolled back, its debit still pending: B runs now.
-      second = await adjust(sku, -5);
+      // A's INSERT failed and its transaction rolled back; its debit is still pending. B takes the
+      // row, releases A's leftover debit, stages its own, and is held in its (slow) INSERT.
+      second = adjust(sku, -5, idempotencyKey(), slowReason);
+      const deadline = Date.now() + 5000;
+      while ((await redisState(sku)).debit !== 5 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     });
     const first = await adjust(sku, -10, idempotencyKey(), refusedReason);
     expect(latch.fired()).toBe(true);
     expect(first.status).toBe(503);
-    expect(second?.status).toBe(201);
+    // A's release has landed while B is still in flight: B's debit must still be there, so the
+    // 5 units B is taking are not on offer (100 - 5 = 95 at most).
+    duringB = { debit: (await redisState(sku)).debit, tooMany: (await reserve(sku, 96)).status };
+    expect(duringB).toEqual({ debit: 5, tooMany: 409 });
+    expect((await second!).status).toBe(201);
     expect(await ledgerOnHand(sku)).toBe(95);
     await expectAgreement(sku);
-    const oneTooMany = await reserve(sku, 96);
-    expect(oneTooMany.status).toBe(409);
+    expect((await reserve(sku, 96)).status).toBe(409);
   });
 });
 
