@@ -51,7 +51,7 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
   const reservations = new ReservationService(scripts, keys, skuState, knex, config);
   const commitQueue = new CommitQueue(config);
   await commitQueue.connect();
-  const commits = new CommitService(scripts, reservations, commitQueue, config);
+  const commits = new CommitService(scripts, keys, reservations, commitQueue, config);
   const reconciler = new Reconciler(knex, redis, scripts, keys, projection, commitQueue, reservations, config);
   const stock = new StockService(knex, scripts, keys, skuState, projection, idempotency, config);
   return {

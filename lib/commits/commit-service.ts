@@ -1,9 +1,11 @@
 // The API side of the commit pipeline: confirm (Redis, then a commit job), cancel (a cancel job),
 // and waiting a bounded time for the worker to finish either.
 import type { Config } from '../config';
-import { assert, errors } from '../errors';
+import { errors } from '../errors';
+import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
-import type { Reservation, ReservationService, ReservationStatus } from '../reservations/reservation-service';
+import { confirmReservation, requestCancel } from '../scripts/reservation-record';
+import type { Reservation, ReservationService } from '../reservations/reservation-service';
 import { commitJobOf } from './commit-jobs';
 import type { CommitQueue } from './commit-queue';
 
@@ -13,6 +15,7 @@ export const waitSecondsMax = 30;
 export class CommitService {
   constructor(
     private readonly scripts: ScriptRunner,
+    private readonly keys: RedisKeys,
     private readonly reservations: ReservationService,
     private readonly queue: CommitQueue,
     private readonly config: Config,
@@ -24,31 +27,31 @@ export class CommitService {
    * BullMQ still has it), so a confirmation whose job was lost can be pushed again by its client.
    */
   async confirm(reservation: Reservation): Promise<Reservation> {
-    const reply = await this.scripts.run('confirmReservation', this.reservations.recordAndLineKeys(reservation), [reservation.id]);
-    const code = reply[0];
-    if (code === 1) {
-      const confirmed: Reservation = { ...reservation, status: 'confirmed', fence: Number(reply[1]), confirmedAtMs: Number(reply[2]) };
-      await this.queueCommit(confirmed);
-      return confirmed;
+    const result = await confirmReservation(this.scripts, this.keys, reservation.id, reservation.lines);
+    switch (result.kind) {
+      case 'confirmed': {
+        const confirmed: Reservation = { ...reservation, status: 'confirmed', fence: result.fence, confirmedAtMs: result.confirmedAtMs };
+        await this.queueCommit(confirmed);
+        return confirmed;
+      }
+      case 'already': {
+        if (result.status === 'cancelled') throw errors.reservationCancelled(reservation.id);
+        if (result.status === 'rejected') throw errors.reservationRejected(reservation.id);
+        const current = (await this.reservations.readFromRedis(reservation.id)) ?? reservation;
+        if (result.status === 'confirmed') await this.queueCommit(current);
+        return current;
+      }
+      case 'missing':
+        // Redis has forgotten it: only the ledger's committed, cancelled or rejected copy is left.
+        if (reservation.status === 'cancelled') throw errors.reservationCancelled(reservation.id);
+        if (reservation.status === 'rejected') throw errors.reservationRejected(reservation.id);
+        if (reservation.status === 'committed') return reservation;
+        throw errors.reservationNotFound(reservation.id);
+      case 'released':
+        throw errors.reservationReleased(reservation.id);
+      case 'expired':
+        throw errors.reservationExpired(reservation.id);
     }
-    if (code === 2) {
-      const status = String(reply[1]) as ReservationStatus;
-      if (status === 'cancelled') throw errors.reservationCancelled(reservation.id);
-      if (status === 'rejected') throw errors.reservationRejected(reservation.id);
-      const current = (await this.reservations.readFromRedis(reservation.id)) ?? reservation;
-      if (status === 'confirmed') await this.queueCommit(current);
-      return current;
-    }
-    if (code === -1) {
-      // Redis has forgotten it: only the ledger's committed or cancelled copy can be left.
-      if (reservation.status === 'cancelled') throw errors.reservationCancelled(reservation.id);
-      if (reservation.status === 'rejected') throw errors.reservationRejected(reservation.id);
-      if (reservation.status === 'committed') return reservation;
-      throw errors.reservationNotFound(reservation.id);
-    }
-    if (code === -2) throw errors.reservationReleased(reservation.id);
-    assert(code === -3, `confirmReservation returned ${String(code)}`);
-    throw errors.reservationExpired(reservation.id);
   }
 
   /** Queues the return of a committed reservation's units; cancelling again changes nothing. */
@@ -62,20 +65,20 @@ export class CommitService {
     }
     if (committed.status === 'cancelled') return committed;
     if (committed.status === 'rejected') throw errors.reservationRejected(id);
-    const reply = await this.scripts.run('requestCancel', [this.reservations.recordAndLineKeys(committed)[0] as string], [
-      committed.fence,
-      committed.clientId,
-      committed.customerId ?? '',
-      committed.createdAtMs,
-      committed.expiresAtMs,
-      committed.lines.map((line) => `${line.sku}:${line.quantity}`).join(','),
-      this.config.reservationRetentionSeconds * 1000,
-    ]);
-    if (reply[0] === -1) throw errors.notCommitted(id, String(reply[1]), 1);
-    if (reply[0] === 2) return { ...committed, status: 'cancelled' };
-    const fence = Number(reply[1]);
-    await this.queue.add({ kind: 'cancel', reservationId: id, fence, requestedBy, lines: committed.lines });
-    return { ...committed, fence, cancelRequested: true };
+    const result = await requestCancel(this.scripts, this.keys, {
+      id,
+      fence: committed.fence,
+      clientId: committed.clientId,
+      customerId: committed.customerId,
+      createdAtMs: committed.createdAtMs,
+      expiresAtMs: committed.expiresAtMs,
+      lines: committed.lines,
+      retentionMs: this.config.reservationRetentionSeconds * 1000,
+    });
+    if (result.kind === 'not-committed') throw errors.notCommitted(id, result.status, 1);
+    if (result.kind === 'cancelled') return { ...committed, status: 'cancelled' };
+    await this.queue.add({ kind: 'cancel', reservationId: id, fence: result.fence, requestedBy, lines: committed.lines });
+    return { ...committed, fence: result.fence, cancelRequested: true };
   }
 
   /** Polls until `done` holds for the reservation or `waitMs` passes; returns the last read. */

@@ -4,6 +4,7 @@
 import { assert, errors } from '../errors';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
+import { beginIdempotent, settleIdempotent, type Settlement } from '../scripts/idempotency';
 
 export interface IdempotencyScope {
   readonly clientId: string;
@@ -28,30 +29,29 @@ export class IdempotencyStore {
 
   /** Claims the key for this attempt, or says why not (replay, reuse, or another attempt running). */
   async begin(scope: IdempotencyScope): Promise<BeginOutcome> {
-    const reply = await this.scripts.run('beginIdempotent', [this.keys.idempotency(scope.clientId, scope.key)], [scope.fingerprint, this.inFlightTtlMs]);
-    const code = reply[0];
-    if (code === 1) return { kind: 'begun' };
-    if (code === 2) return { kind: 'replay', response: { status: Number(reply[1]), body: JSON.parse(String(reply[2])) } };
-    if (code === -2) throw errors.idempotencyKeyReused();
-    if (code === -4) throw errors.idempotencyKeyInFlight(Math.max(1, Math.ceil(Number(reply[1]) / 1000)));
-    throw new Error(`beginIdempotent returned ${String(code)}`);
+    const result = await beginIdempotent(this.scripts, this.keys.idempotency(scope.clientId, scope.key), scope.fingerprint, this.inFlightTtlMs);
+    switch (result.kind) {
+      case 'begun': return { kind: 'begun' };
+      case 'replay': return { kind: 'replay', response: { status: result.status, body: JSON.parse(result.body) } };
+      case 'key-reused': throw errors.idempotencyKeyReused();
+      case 'in-flight': throw errors.idempotencyKeyInFlight(Math.max(1, Math.ceil(result.retryAfterMs / 1000)));
+    }
   }
 
   /** Stores the response for replays. Best effort: on failure the in-flight ttl frees the key. */
   async store(scope: IdempotencyScope, response: StoredResponse): Promise<boolean> {
     assert(response.status >= 200 && response.status < 300, 'only successful responses are stored');
-    return this.settle(scope, ['store', response.status, JSON.stringify(response.body), this.recordTtlMs]);
+    return this.settle(scope, { kind: 'store', status: response.status, body: JSON.stringify(response.body), ttlMs: this.recordTtlMs });
   }
 
   /** Lets the key be used again: the attempt failed in a way a retry may not. */
   async forget(scope: IdempotencyScope): Promise<boolean> {
-    return this.settle(scope, ['forget']);
+    return this.settle(scope, { kind: 'forget' });
   }
 
-  private async settle(scope: IdempotencyScope, args: ReadonlyArray<string | number>): Promise<boolean> {
+  private async settle(scope: IdempotencyScope, settlement: Settlement): Promise<boolean> {
     try {
-      const reply = await this.scripts.run('settleIdempotent', [this.keys.idempotency(scope.clientId, scope.key)], [scope.fingerprint, ...args]);
-      return reply[0] === 1;
+      return await settleIdempotent(this.scripts, this.keys.idempotency(scope.clientId, scope.key), scope.fingerprint, settlement);
     } catch {
       return false;
     }

@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import type { CommitQueue } from '../commits/commit-queue';
 import type { Config } from '../config';
 import { errors } from '../errors';
+import { leaseRun } from '../scripts/lease-run';
 import { withPostgres } from '../postgres/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
@@ -53,8 +54,8 @@ export class Reconciler {
   async run(trigger: ReconcileTrigger, dryRun: boolean): Promise<ReconcileReport> {
     const token = randomUUID();
     const leaseMs = Math.max(reconcileLeaseMsMin, this.config.reconcileIntervalMs * 10);
-    const lease = (op: 'acquire' | 'renew' | 'release') => this.scripts.run('leaseRun', [this.leaseKey], [op, token, leaseMs]);
-    if ((await lease('acquire'))[0] !== 1) throw errors.reconcileInProgress();
+    const lease = (op: 'acquire' | 'renew' | 'release') => leaseRun(this.scripts, this.leaseKey, op, token, leaseMs);
+    if (!(await lease('acquire'))) throw errors.reconcileInProgress();
     const renewal = setInterval(() => void lease('renew').catch(() => undefined), leaseMs / 3);
     try {
       return await this.runHeld(token, trigger, dryRun);

@@ -12,27 +12,15 @@
 import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { RedisKeys } from '../redis/keys';
-import type { ScriptReply, ScriptRunner } from '../redis/scripts';
+import type { ScriptRunner } from '../redis/scripts';
+import { auditHolds } from '../scripts/audit-holds';
 import { correctOnHand } from '../scripts/correct-on-hand';
+import { inspectSku, type Inspection, type InspectSkuResult } from '../scripts/inspect-sku';
 import type { LedgerProjection } from '../stock/ledger-projection';
 import type { RunTally } from './report';
 
 export const correctionAttemptsMax = 3;
 export const auditCallsPerSkuMax = 10_000;
-
-export interface Inspection {
-  readonly sku: string;
-  readonly missing: boolean;
-  readonly onHand: number;
-  readonly reserved: number;
-  readonly pos: number;
-  readonly debit: number;
-  readonly holdCount: number;
-  /** Confirmed holds: reservation id and quantity. */
-  readonly confirmed: ReadonlyArray<{ id: string; quantity: number }>;
-  /** More confirmed holds than RECONCILE_CONFIRMED_MAX: the rest wait for the next run. */
-  readonly confirmedTruncated: boolean;
-}
 
 interface LedgerRow {
   sku: string;
@@ -42,26 +30,6 @@ interface LedgerRow {
 
 export interface StuckCandidate {
   readonly id: string;
-}
-
-function parseInspection(sku: string, reply: ScriptReply): Inspection {
-  if (reply[0] === -1) return { sku, missing: true, onHand: 0, reserved: 0, pos: 0, debit: 0, holdCount: Number(reply[1]), confirmed: [], confirmedTruncated: false };
-  const confirmed = reply.slice(9).map((member) => {
-    const text = String(member);
-    const separator = text.lastIndexOf(':');
-    return { id: text.slice(0, separator), quantity: Number(text.slice(separator + 1)) };
-  });
-  return {
-    sku,
-    missing: false,
-    onHand: Number(reply[1]),
-    reserved: Number(reply[2]),
-    pos: Number(reply[3]),
-    debit: Number(reply[4]),
-    holdCount: Number(reply[7]),
-    confirmed,
-    confirmedTruncated: reply[8] === 1,
-  };
 }
 
 export class SkuReconciliation {
@@ -82,8 +50,11 @@ export class SkuReconciliation {
         ledger.map(async (row): Promise<StuckCandidate[]> => {
           try {
             const inspection = await this.inspect(row.sku, dryRun, tally);
-            if (inspection.missing) await this.rebuild(row, dryRun, tally);
-            else await this.reconcileOnHand(transaction, row, inspection, dryRun, tally);
+            if (inspection.kind === 'missing') {
+              await this.rebuild(row, dryRun, tally);
+              return [];
+            }
+            await this.reconcileOnHand(transaction, row, inspection, dryRun, tally);
             if (inspection.confirmedTruncated) tally.confirmedTruncated += 1;
             return inspection.confirmed.map((hold) => ({ id: hold.id }));
           } catch (error) {
@@ -99,17 +70,13 @@ export class SkuReconciliation {
     return stuck;
   }
 
-  private async inspect(sku: string, dryRun: boolean, tally: RunTally | undefined): Promise<Inspection> {
-    const reply = await this.scripts.run(
-      'inspectSku',
-      [this.keys.skuState(sku), this.keys.skuHolds(sku)],
-      [this.config.reconcileReclaimPerSku, this.config.reconcileConfirmedMax, dryRun ? '1' : '0'],
-    );
-    if (tally !== undefined && reply[0] === 1) {
+  private async inspect(sku: string, dryRun: boolean, tally: RunTally | undefined): Promise<InspectSkuResult> {
+    const inspection = await inspectSku(this.scripts, this.keys, { sku, reclaimMax: this.config.reconcileReclaimPerSku, confirmedMax: this.config.reconcileConfirmedMax, dryRun });
+    if (tally !== undefined && inspection.kind === 'found') {
       tally.skusChecked += 1;
-      tally.holdsExpired += Number(reply[5]);
+      tally.holdsExpired += inspection.expiredHolds;
     }
-    return parseInspection(sku, reply);
+    return inspection;
   }
 
   private async rebuild(row: LedgerRow, dryRun: boolean, tally: RunTally): Promise<void> {
@@ -122,9 +89,9 @@ export class SkuReconciliation {
   private async reconcileOnHand(transaction: Knex.Transaction, row: LedgerRow, first: Inspection, dryRun: boolean, tally: RunTally): Promise<void> {
     const ledger = { onHand: Number(row.on_hand), seq: Number(row.seq) };
     if (dryRun) return this.reportDrift(transaction, row, first, tally);
-    let inspection = first;
+    let pos = first.pos;
     for (let attempt = 1; attempt <= correctionAttemptsMax; attempt += 1) {
-      await this.projection.catchUp(row.sku, inspection.pos, ledger.seq, transaction);
+      await this.projection.catchUp(row.sku, pos, ledger.seq, transaction);
       const result = await correctOnHand(this.scripts, this.keys, row.sku, ledger, false);
       if (result.kind === 'missing') return;
       if (result.kind === 'done') {
@@ -132,7 +99,7 @@ export class SkuReconciliation {
         if (result.debitReleased > 0) tally.debitsReleased += 1;
         return;
       }
-      inspection = await this.inspect(row.sku, true, undefined);
+      pos = result.pos;
     }
   }
 
@@ -147,15 +114,13 @@ export class SkuReconciliation {
   }
 
   private async auditReserved(sku: string, runId: string, dryRun: boolean, tally: RunTally): Promise<void> {
-    const keys = [this.keys.skuState(sku), this.keys.skuHolds(sku)];
-    const chunk = [this.config.reconcileHoldsChunk, this.config.reconcileTieMax, dryRun ? '0' : '1'];
-    let reply = await this.scripts.run('auditHolds', keys, [runId, 'start', ...chunk]);
-    for (let call = 1; reply[0] === 1 && call < auditCallsPerSkuMax; call += 1) {
-      reply = await this.scripts.run('auditHolds', keys, [runId, 'next', ...chunk]);
+    const audit = { sku, auditId: runId, chunkMax: this.config.reconcileHoldsChunk, tieMax: this.config.reconcileTieMax, correct: !dryRun };
+    let result = await auditHolds(this.scripts, this.keys, { ...audit, step: 'start' });
+    for (let call = 1; result.kind === 'more' && call < auditCallsPerSkuMax; call += 1) {
+      result = await auditHolds(this.scripts, this.keys, { ...audit, step: 'next' });
     }
-    if (reply[0] === 2 && Number(reply[2]) !== 0) {
-      const before = Number(reply[1]);
-      tally.correct({ sku, field: 'reserved', before, after: before - Number(reply[2]) });
+    if (result.kind === 'finished' && result.drift !== 0) {
+      tally.correct({ sku, field: 'reserved', before: result.reservedBefore, after: result.reservedBefore - result.drift });
     }
   }
 }

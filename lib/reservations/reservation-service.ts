@@ -2,11 +2,13 @@
 // Creating needs only Redis, except the first use of a SKU that Redis lost, which is rebuilt
 // from the ledger before the one retry.
 import type { Knex } from 'knex';
-import { assert, errors, type ShortLine } from '../errors';
+import { assert, errors } from '../errors';
 import { withPostgres } from '../postgres/connection';
 import { randomId } from '../random-ids';
 import type { RedisKeys } from '../redis/keys';
-import type { ScriptReply, ScriptRunner } from '../redis/scripts';
+import type { ScriptRunner } from '../redis/scripts';
+import { createReservation, type ShortLineReply } from '../scripts/create-reservation';
+import { readReservation, releaseReservation } from '../scripts/reservation-record';
 import type { SkuState } from '../stock/sku-state';
 
 export interface ReservationLine {
@@ -61,26 +63,17 @@ export function newReservationId(): string {
   return randomId();
 }
 
-function parseLines(encoded: string): ReservationLine[] {
-  return encoded.split(',').map((pair) => {
-    const separator = pair.lastIndexOf(':');
-    return { sku: pair.slice(0, separator), quantity: Number(pair.slice(separator + 1)) };
-  });
-}
-
-function shortLines(reply: ScriptReply): { lines: ShortLine[]; retryAfterSeconds: number | undefined } {
-  const lines: ShortLine[] = [];
+/**
+ * Retry-After for a refusal: every short line must free up for a retry to succeed, so wait for
+ * the slowest, and promise nothing when any line is simply sold out.
+ */
+function retryAfterOf(lines: readonly ShortLineReply[]): number | undefined {
   let retryAfterMs = 0;
-  let retryable = true;
-  for (let index = 1; index < reply.length; index += 4) {
-    lines.push({ sku: String(reply[index]), requested: Number(reply[index + 1]), available: Number(reply[index + 2]) });
-    const lineRetryMs = Number(reply[index + 3]);
-    // Every short line must free up for the retry to succeed: wait for the slowest, and promise
-    // nothing when any line is simply sold out.
-    if (lineRetryMs < 0) retryable = false;
-    retryAfterMs = Math.max(retryAfterMs, lineRetryMs);
+  for (const line of lines) {
+    if (line.retryAfterMs < 0) return undefined;
+    retryAfterMs = Math.max(retryAfterMs, line.retryAfterMs);
   }
-  return { lines, retryAfterSeconds: retryable ? Math.max(1, Math.ceil(retryAfterMs / 1000)) : undefined };
+  return Math.max(1, Math.ceil(retryAfterMs / 1000));
 }
 
 export class ReservationService {
@@ -94,50 +87,48 @@ export class ReservationService {
 
   async create(request: CreateReservation): Promise<{ reservation: Reservation; replayed: boolean }> {
     assert(request.lines.length >= 1, 'a reservation has at least one line');
-    const id = newReservationId();
-    const keys = [this.keys.idempotency(request.clientId, request.idempotencyKey), this.keys.reservation(id)];
-    const args: Array<string | number> = [
-      request.fingerprint,
-      id,
-      request.clientId,
-      request.customerId ?? '',
-      request.holdTtlSeconds * 1000,
-      this.limits.idempotencyTtlSeconds * 1000,
-      this.limits.reservationRetentionSeconds * 1000,
-      this.limits.reclaimPerSkuMax,
-    ];
-    for (const line of request.lines) {
-      keys.push(this.keys.skuState(line.sku), this.keys.skuHolds(line.sku));
-      args.push(line.sku, line.quantity);
-    }
+    const call = {
+      id: newReservationId(),
+      clientId: request.clientId,
+      idempotencyKey: request.idempotencyKey,
+      fingerprint: request.fingerprint,
+      customerId: request.customerId,
+      lines: request.lines,
+      holdTtlMs: request.holdTtlSeconds * 1000,
+      idempotencyTtlMs: this.limits.idempotencyTtlSeconds * 1000,
+      retentionMs: this.limits.reservationRetentionSeconds * 1000,
+      reclaimPerSkuMax: this.limits.reclaimPerSkuMax,
+    };
     for (let attempt = 1; attempt <= createAttemptsMax; attempt += 1) {
-      const reply = await this.scripts.run('createReservation', keys, args);
-      const code = reply[0];
-      if (code === 1 || code === 2) {
-        const replayed = code === 2;
-        const reservation: Reservation = {
-          id: replayed ? String(reply[1]) : id,
-          status: 'pending',
-          clientId: request.clientId,
-          customerId: request.customerId,
-          lines: request.lines,
-          createdAtMs: Number(replayed ? reply[2] : reply[1]),
-          expiresAtMs: Number(replayed ? reply[3] : reply[2]),
-          fence: 1,
-          confirmedAtMs: null,
-          cancelRequested: false,
-        };
-        return { reservation, replayed };
+      const result = await createReservation(this.scripts, this.keys, call);
+      switch (result.kind) {
+        case 'created':
+        case 'replayed': {
+          const reservation: Reservation = {
+            id: result.kind === 'replayed' ? result.id : call.id,
+            status: 'pending',
+            clientId: request.clientId,
+            customerId: request.customerId,
+            lines: request.lines,
+            createdAtMs: result.createdAtMs,
+            expiresAtMs: result.expiresAtMs,
+            fence: 1,
+            confirmedAtMs: null,
+            cancelRequested: false,
+          };
+          return { reservation, replayed: result.kind === 'replayed' };
+        }
+        case 'insufficient': {
+          const short = retryAfterOf(result.lines);
+          throw errors.insufficientStock(result.lines.map(({ sku, requested, available }) => ({ sku, requested, available })), short);
+        }
+        case 'key-reused': throw errors.idempotencyKeyReused();
+        case 'in-flight': throw errors.idempotencyKeyInFlight(Math.max(1, Math.ceil(result.retryAfterMs / 1000)));
+        case 'missing': {
+          const unknown = await this.skuState.rebuild(result.skus);
+          if (unknown.length > 0) throw errors.skuNotFound(unknown);
+        }
       }
-      if (code === -1) {
-        const short = shortLines(reply);
-        throw errors.insufficientStock(short.lines, short.retryAfterSeconds);
-      }
-      if (code === -2) throw errors.idempotencyKeyReused();
-      if (code === -4) throw errors.idempotencyKeyInFlight(Math.max(1, Math.ceil(Number(reply[1]) / 1000)));
-      assert(code === -3, `createReservation returned ${String(code)}`);
-      const unknown = await this.skuState.rebuild(reply.slice(1).map(String));
-      if (unknown.length > 0) throw errors.skuNotFound(unknown);
     }
     throw new Error(`createReservation still found SKUs missing after ${createAttemptsMax} attempts`);
   }
@@ -152,24 +143,20 @@ export class ReservationService {
   }
 
   async readFromRedis(id: string): Promise<Reservation | undefined> {
-    const reply = await this.scripts.run('readReservation', [this.keys.reservation(id)], []);
-    if (reply.length <= 1) return undefined;
-    const nowMs = Number(reply[0]);
-    const fields = new Map<string, string>();
-    for (let index = 1; index + 1 < reply.length; index += 2) fields.set(String(reply[index]), String(reply[index + 1]));
-    const stored = fields.get('s') as ReservationStatus;
-    const expiresAtMs = Number(fields.get('ex'));
+    const record = await readReservation(this.scripts, this.keys, id);
+    if (record === undefined) return undefined;
+    const stored = record.status as ReservationStatus;
     return {
       id,
-      status: stored === 'pending' && nowMs >= expiresAtMs ? 'expired' : stored,
-      clientId: String(fields.get('c')),
-      customerId: fields.get('u') ?? null,
-      lines: parseLines(String(fields.get('l'))),
-      createdAtMs: Number(fields.get('ca')),
-      expiresAtMs,
-      fence: Number(fields.get('v') ?? 1),
-      confirmedAtMs: fields.has('cf') ? Number(fields.get('cf')) : null,
-      cancelRequested: fields.has('cx'),
+      status: stored === 'pending' && record.nowMs >= record.expiresAtMs ? 'expired' : stored,
+      clientId: record.clientId,
+      customerId: record.customerId,
+      lines: record.lines,
+      createdAtMs: record.createdAtMs,
+      expiresAtMs: record.expiresAtMs,
+      fence: record.fence,
+      confirmedAtMs: record.confirmedAtMs,
+      cancelRequested: record.cancelRequested,
     };
   }
 
@@ -197,17 +184,9 @@ export class ReservationService {
   async release(reservation: Reservation): Promise<ReservationStatus> {
     // Read from the ledger: past pending for good, whether or not Redis still has its record.
     if (reservation.status === 'committed' || reservation.status === 'cancelled' || reservation.status === 'rejected') throw errors.notReleasable(reservation.id, reservation.status);
-    const reply = await this.scripts.run('releaseReservation', this.recordAndLineKeys(reservation), [reservation.id]);
-    if (reply[0] === 1 || reply[0] === 2) return String(reply[1]) as ReservationStatus;
-    if (reply[0] === -1) throw errors.reservationNotFound(reservation.id);
-    assert(reply[0] === -2, `releaseReservation returned ${String(reply[0])}`);
-    throw errors.notReleasable(reservation.id, String(reply[1]));
-  }
-
-  /** The record's key, then each line's SKU state and holds index, in line order. */
-  recordAndLineKeys(reservation: Pick<Reservation, 'id' | 'lines'>): string[] {
-    const keys = [this.keys.reservation(reservation.id)];
-    for (const line of reservation.lines) keys.push(this.keys.skuState(line.sku), this.keys.skuHolds(line.sku));
-    return keys;
+    const result = await releaseReservation(this.scripts, this.keys, reservation.id, reservation.lines);
+    if (result.kind === 'released' || result.kind === 'already') return result.status;
+    if (result.kind === 'missing') throw errors.reservationNotFound(reservation.id);
+    throw errors.notReleasable(reservation.id, result.status);
   }
 }

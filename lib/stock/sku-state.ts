@@ -8,6 +8,7 @@
 import { errors } from '../errors';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
+import { readSku } from '../scripts/read-sku';
 import type { LedgerProjection } from './ledger-projection';
 
 export interface SkuView {
@@ -34,8 +35,8 @@ export class SkuState {
 
   async read(sku: string): Promise<SkuView> {
     for (let attempt = 1; attempt <= rebuildAttemptsMax; attempt += 1) {
-      const reply = await this.scripts.run('readSku', [this.keys.skuState(sku), this.keys.skuHolds(sku)], [this.reclaimPerSkuMax]);
-      if (reply[0] === 1) return skuView(sku, Number(reply[1]), Number(reply[2]));
+      const state = await readSku(this.scripts, this.keys, sku, this.reclaimPerSkuMax);
+      if (state.kind === 'found') return skuView(sku, state.onHand, state.reserved);
       const unknown = await this.rebuild([sku]);
       if (unknown.length > 0) throw errors.skuNotFound(unknown);
     }

@@ -6,7 +6,8 @@
   recordLines(encoded)                  the lines as a list of {sku, quantity}
   lineKeys(lines, first)                the {skuKey, holdsKey} of each line, checked against the lines
   returnHolds(lines, keys, id)          removes the reservation's holds that are still indexed and
-                                        gives their units back; returns the units given back
+                                        gives their units back (to a SKU state that still exists);
+                                        returns the units given back
 ]]
 local function recordLines(encoded)
   local lines = {}
@@ -37,16 +38,21 @@ local function returnHolds(lines, keys, reservationId)
     local member = reservationId .. ':' .. line.quantity
     local score = redis.call('ZSCORE', keys[i].holdsKey, member)
     if score then
+      -- A hold that outlived its SKU state (Redis lost part of the SKU) is simply removed: the
+      -- state, when rebuilt, sums the holds that are left.
+      local stateLost = redis.call('HEXISTS', keys[i].skuKey, 'pos') == 0
       local reserved = tonumber(redis.call('HGET', keys[i].skuKey, 'reserved') or '0')
-      if reserved < line.quantity then fail('reserved below a live hold on ' .. keys[i].skuKey) end
-      held[#held + 1] = { i = i, member = member, quantity = line.quantity, score = score }
+      if not stateLost and reserved < line.quantity then fail('reserved below a live hold on ' .. keys[i].skuKey) end
+      held[#held + 1] = { i = i, member = member, quantity = line.quantity, score = score, stateLost = stateLost }
     end
   end
   local units = 0
   for _, hold in ipairs(held) do
     redis.call('ZREM', keys[hold.i].holdsKey, hold.member)
-    redis.call('HINCRBY', keys[hold.i].skuKey, 'reserved', -hold.quantity)
-    auditHoldChange(keys[hold.i].skuKey, auditCursor(keys[hold.i].skuKey), hold.score, -hold.quantity)
+    if not hold.stateLost then
+      redis.call('HINCRBY', keys[hold.i].skuKey, 'reserved', -hold.quantity)
+      auditHoldChange(keys[hold.i].skuKey, auditCursor(keys[hold.i].skuKey), hold.score, -hold.quantity)
+    end
     units = units + hold.quantity
   end
   return units

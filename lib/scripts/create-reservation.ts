@@ -1,0 +1,61 @@
+// Typed boundary of lua/createReservation-n.lua, the hot path: one atomic check-and-hold.
+import { assert } from '../errors';
+import type { RedisKeys } from '../redis/keys';
+import type { ScriptRunner } from '../redis/scripts';
+
+export interface CreateReservationCall {
+  readonly id: string;
+  readonly clientId: string;
+  readonly idempotencyKey: string;
+  readonly fingerprint: string;
+  readonly customerId: string | null;
+  /** Summed by SKU (no duplicates), quantities >= 1. */
+  readonly lines: ReadonlyArray<{ readonly sku: string; readonly quantity: number }>;
+  readonly holdTtlMs: number;
+  readonly idempotencyTtlMs: number;
+  readonly retentionMs: number;
+  readonly reclaimPerSkuMax: number;
+}
+
+export interface ShortLineReply {
+  readonly sku: string;
+  readonly requested: number;
+  readonly available: number;
+  /** When a pending hold could free enough; -1 when nothing pending can. */
+  readonly retryAfterMs: number;
+}
+
+export type CreateReservationResult =
+  | { readonly kind: 'created'; readonly createdAtMs: number; readonly expiresAtMs: number }
+  | { readonly kind: 'replayed'; readonly id: string; readonly createdAtMs: number; readonly expiresAtMs: number }
+  | { readonly kind: 'insufficient'; readonly lines: readonly ShortLineReply[] }
+  | { readonly kind: 'key-reused' }
+  | { readonly kind: 'missing'; readonly skus: readonly string[] }
+  | { readonly kind: 'in-flight'; readonly retryAfterMs: number };
+
+export async function createReservation(scripts: ScriptRunner, keys: RedisKeys, call: CreateReservationCall): Promise<CreateReservationResult> {
+  assert(call.lines.length >= 1, 'a reservation has at least one line');
+  const redisKeys = [keys.idempotency(call.clientId, call.idempotencyKey), keys.reservation(call.id)];
+  const args: Array<string | number> = [call.fingerprint, call.id, call.clientId, call.customerId ?? '', call.holdTtlMs, call.idempotencyTtlMs, call.retentionMs, call.reclaimPerSkuMax];
+  for (const line of call.lines) {
+    redisKeys.push(keys.skuState(line.sku), keys.skuHolds(line.sku));
+    args.push(line.sku, line.quantity);
+  }
+  const reply = await scripts.run('createReservation', redisKeys, args);
+  switch (reply[0]) {
+    case 1: return { kind: 'created', createdAtMs: Number(reply[1]), expiresAtMs: Number(reply[2]) };
+    case 2: return { kind: 'replayed', id: String(reply[1]), createdAtMs: Number(reply[2]), expiresAtMs: Number(reply[3]) };
+    case -1: {
+      const lines: ShortLineReply[] = [];
+      for (let index = 1; index < reply.length; index += 4) {
+        lines.push({ sku: String(reply[index]), requested: Number(reply[index + 1]), available: Number(reply[index + 2]), retryAfterMs: Number(reply[index + 3]) });
+      }
+      return { kind: 'insufficient', lines };
+    }
+    case -2: return { kind: 'key-reused' };
+    case -4: return { kind: 'in-flight', retryAfterMs: Number(reply[1]) };
+    default:
+      assert(reply[0] === -3, `createReservation replied ${String(reply[0])}`);
+      return { kind: 'missing', skus: reply.slice(1).map(String) };
+  }
+}
