@@ -1,9 +1,9 @@
-// Prints one plain closing line, "vitest: N passed, N failed, N skipped", that CI can read
-// whatever the runner's own formatting.
+// Prints one plain closing line, "vitest: N passed, N failed, N skipped[, N unhandled errors]",
+// that CI can read whatever the runner's own formatting. An unhandled error fails the run too.
 import type { Reporter, TestModule } from 'vitest/node';
 
 export default class SummaryReporter implements Reporter {
-  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
+  onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<unknown> = []): void {
     let passed = 0;
     let failed = 0;
     let skipped = 0;
@@ -16,6 +16,7 @@ export default class SummaryReporter implements Reporter {
       }
       if (module.state() === 'failed' && [...module.children.allTests()].length === 0) failed += 1;
     }
-    process.stdout.write(`\nvitest: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    const errors = unhandledErrors.length === 0 ? '' : `, ${unhandledErrors.length} unhandled errors`;
+    process.stdout.write(`\nvitest: ${passed} passed, ${failed} failed, ${skipped} skipped${errors}\n`);
   }
 }
