@@ -158,7 +158,7 @@ async function drive(options: RunOptions, root: Random, started: Started): Promi
     await nemesis.healAll();
   }
   options.log(`chaos: quiet after ${recorder.operations.length} operations and ${nemesis.faults.length} faults; checking`);
-  return finish(options, root, started, { skus, startOnHand, watermark, recorder, faults: nemesis.faults, runLabel });
+  return finish(root, started, { skus, startOnHand, watermark, recorder, faults: nemesis.faults, runLabel });
 }
 
 interface Driven {
@@ -170,7 +170,7 @@ interface Driven {
   readonly runLabel: string;
 }
 
-async function finish(options: RunOptions, root: Random, started: Started, driven: Driven): Promise<RunResult> {
+async function finish(root: Random, started: Started, driven: Driven): Promise<RunResult> {
   const violations: Violation[] = [];
   const final: FinalSetting = {
     apis: started.apis,

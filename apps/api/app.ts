@@ -14,21 +14,31 @@ import { bodyBytesMax } from './schemas';
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Every route and its methods, so a known path asked with another method answers 405 + Allow. */
-const routeMethods: ReadonlyArray<readonly [RegExp, readonly string[]]> = [
-  [/^\/v1\/skus\/[^/]+$/, ['GET']],
-  [/^\/v1\/skus\/[^/]+\/stock$/, ['PUT']],
-  [/^\/v1\/skus\/[^/]+\/adjustments$/, ['POST']],
-  [/^\/v1\/reservations$/, ['POST']],
-  [/^\/v1\/reservations\/[^/]+$/, ['GET', 'DELETE']],
-  [/^\/v1\/reservations\/[^/]+\/(confirm|cancel)$/, ['POST']],
-  [/^\/v1\/reconcile$/, ['POST']],
-  [/^\/v1\/(reconcile\/runs|events)$/, ['GET']],
-  [/^\/(healthz|readyz|metrics|openapi\.json)$/, ['GET']],
-];
+interface RouteLayer {
+  readonly route?: { readonly path: string; readonly methods: Readonly<Record<string, boolean>> };
+}
 
-export function allowedMethods(path: string): readonly string[] | undefined {
-  return routeMethods.find(([pattern]) => pattern.test(path))?.[1];
+/**
+ * The methods of every route, read from the routers themselves (so it cannot drift from them):
+ * a known path asked with another method answers 405 with Allow.
+ */
+export function routeMethodsOf(mounted: ReadonlyArray<{ readonly prefix: string; readonly stack: readonly RouteLayer[] }>): (path: string) => readonly string[] | undefined {
+  const table = new Map<string, { pattern: RegExp; methods: Set<string> }>();
+  for (const { prefix, stack } of mounted) {
+    for (const layer of stack) {
+      if (layer.route === undefined) continue;
+      const path = prefix + layer.route.path;
+      const pattern = new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z_]+/g, '[^/]+')}$`);
+      const entry = table.get(path) ?? { pattern, methods: new Set<string>() };
+      for (const method of Object.keys(layer.route.methods)) entry.methods.add(method.toUpperCase());
+      table.set(path, entry);
+    }
+  }
+  const routes = [...table.values()];
+  return (path) => {
+    const found = routes.find((route) => route.pattern.test(path));
+    return found === undefined ? undefined : [...found.methods];
+  };
 }
 // Request ids need to be unique, not secret: a per-process random stem and a counter.
 const requestIdStem = randomBytes(6).toString('hex');
@@ -63,7 +73,8 @@ export function createApp(stockhold: Stockhold, logger: Logger): Express {
   const parseJson = express.json({ limit: bodyBytesMax, strict: true, type: ['application/json', 'application/*+json'] });
   // The hot path first, flat on the application; then the rest of the API as one layer.
   app.post('/v1/reservations', authenticate, parseJson, requireScope('checkout'), createReservationHandler(stockhold));
-  app.use('/v1', authenticate, parseJson, v1Routes(stockhold));
+  const v1 = v1Routes(stockhold);
+  app.use('/v1', authenticate, parseJson, v1);
   app.get('/healthz', (_request, response) => {
     response.json({ status: 'ok' });
   });
@@ -83,6 +94,10 @@ export function createApp(stockhold: Stockhold, logger: Logger): Express {
   });
 
 
+  const allowedMethods = routeMethodsOf([
+    { prefix: '', stack: (app as unknown as { router: { stack: RouteLayer[] } }).router.stack },
+    { prefix: '/v1', stack: v1.stack as RouteLayer[] },
+  ]);
   app.use((request, response, next) => {
     const allowed = allowedMethods(request.path);
     if (allowed === undefined || allowed.includes(request.method)) {

@@ -166,11 +166,7 @@ function reconcileRoutes(router: Router, stockhold: Stockhold): void {
   });
 
   router.get('/reconcile/runs', requireScope('admin'), async (request, response) => {
-    const raw = request.query.limit;
-    const limit = raw === undefined ? reconcileRunsDefault : Number(raw);
-    if (typeof raw !== 'undefined' && (typeof raw !== 'string' || !/^\d{1,4}$/.test(raw) || limit < 1 || limit > runsListMax)) {
-      throw errors.validation([{ field: 'query.limit', message: `must be a whole number from 1 to ${runsListMax}` }]);
-    }
+    const limit = wholeNumberQuery(request.query.limit, 'limit', 1, runsListMax, reconcileRunsDefault);
     response.json({ runs: await withPostgres(() => stockhold.reconciler.log.latest(limit)) });
   });
 }

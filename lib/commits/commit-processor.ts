@@ -79,7 +79,11 @@ export class CommitProcessor {
   /** Applies each SKU's entries in position order (different SKUs side by side). */
   private async applyAll(entries: readonly ProjectedEntry[]): Promise<void> {
     const bySku = new Map<string, ProjectedEntry[]>();
-    for (const entry of entries) bySku.set(entry.sku, [...(bySku.get(entry.sku) ?? []), entry]);
+    for (const entry of entries) {
+      const skuEntries = bySku.get(entry.sku) ?? [];
+      skuEntries.push(entry);
+      bySku.set(entry.sku, skuEntries);
+    }
     await Promise.all([...bySku].map(([sku, skuEntries]) => this.projection.apply(sku, skuEntries.sort((a, b) => a.seq - b.seq))));
   }
 

@@ -1,7 +1,7 @@
 // The Postgres side of commits and cancellations. A batch of commits is one transaction: the
 // SKUs' projection rows are locked in SKU order (so concurrent batches cannot deadlock), the
-// reservations are inserted with ON CONFLICT DO NOTHING (a second commit of the same reservation
-// is a no-op, not a second allocation), the allocation entries go in as one multi-row insert,
+// reservations the ledger already has are looked up under those locks (a second commit of the
+// same reservation is a no-op, not a second allocation), the allocation entries go in as one multi-row insert,
 // each taking its SKU's next ledger position, each SKU's projection is updated once, and one
 // event per reservation goes to the outbox in the same transaction. The CHECKs (on-hand >= 0,
 // one entry per reservation line and kind, one entry per SKU position) hold the same properties
@@ -125,7 +125,8 @@ export class LedgerWriter {
       if (fresh.length > 0) await transaction('reservations').insert(fresh.map((job) => reservationRow(job, 'committed')));
       const inserted = await appendEntries(transaction, projections, newEntries);
       await appendEvents(transaction, fresh.map((job) => ({ type: 'reservation.committed' as const, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines } })));
-      const before = await entriesOf(transaction, jobs.filter((job) => earlier.get(job.reservationId) !== 'rejected' && earlier.has(job.reservationId)).map((job) => job.reservationId), 'allocation');
+      const allocatedBefore = [...earlier].filter(([, status]) => status !== 'rejected').map(([id]) => id);
+      const before = await entriesOf(transaction, allocatedBefore, 'allocation');
       const all = [...inserted, ...before];
       return jobs.map((job): CommitOutcome => {
         const status = earlier.get(job.reservationId);

@@ -73,7 +73,7 @@ export class LedgerProjection {
       const result = await applyEntries(this.scripts, this.keys, sku, pending);
       if (result.kind === 'applied' && result.pos >= target) return result;
       if (result.kind === 'missing') {
-        await this.rebuild([sku]);
+        await this.rebuildThrough(reader, sku);
         continue;
       }
       // A gap (or a chunk applied short of the target): read the next entries from the ledger.
@@ -107,6 +107,21 @@ export class LedgerProjection {
     );
     const found = new Set(rows.map((row) => row.sku));
     return skus.filter((sku) => !found.has(sku));
+  }
+
+  /**
+   * Rebuilds a SKU Redis lost in the middle of an apply: through the caller's transaction when
+   * there is one (it already holds the row: a second transaction asking FOR SHARE would wait on
+   * it), else under a FOR SHARE of its own.
+   */
+  private async rebuildThrough(reader: Knex | Knex.Transaction, sku: string): Promise<void> {
+    if (reader === this.knex) {
+      await this.rebuild([sku]);
+      return;
+    }
+    const row = await withPostgres(() => reader('skus').first('sku', 'on_hand', 'seq').where({ sku }));
+    assert(row !== undefined, `entries of ${sku} but no projection row`);
+    await this.initFrom(row);
   }
 
   /** Rebuilds one SKU from a row the caller read under a lock that keeps it still. */

@@ -129,13 +129,12 @@ export class StockService {
     try {
       staged = await withPostgres(() => this.stageInTransaction(transaction, request, debitId, progress));
     } catch (error) {
-      // The transaction can also have ended underneath us (its connection dropped): knex then
-      // says "Transaction query already complete". Either way it did not commit.
-      const endedUnderneath = transaction.isCompleted() && !(error instanceof StockholdError);
+      // Nothing committed (a transaction that ended underneath us, its connection dropped, is a
+      // 503 from withPostgres: knex says "Transaction query already complete").
       await transaction.rollback().catch(() => undefined);
       // By id: whenever this lands, it releases this change's debit and nothing else.
       if (progress.debitStaged) await releaseDebit(this.scripts, this.keys, request.sku, debitId).catch(() => undefined);
-      throw endedUnderneath ? errors.backendUnavailable('postgres', error) : error;
+      throw error;
     }
     try {
       await withPostgres(async () => {
