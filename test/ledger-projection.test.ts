@@ -265,3 +265,23 @@ describe("a reconcile correction racing a commit's Redis step", () => {
     await expectAgreement(sku);
   });
 });
+
+describe('Redis loses the SKU state while a stock change is catching it up', () => {
+  it("the rebuild goes through the stock change's own transaction (no wait on its own row lock)", async () => {
+    const sku = await createSku(harness, 10, 'LOSTMIDWAY');
+    expect((await adjust(sku, 5)).status).toBe(201);
+    // Redis missed the +5 (its position is one behind) ...
+    await stockhold.redis.hset(stockhold.keys.skuState(sku), 'onHand', 10, 'pos', 1);
+    // ... and loses the whole state just as the next change applies what it missed.
+    const latch = latchOnce('applyEntries', sku, async () => {
+      await stockhold.redis.del(stockhold.keys.skuState(sku));
+    });
+    // A second transaction asking FOR SHARE would wait on this change's own FOR UPDATE until the
+    // statement timeout, and the change would answer 503.
+    const response = await adjust(sku, -2);
+    expect(latch.fired()).toBe(true);
+    expect(response.status).toBe(201);
+    expect(await ledgerOnHand(sku)).toBe(13);
+    await expectAgreement(sku);
+  });
+});
