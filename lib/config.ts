@@ -8,6 +8,9 @@ export const DEVELOPMENT_API_KEYS =
   'fulfillment-dev:fulfillment:dev-fulfillment-secret,' +
   'admin-dev:admin+fulfillment:dev-admin-secret';
 
+/** Webhook receivers at most: each event is one delivery job per URL. */
+export const webhookUrlsMax = 16;
+
 export interface Config {
   readonly nodeEnv: string;
   readonly port: number;
@@ -53,6 +56,22 @@ export interface Config {
   readonly reconcileCancelWindowHours: number;
   readonly reconcileCorrectionsReportedMax: number;
   readonly reconcileLogRetentionDays: number;
+  /** HTTP metrics middleware and GET /metrics on the API; domain counters are always kept. */
+  readonly metricsEnabled: boolean;
+  /** Port for /metrics in processes without the API (worker, reconciler); null: none. */
+  readonly metricsPort: number | null;
+  readonly shutdownTimeoutMs: number;
+  readonly webhookUrls: readonly string[];
+  readonly webhookSecret: string;
+  readonly webhookAttempts: number;
+  readonly webhookBackoffBaseMs: number;
+  readonly webhookBackoffMaxMs: number;
+  readonly webhookTimeoutMs: number;
+  readonly webhookPollMs: number;
+  readonly webhookPageMax: number;
+  readonly webhookConcurrency: number;
+  readonly webhookKeepCompleted: number;
+  readonly webhookKeepFailed: number;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
@@ -138,6 +157,12 @@ export function loadConfig(env: Environment = process.env): Config {
     problems.push('RESERVATION_RETENTION_SECONDS must be at least IDEMPOTENCY_TTL_SECONDS');
   }
 
+  const webhookUrls = (env.WEBHOOK_URLS ?? '').split(',').map((url) => url.trim()).filter((url) => url !== '');
+  if (webhookUrls.length > webhookUrlsMax) problems.push(`WEBHOOK_URLS lists ${webhookUrls.length} URLs; at most ${webhookUrlsMax}`);
+  for (const url of webhookUrls) readUrl({ WEBHOOK_URLS: url }, 'WEBHOOK_URLS', url, ['http:', 'https:'], problems);
+  const webhookSecret = env.WEBHOOK_SECRET ?? '';
+  if (webhookUrls.length > 0 && webhookSecret.length < 16) problems.push('WEBHOOK_SECRET must be at least 16 characters when WEBHOOK_URLS is set');
+
   const config: Config = {
     nodeEnv,
     port: integer('PORT', 3000, 0, 65_535),
@@ -182,6 +207,20 @@ export function loadConfig(env: Environment = process.env): Config {
     reconcileCancelWindowHours: integer('RECONCILE_CANCEL_WINDOW_HOURS', 24, 1, 24 * 30),
     reconcileCorrectionsReportedMax: integer('RECONCILE_CORRECTIONS_REPORTED_MAX', 1000, 1, 100_000),
     reconcileLogRetentionDays: integer('RECONCILE_LOG_RETENTION_DAYS', 7, 1, 3650),
+    metricsEnabled: readChoice(env, 'METRICS_ENABLED', 'true', ['true', 'false'], problems) === 'true',
+    metricsPort: env.METRICS_PORT === undefined || env.METRICS_PORT === '' ? null : integer('METRICS_PORT', 0, 0, 65_535),
+    shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
+    webhookUrls,
+    webhookSecret,
+    webhookAttempts: integer('WEBHOOK_ATTEMPTS', 20, 1, 1000),
+    webhookBackoffBaseMs: integer('WEBHOOK_BACKOFF_BASE_MS', 1000, 10, 600_000),
+    webhookBackoffMaxMs: integer('WEBHOOK_BACKOFF_MAX_MS', 3_600_000, 10, 86_400_000),
+    webhookTimeoutMs: integer('WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+    webhookPollMs: integer('WEBHOOK_POLL_MS', 1000, 10, 600_000),
+    webhookPageMax: integer('WEBHOOK_PAGE_MAX', 500, 1, 10_000),
+    webhookConcurrency: integer('WEBHOOK_CONCURRENCY', 16, 1, 1024),
+    webhookKeepCompleted: integer('WEBHOOK_KEEP_COMPLETED', 1000, 0, 1_000_000),
+    webhookKeepFailed: integer('WEBHOOK_KEEP_FAILED', 100_000, 100, 10_000_000),
     logLevel: readChoice(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -10,6 +10,9 @@ import { createPostgres } from './postgres/connection';
 import { createRedis, waitForRedis } from './redis/connection';
 import { redisKeys, type RedisKeys } from './redis/keys';
 import { ScriptRunner } from './redis/scripts';
+import { Metrics } from './metrics/metrics';
+import { addStandardSamplers } from './metrics/samplers';
+import { QueueSet } from './queues';
 import { ReservationService } from './reservations/reservation-service';
 import { LedgerProjection } from './stock/ledger-projection';
 import { SkuState } from './stock/sku-state';
@@ -27,12 +30,16 @@ export interface Stockhold {
   readonly commitQueue: CommitQueue;
   readonly commits: CommitService;
   readonly reconciler: Reconciler;
+  /** This process's metrics (prom-client; never stored in Redis). */
+  readonly metrics: Metrics;
+  /** A handle on every BullMQ queue, for inspection and operator actions. */
+  readonly queues: QueueSet;
   close(): Promise<void>;
 }
 
 export const redisStartupWaitMs = 5000;
 
-export async function createStockhold(config: Config): Promise<Stockhold> {
+export async function createStockhold(config: Config, metrics: Metrics = new Metrics()): Promise<Stockhold> {
   const redis = createRedis({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, autoPipelining: true });
   const knex = createPostgres({
     url: config.databaseUrl,
@@ -53,6 +60,9 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
   await commitQueue.connect();
   const commits = new CommitService(scripts, keys, reservations, commitQueue, config);
   const reconciler = new Reconciler(knex, redis, scripts, keys, projection, commitQueue, reservations, config);
+  const queues = new QueueSet(config);
+  await queues.connect();
+  addStandardSamplers(metrics, { redis, knex, queues });
   const stock = new StockService(knex, scripts, keys, skuState, projection, idempotency, config);
   return {
     config,
@@ -66,8 +76,11 @@ export async function createStockhold(config: Config): Promise<Stockhold> {
     commitQueue,
     commits,
     reconciler,
+    metrics,
+    queues,
     async close() {
       await commitQueue.close();
+      await queues.close();
       redis.disconnect();
       await knex.destroy();
     },

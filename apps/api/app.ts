@@ -1,14 +1,17 @@
 // The Express application: request ids and access logging, health probes, JSON parsing with a
 // size bound, authentication, the v1 routes, and problem+json for everything that goes wrong.
 import { randomBytes } from 'node:crypto';
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { errors, StockholdError } from '../../lib/errors';
 import { checkReadiness } from '../../lib/readiness';
 import type { Stockhold } from '../../lib/stockhold';
+import type { Metrics } from '../../lib/metrics/metrics';
+import { adminRoutes } from './admin-routes';
 import { authentication, requireScope } from './auth';
 import { openApiDocument } from './openapi';
 import { problemHandler, sendProblem } from './problem';
+import { queueDashboard, queueDashboardPath } from './queue-dashboard';
 import { createReservationHandler, v1Routes } from './routes';
 import { bodyBytesMax } from './schemas';
 
@@ -44,7 +47,20 @@ export function routeMethodsOf(mounted: ReadonlyArray<{ readonly prefix: string;
 const requestIdStem = randomBytes(6).toString('hex');
 let requestCounter = 0;
 
-function requestLogging(logger: Logger): RequestHandler {
+/** The route template a request matched ("/v1/reservations/:id"), for bounded metric labels. */
+function routeTemplateOf(request: Request): string {
+  const route = request.route as { path?: unknown } | undefined;
+  if (route !== undefined && typeof route.path === 'string') return request.baseUrl + route.path;
+  if (request.baseUrl === queueDashboardPath) return `${queueDashboardPath}/*`;
+  return 'unmatched';
+}
+
+/**
+ * Request id, access log line and HTTP metrics, in one 'finish' listener per request. The id is
+ * the caller's X-Request-Id when it is well formed; it travels on into the commit job and the
+ * webhook delivery, so one reservation can be followed across processes.
+ */
+function requestObservation(logger: Logger, metrics: Metrics | null): RequestHandler {
   return (request, response, next) => {
     const given = request.get('x-request-id');
     requestCounter += 1;
@@ -53,13 +69,29 @@ function requestLogging(logger: Logger): RequestHandler {
     response.setHeader('X-Request-Id', requestId);
     const startedAt = process.hrtime.bigint();
     response.on('finish', () => {
-      const durationMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
-      const entry = { requestId, method: request.method, url: request.originalUrl, status: response.statusCode, durationMs, clientId: response.locals.client?.clientId };
-      if (response.statusCode >= 500) logger.error(entry, 'request');
+      const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
+      const status = response.statusCode;
+      if (metrics !== null) {
+        const route = routeTemplateOf(request);
+        metrics.httpRequests.labels(request.method, route, statusLabel(status)).inc();
+        metrics.httpDuration.labels(request.method, route).observe(seconds);
+      }
+      const entry = { requestId, method: request.method, url: request.originalUrl, status, durationMs: seconds * 1000, clientId: response.locals.client?.clientId };
+      if (status >= 500) logger.error(entry, 'request');
       else logger.info(entry, 'request');
     });
     next();
   };
+}
+
+const statusLabels = new Map<number, string>();
+function statusLabel(status: number): string {
+  let label = statusLabels.get(status);
+  if (label === undefined) {
+    label = String(status);
+    statusLabels.set(status, label);
+  }
+  return label;
 }
 
 export function createApp(stockhold: Stockhold, logger: Logger): Express {
@@ -67,12 +99,15 @@ export function createApp(stockhold: Stockhold, logger: Logger): Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('query parser', 'simple');
-  app.use(requestLogging(logger));
+  const metrics = stockhold.config.metricsEnabled ? stockhold.metrics : null;
+  app.use(requestObservation(logger, metrics));
 
   const authenticate = authentication(stockhold.config.apiKeys);
   const parseJson = express.json({ limit: bodyBytesMax, strict: true, type: ['application/json', 'application/*+json'] });
   // The hot path first, flat on the application; then the rest of the API as one layer.
   app.post('/v1/reservations', authenticate, parseJson, requireScope('checkout'), createReservationHandler(stockhold));
+  const admin = adminRoutes(stockhold);
+  app.use('/v1/admin', authenticate, parseJson, requireScope('admin'), admin);
   const v1 = v1Routes(stockhold);
   app.use('/v1', authenticate, parseJson, v1);
   app.get('/healthz', (_request, response) => {
@@ -83,11 +118,14 @@ export function createApp(stockhold: Stockhold, logger: Logger): Express {
     if (readiness.ready) response.json({ status: 'ready', checks: readiness.checks });
     else sendProblem(response, 'backend_unavailable', 'Not ready: see checks', { checks: readiness.checks }, 1);
   });
-  app.get('/metrics', async (_request, response) => {
-    const counters = await stockhold.reconciler.log.metrics().catch(() => ({}) as Record<string, number>);
-    const lines = Object.entries(counters).map(([name, value]) => `# TYPE stockhold_${name} counter\nstockhold_${name} ${value}`);
-    response.type('text/plain; version=0.0.4').send(`${lines.join('\n')}\n`);
-  });
+  if (metrics !== null) {
+    app.get('/metrics', async (_request, response) => {
+      const { contentType, body } = await metrics.render();
+      response.setHeader('Content-Type', contentType);
+      response.send(body);
+    });
+  }
+  app.use(queueDashboardPath, queueDashboard(stockhold));
   const document = openApiDocument(stockhold.config);
   app.get('/openapi.json', (_request, response) => {
     response.json(document);
@@ -97,6 +135,7 @@ export function createApp(stockhold: Stockhold, logger: Logger): Express {
   const allowedMethods = routeMethodsOf([
     { prefix: '', stack: (app as unknown as { router: { stack: RouteLayer[] } }).router.stack },
     { prefix: '/v1', stack: v1.stack as RouteLayer[] },
+    { prefix: '/v1/admin', stack: admin.stack as RouteLayer[] },
   ]);
   app.use((request, response, next) => {
     const allowed = allowedMethods(request.path);

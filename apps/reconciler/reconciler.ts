@@ -7,11 +7,12 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { bullPrefix } from '../../lib/commits/commit-queue';
+import { queueNames } from '../../lib/queues';
 import { StockholdError } from '../../lib/errors';
 import type { ReconcileReport } from '../../lib/reconcile/report';
 import type { Stockhold } from '../../lib/stockhold';
 
-export const reconcileQueueName = 'reconcile';
+export const reconcileQueueName = queueNames.reconcile;
 export const schedulerId = 'reconcile-every';
 export const reconcileJobsKept = 100;
 

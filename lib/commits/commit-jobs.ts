@@ -2,9 +2,10 @@
 // is the reservation id and a cancel job's id is "cancel-<id>", so queueing either twice while it
 // is still known to BullMQ adds nothing.
 import { assert } from '../errors';
+import { queueNames } from '../queues';
 import type { Reservation, ReservationLine } from '../reservations/reservation-service';
 
-export const commitQueueName = 'commits';
+export const commitQueueName = queueNames.commits;
 
 export interface CommitJob {
   readonly kind: 'commit';

@@ -5,13 +5,12 @@ import { Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../config';
 import { withRedis, redisConnectTimeoutMs } from '../redis/connection';
+import { bullPrefix } from '../queues';
 import { commitQueueName, jobIdOf, type LedgerJob } from './commit-jobs';
 
 export const backoffStrategyName = 'capped-exponential';
 
-export function bullPrefix(config: Pick<Config, 'redisKeyPrefix'>): string {
-  return `${config.redisKeyPrefix}bull`;
-}
+export { bullPrefix };
 
 /** Exponential from `baseMs`, capped at `maxMs`, with up to 20 % jitter so retries spread out. */
 export function cappedExponentialBackoff(baseMs: number, maxMs: number) {

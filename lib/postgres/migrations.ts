@@ -6,6 +6,7 @@ import * as createLedger from '../../migrations/20261125000001_create_ledger';
 import * as createReservations from '../../migrations/20261125000002_create_reservations';
 import * as reconciliation from '../../migrations/20261125000003_reconciliation';
 import * as ledgerPositions from '../../migrations/20261126000004_ledger_positions';
+import * as operations from '../../migrations/20261127000005_operations';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -17,6 +18,7 @@ const migrations: ReadonlyArray<readonly [string, Migration]> = [
   ['20261125000002_create_reservations', createReservations],
   ['20261125000003_reconciliation', reconciliation],
   ['20261126000004_ledger_positions', ledgerPositions],
+  ['20261127000005_operations', operations],
 ];
 
 const source: Knex.MigrationSource<string> = {

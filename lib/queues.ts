@@ -1,0 +1,74 @@
+// The name of every BullMQ queue the service uses, in one place (the queue dashboard, the
+// queue-depth metric and the operator CLI list them from here).
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Config } from './config';
+import { assert } from './errors';
+import { redisConnectTimeoutMs } from './redis/connection';
+
+/** BullMQ's keys live under the service's own prefix. */
+export function bullPrefix(config: Pick<Config, 'redisKeyPrefix'>): string {
+  return `${config.redisKeyPrefix}bull`;
+}
+export const queueNames = {
+  /** Confirmed and cancelled reservations on their way to the ledger. */
+  commits: 'commits',
+  /** The reconciler's schedule: one job per RECONCILE_INTERVAL_MS, run by one worker at a time. */
+  reconcile: 'reconcile',
+  /** One job per (event, webhook URL): signed delivery with capped exponential backoff. */
+  webhooks: 'webhooks',
+} as const;
+
+export type QueueName = (typeof queueNames)[keyof typeof queueNames];
+export const allQueueNames: readonly QueueName[] = Object.values(queueNames);
+
+/**
+ * A Queue handle per queue name, for inspection and operator actions (the dashboard, the
+ * queue-depth metric, the admin jobs endpoints). Producers keep their own queues; these share
+ * one fail-fast connection, so an inspection with Redis down fails within the command timeout.
+ */
+export class QueueSet {
+  private readonly connection: Redis;
+  private readonly queues: ReadonlyMap<QueueName, Queue>;
+
+  constructor(config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'redisCommandTimeoutMs'>) {
+    this.connection = new Redis(config.redisUrl, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: redisConnectTimeoutMs,
+      commandTimeout: config.redisCommandTimeoutMs,
+      lazyConnect: true,
+    });
+    this.connection.on('error', () => undefined);
+    this.queues = new Map(
+      allQueueNames.map((name) => {
+        const queue = new Queue(name, { connection: this.connection, prefix: bullPrefix(config) });
+        queue.on('error', () => undefined);
+        return [name, queue] as const;
+      }),
+    );
+  }
+
+  async connect(): Promise<void> {
+    if (this.connection.status === 'wait') await this.connection.connect().catch(() => undefined);
+  }
+
+  get(name: QueueName): Queue {
+    const queue = this.queues.get(name);
+    assert(queue !== undefined, `no queue ${name}`);
+    return queue;
+  }
+
+  all(): readonly Queue[] {
+    return [...this.queues.values()];
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all().map((queue) => queue.close().catch(() => undefined)));
+    this.connection.disconnect();
+  }
+}
+
+export function isQueueName(name: string): name is QueueName {
+  return (allQueueNames as readonly string[]).includes(name);
+}
