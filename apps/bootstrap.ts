@@ -28,18 +28,29 @@ export function warnAboutDevelopmentKeys(config: Config, logger: Logger): void {
   }
 }
 
-export const shutdownGraceMs = 10_000;
-
-/** Runs `stop` once on SIGTERM or SIGINT, and exits even if it hangs past the grace period. */
-export function onShutdown(logger: Logger, stop: () => Promise<void>): void {
+/**
+ * Runs `stop` once on SIGTERM or SIGINT and exits 0 when it is done; past SHUTDOWN_TIMEOUT_MS it
+ * exits 1 anyway (a worker's unfinished job is then re-run by another worker once its lock
+ * expires; nothing acknowledged depends on this process finishing).
+ */
+export function onShutdown(config: Pick<Config, 'shutdownTimeoutMs'>, logger: Logger, stop: () => Promise<void>): void {
   let stopping = false;
   const handler = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
-    setTimeout(() => process.exit(1), shutdownGraceMs).unref();
+    const startedAt = Date.now();
+    logger.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutting down');
+    setTimeout(() => {
+      logger.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown did not finish in time; exiting');
+      logger.flush();
+      process.exit(1);
+    }, config.shutdownTimeoutMs).unref();
     stop().then(
-      () => process.exit(0),
+      () => {
+        logger.info({ durationMs: Date.now() - startedAt }, 'stopped');
+        logger.flush();
+        process.exit(0);
+      },
       (error) => {
         logger.error({ err: error }, 'shutdown failed');
         process.exit(1);

@@ -53,17 +53,17 @@ export async function createStockhold(config: Config, metrics: Metrics = new Met
   // Start even when Redis is down (requests then fail closed with 503); preload when it is up.
   if (await waitForRedis(redis, redisStartupWaitMs)) await scripts.preload().catch(() => undefined);
   const projection = new LedgerProjection(knex, scripts, keys, config);
-  const skuState = new SkuState(scripts, keys, projection, config.reclaimPerSkuMax, config.unknownSkuCacheMs);
+  const skuState = new SkuState(scripts, keys, projection, config.reclaimPerSkuMax, config.unknownSkuCacheMs, metrics);
   const idempotency = new IdempotencyStore(scripts, keys, config.idempotencyTtlSeconds * 1000, config.idempotencyInFlightTtlSeconds * 1000);
-  const reservations = new ReservationService(scripts, keys, skuState, knex, config);
+  const reservations = new ReservationService(scripts, keys, skuState, knex, config, metrics);
   const commitQueue = new CommitQueue(config);
   await commitQueue.connect();
-  const commits = new CommitService(scripts, keys, reservations, commitQueue, config);
-  const reconciler = new Reconciler(knex, redis, scripts, keys, projection, commitQueue, reservations, config);
+  const commits = new CommitService(scripts, keys, reservations, commitQueue, config, metrics);
+  const reconciler = new Reconciler(knex, scripts, keys, projection, commitQueue, reservations, config, metrics);
   const queues = new QueueSet(config);
   await queues.connect();
   addStandardSamplers(metrics, { redis, knex, queues });
-  const stock = new StockService(knex, scripts, keys, skuState, projection, idempotency, config);
+  const stock = new StockService(knex, scripts, keys, skuState, projection, idempotency, config, metrics);
   return {
     config,
     redis,

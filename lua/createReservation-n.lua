@@ -29,6 +29,8 @@
     {-2}                                           idempotency key used with another request
     {-3, sku, ...}                                 SKUs missing from Redis (unknown or lost)
     {-4, retryAfterMs}                             idempotency key held by a request in flight
+    Replies 1, -1 and -3 end with a nested array of the expired holds this call reclaimed, when
+    it reclaimed any (see withReclaimed in includes/holds).
 ]]
 --- @include "includes/common"
 --- @include "includes/holds"
@@ -89,11 +91,11 @@ for i = 1, lineCount do
 end
 if #missing > 0 then
   table.insert(missing, 1, -3)
-  return missing
+  return withReclaimed(missing)
 end
 if #short > 0 then
   table.insert(short, 1, -1)
-  return short
+  return withReclaimed(short)
 end
 
 local expiresAt = now + holdTtlMs
@@ -111,4 +113,4 @@ redis.call('HSET', KEYS[2], 's', 'pending', 'c', ARGV[3], 'ca', integerString(no
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'u', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[2], holdTtlMs + tonumber(ARGV[7]))
 redis.call('SET', KEYS[1], 'd|' .. ARGV[1] .. '|' .. reservationId .. '|' .. integerString(now) .. '|' .. integerString(expiresAt), 'PX', ARGV[6])
-return { 1, now, expiresAt }
+return withReclaimed({ 1, now, expiresAt })

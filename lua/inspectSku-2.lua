@@ -11,9 +11,10 @@
     ARGV[3]  "1" for a dry run: reclaim nothing
 
   Output:
-    {1, onHand, reserved, pos, debit, expiredHolds, expiredUnits, holdCount, confirmedTruncated, member, ...}
+    {1, onHand, reserved, pos, debit, expiredHolds, expiredUnits, holdCount, confirmedTruncated, member, ...[, reclaimed]}
         the members are the confirmed holds ("<reservationId>:<quantity>"); confirmedTruncated is 1
-        when there were more than asked for
+        when there were more than asked for; reclaimed (a nested array): see withReclaimed in
+        includes/holds
     {-1, holdCount}   SKU state missing from Redis
 ]]
 --- @include "includes/common"
@@ -40,4 +41,4 @@ if #confirmed > confirmedMax then
 end
 local result = { 1, tonumber(state[1]), tonumber(state[2]), tonumber(state[3]), tonumber(state[4] or '0'), expiredHolds, expiredUnits, redis.call('ZCARD', KEYS[2]), truncated }
 for i = 1, #confirmed do result[#result + 1] = confirmed[i] end
-return result
+return withReclaimed(result)

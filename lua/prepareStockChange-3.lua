@@ -29,6 +29,8 @@
                                     staged; drift and a leftover debit were still corrected,
                                     which is right under the row lock)
     {-2, holdCount}                 too many holds outlived the state to rebuild it here
+    Replies 1 and -1 end with a nested array of the expired holds reclaimed, when any were (see
+    withReclaimed in includes/holds).
 ]]
 --- @include "includes/common"
 --- @include "includes/holds"
@@ -57,7 +59,7 @@ local orphan = clearOrphanDebit(KEYS[1])
 reclaimExpiredHolds(KEYS[1], KEYS[2], nowMs(), tonumber(ARGV[5]))
 local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved'))
 if debitUnits > 0 then
-  if ledgerOnHand - debitUnits < reserved then return { -1, ledgerOnHand, reserved } end
+  if ledgerOnHand - debitUnits < reserved then return withReclaimed({ -1, ledgerOnHand, reserved }) end
   redis.call('HSET', KEYS[1], 'debit', debitUnits, 'did', debitId)
 end
-return { 1, ledgerOnHand, reserved, drift, orphan }
+return withReclaimed({ 1, ledgerOnHand, reserved, drift, orphan })

@@ -313,8 +313,18 @@ describe('releaseReservation', () => {
 describe('readSku', () => {
   it('reads counters after reclaiming expired holds, and -1 for a missing SKU', async () => {
     const sku = await seedSku(5, { pos: 3 });
-    await reserve({ lines: [[sku, 2]], ttlMs: 1 }).reply;
+    const held = reserve({ lines: [[sku, 2]], ttlMs: 1 });
+    const [, createdAt, expiresAt] = (await held.reply) as number[];
     await sleep(5);
+    // The reply ends with the reclaim report: when, and which hold with its expiry.
+    const reply = await readSku(sku);
+    expect(reply.slice(0, 4)).toEqual([1, 5, 0, 3]);
+    const [reclaimedAt, member, score] = reply[4] as unknown as [number, string, string];
+    expect(member).toBe(`${held.id}:2`);
+    expect(Number(score)).toBe(expiresAt);
+    expect(expiresAt).toBe(createdAt! + 1);
+    expect(reclaimedAt).toBeGreaterThanOrEqual(expiresAt!);
+    // Nothing reclaimed: no report.
     expect(await readSku(sku)).toEqual([1, 5, 0, 3]);
     expect(await skuState(sku)).toEqual({ onHand: 5, pos: 3, reserved: 0, debit: 0, did: null });
     expect(await redis.zcard(keys.skuHolds(sku))).toBe(0);
@@ -600,7 +610,9 @@ describe('prepareStockChange', () => {
   it('reclaims expired holds before checking the debit', async () => {
     const sku = await seedSku(10, { pos: 3, reserved: 8 });
     await redis.zadd(keys.skuHolds(sku), 1, 'gone:8');
-    expect(await prepare(sku, 3, 10, ['debit-1', 5])).toEqual([1, 10, 0, 0, 0]);
+    const reply = await prepare(sku, 3, 10, ['debit-1', 5]);
+    expect(reply.slice(0, 5)).toEqual([1, 10, 0, 0, 0]);
+    expect((reply[5] as unknown as unknown[]).slice(1)).toEqual(['gone:8', '1']);
     expect(await skuState(sku)).toEqual({ onHand: 10, pos: 3, reserved: 0, debit: 5, did: 'debit-1' });
     expect(await redis.zcard(keys.skuHolds(sku))).toBe(0);
   });
@@ -611,7 +623,9 @@ describe('prepareStockChange', () => {
     await redis.zadd(keys.skuHolds(sku), now + hourMs, 'pending-a:2', '+inf', 'confirmed-b:3', 1, 'expired-c:4');
     await redis.set(keys.skuUnknown(sku), '1');
     // The expired hold is summed, then reclaimed before the check.
-    expect(await prepare(sku, 7, 20, ['debit-1', 4])).toEqual([1, 20, 5, 0, 0]);
+    const reply = await prepare(sku, 7, 20, ['debit-1', 4]);
+    expect(reply.slice(0, 5)).toEqual([1, 20, 5, 0, 0]);
+    expect((reply[5] as unknown as unknown[]).slice(1)).toEqual(['expired-c:4', '1']);
     expect(await rawState(sku)).toEqual({ onHand: '20', pos: '7', reserved: '5', debit: '4', did: 'debit-1' });
     expect(await holds(sku)).toEqual(['pending-a:2', 'confirmed-b:3']);
     expect(await redis.exists(keys.skuUnknown(sku))).toBe(0);
@@ -973,7 +987,9 @@ describe('inspectSku', () => {
     expect(await skuState(sku)).toEqual({ onHand: 10, pos: 4, reserved: 5, debit: 3, did: 'debit-1' });
     expect(await redis.zscore(keys.skuHolds(sku), 'gone:2')).toBe('1');
     // For real: reclaimed. On-hand is reported gross (the ledger's), the debit beside it.
-    expect(await inspect(sku)).toEqual([1, 10, 3, 4, 3, 1, 2, 2, 0, `${id}:2`]);
+    const reclaiming = await inspect(sku);
+    expect(reclaiming.slice(0, 10)).toEqual([1, 10, 3, 4, 3, 1, 2, 2, 0, `${id}:2`]);
+    expect((reclaiming[10] as unknown as unknown[]).slice(1)).toEqual(['gone:2', '1']);
     expect(await skuState(sku)).toEqual({ onHand: 10, pos: 4, reserved: 3, debit: 3, did: 'debit-1' });
     expect(await redis.zscore(keys.skuHolds(sku), 'gone:2')).toBeNull();
     expect(await inspect(sku)).toEqual([1, 10, 3, 4, 3, 0, 0, 2, 0, `${id}:2`]);

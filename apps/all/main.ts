@@ -16,7 +16,7 @@ async function main(): Promise<void> {
   const worker = await startWorker(stockhold, logger);
   const reconciler = await startReconciler(stockhold, logger);
   const api = await startApi(stockhold, logger);
-  onShutdown(logger, async () => {
+  onShutdown(config, logger, async () => {
     await api.stop();
     await reconciler.stop();
     await worker.stop();

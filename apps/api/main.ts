@@ -15,7 +15,7 @@ async function serve(): Promise<void> {
   const logger = createLogger(config, 'stockhold-api');
   const stockhold = await createStockhold(config);
   const api = await startApi(stockhold, logger);
-  onShutdown(logger, async () => {
+  onShutdown(config, logger, async () => {
     await api.stop();
     await stockhold.close();
   });
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     logger.error({ pid: worker.process.pid, code, signal }, 'API worker died; starting another');
     cluster.fork();
   });
-  onShutdown(logger, async () => {
+  onShutdown(config, logger, async () => {
     for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGTERM');
     await new Promise<void>((resolve) => {
       const check = setInterval(() => {

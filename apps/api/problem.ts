@@ -35,7 +35,7 @@ const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; 
 export function sendProblem(response: Response, code: ErrorCode | 'internal_error', detail: string, extensions: Readonly<Record<string, unknown>> = {}, retryAfterSeconds?: number): void {
   const { status, title } = statusOf[code];
   if (retryAfterSeconds !== undefined) response.setHeader('Retry-After', String(retryAfterSeconds));
-  if (status === 401) response.setHeader('WWW-Authenticate', 'Bearer realm="stockhold"');
+  if (status === 401 && !response.hasHeader('WWW-Authenticate')) response.setHeader('WWW-Authenticate', 'Bearer realm="stockhold"');
   response
     .status(status)
     .type('application/problem+json')

@@ -144,14 +144,14 @@ function reservationRoutes(router: Router, stockhold: Stockhold): void {
   });
 
   router.post('/reservations/:id/confirm', requireScope('checkout', 'fulfillment'), async (request, response) => {
-    const confirmed = await stockhold.commits.confirm(await visibleReservation(request, response));
+    const confirmed = await stockhold.commits.confirm(await visibleReservation(request, response), response.locals.requestId as string);
     await answerAfterWait(request, response, stockhold, confirmed, (reservation) => reservation.status === 'committed');
   });
 
   router.post('/reservations/:id/cancel', requireScope('fulfillment', 'admin'), async (request, response) => {
     const id = String(request.params.id);
     if (!reservationIdPattern.test(id)) throw errors.reservationNotFound(id);
-    const cancelling = await stockhold.commits.cancel(id, clientOf(response).clientId);
+    const cancelling = await stockhold.commits.cancel(id, clientOf(response).clientId, response.locals.requestId as string);
     await answerAfterWait(request, response, stockhold, cancelling, (reservation) => reservation.status === 'cancelled');
   });
 }

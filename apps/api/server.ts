@@ -6,6 +6,8 @@ import { createApp } from './app';
 
 export const keepAliveTimeoutMs = 65_000;
 export const requestTimeoutMs = 30_000;
+/** While stopping, idle keep-alive connections are closed this often. */
+export const idleSweepMs = 50;
 
 export async function startApi(stockhold: Stockhold, logger: Logger, port = stockhold.config.port): Promise<{ server: Server; stop: () => Promise<void> }> {
   const app = createApp(stockhold, logger);
@@ -16,9 +18,20 @@ export async function startApi(stockhold: Stockhold, logger: Logger, port = stoc
   server.requestTimeout = requestTimeoutMs;
   const address = server.address();
   logger.info({ port: typeof address === 'object' && address !== null ? address.port : port }, 'API listening');
+  // Stopping: no new connections; requests in flight finish and are answered with
+  // "Connection: close", and keep-alive connections are closed as soon as they are idle.
+  let stopping = false;
+  server.prependListener('request', (_request, response) => {
+    if (stopping) response.setHeader('Connection', 'close');
+  });
   const stop = () =>
     new Promise<void>((resolve) => {
-      server.close(() => resolve());
+      stopping = true;
+      const sweep = setInterval(() => server.closeIdleConnections(), idleSweepMs);
+      server.close(() => {
+        clearInterval(sweep);
+        resolve();
+      });
       server.closeIdleConnections();
     });
   return { server, stop };

@@ -2,6 +2,7 @@
 import { createStockhold } from '../../lib/stockhold';
 import { configOrExit, onShutdown, prepareDatabase } from '../bootstrap';
 import { createLogger } from '../logger';
+import { startMetricsServer } from '../metrics-server';
 import { startReconciler } from './reconciler';
 
 async function main(): Promise<void> {
@@ -10,8 +11,10 @@ async function main(): Promise<void> {
   await prepareDatabase(config, logger);
   const stockhold = await createStockhold(config);
   const reconciler = await startReconciler(stockhold, logger);
-  onShutdown(logger, async () => {
+  const metricsServer = await startMetricsServer(stockhold.metrics, config.metricsPort, logger);
+  onShutdown(config, logger, async () => {
     await reconciler.stop();
+    await metricsServer.stop();
     await stockhold.close();
   });
 }

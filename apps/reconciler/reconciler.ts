@@ -67,6 +67,8 @@ export async function startReconciler(stockhold: Stockhold, logger: Logger): Pro
   return {
     stop: async () => {
       clearInterval(keeper);
+      // A run in progress finishes the page it is on, records its report, and ends.
+      stockhold.reconciler.stopAfterPage();
       await worker.close();
       await queue.close();
       connection.disconnect();

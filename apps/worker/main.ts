@@ -2,6 +2,7 @@
 import { createStockhold } from '../../lib/stockhold';
 import { configOrExit, onShutdown, prepareDatabase } from '../bootstrap';
 import { createLogger } from '../logger';
+import { startMetricsServer } from '../metrics-server';
 import { startWorker } from './worker';
 
 async function main(): Promise<void> {
@@ -10,8 +11,10 @@ async function main(): Promise<void> {
   await prepareDatabase(config, logger);
   const stockhold = await createStockhold(config);
   const worker = await startWorker(stockhold, logger);
-  onShutdown(logger, async () => {
+  const metricsServer = await startMetricsServer(stockhold.metrics, config.metricsPort, logger);
+  onShutdown(config, logger, async () => {
     await worker.stop();
+    await metricsServer.stop();
     await stockhold.close();
   });
 }

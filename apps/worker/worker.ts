@@ -13,7 +13,7 @@ export const stalledRunsMax = 10;
 
 export async function startWorker(stockhold: Stockhold, logger: Logger): Promise<{ worker: Worker; stop: () => Promise<void> }> {
   const { config } = stockhold;
-  const processor = new CommitProcessor(stockhold.knex, stockhold.scripts, stockhold.keys, stockhold.projection, config);
+  const processor = new CommitProcessor(stockhold.knex, stockhold.scripts, stockhold.keys, stockhold.projection, config, stockhold.metrics);
   // BullMQ's worker connection must retry forever (maxRetriesPerRequest: null) and queue while
   // reconnecting; it is its own connection, without auto-pipelining.
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
@@ -30,9 +30,14 @@ export async function startWorker(stockhold: Stockhold, logger: Logger): Promise
     removeOnFail: { count: config.commitKeepFailed },
     settings: { backoffStrategy: (attemptsMade, type) => (type === backoffStrategyName ? backoff(attemptsMade) : 0) },
   });
+  // Every line carries the reservation and the API request that confirmed (or cancelled) it, so
+  // one reservation can be followed from the HTTP request to the ledger.
+  worker.on('completed', (job, result) => {
+    logger.info({ jobId: job.id, kind: job.data.kind, reservationId: job.data.reservationId, requestId: job.data.requestId, attemptsMade: job.attemptsMade, ledger: result.ledger, redis: result.redis }, 'commit job done');
+  });
   worker.on('failed', (job, error) => {
     const final = job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1);
-    logger[final ? 'error' : 'warn']({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: error }, final ? 'commit job failed for good' : 'commit job failed; will retry');
+    logger[final ? 'error' : 'warn']({ jobId: job?.id, reservationId: job?.data.reservationId, requestId: job?.data.requestId, attemptsMade: job?.attemptsMade, err: error }, final ? 'commit job failed for good' : 'commit job failed; will retry');
   });
   worker.on('error', (error) => logger.warn({ err: error }, 'commit worker error'));
   logger.info({ concurrency: config.commitConcurrency, batchMax: config.commitBatchMax }, 'commit worker started');

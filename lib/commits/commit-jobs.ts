@@ -17,6 +17,8 @@ export interface CommitJob {
   readonly createdAtMs: number;
   readonly expiresAtMs: number;
   readonly confirmedAtMs: number;
+  /** The API request that confirmed it, for following one reservation through the logs. */
+  readonly requestId?: string;
 }
 
 export interface CancelJob {
@@ -26,6 +28,7 @@ export interface CancelJob {
   /** The client that asked for the cancellation, recorded on the ledger entries. */
   readonly requestedBy: string;
   readonly lines: readonly ReservationLine[];
+  readonly requestId?: string;
 }
 
 export type LedgerJob = CommitJob | CancelJob;
@@ -35,7 +38,7 @@ export function jobIdOf(job: LedgerJob): string {
 }
 
 /** The commit job of a confirmed reservation, carrying its fence. */
-export function commitJobOf(reservation: Reservation): CommitJob {
+export function commitJobOf(reservation: Reservation, requestId?: string): CommitJob {
   assert(reservation.confirmedAtMs !== null, 'a confirmed reservation has its confirmation time');
   return {
     kind: 'commit',
@@ -47,5 +50,6 @@ export function commitJobOf(reservation: Reservation): CommitJob {
     createdAtMs: reservation.createdAtMs,
     expiresAtMs: reservation.expiresAtMs,
     confirmedAtMs: reservation.confirmedAtMs,
+    ...(requestId === undefined ? {} : { requestId }),
   };
 }

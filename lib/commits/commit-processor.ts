@@ -6,6 +6,7 @@
 // rejected: recorded in the ledger, then its holds released in Redis.
 import type { Knex } from 'knex';
 import type { Config } from '../config';
+import { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import type { ProjectedEntry } from '../scripts/apply-entries';
@@ -31,9 +32,13 @@ export class CommitProcessor {
     private readonly keys: RedisKeys,
     private readonly projection: LedgerProjection,
     private readonly config: Config,
+    private readonly metrics: Metrics = new Metrics({ defaultMetrics: false }),
   ) {
     this.writer = new LedgerWriter(knex);
-    this.committer = new GroupCommitter((jobs) => this.writer.commitBatch(jobs), {
+    this.committer = new GroupCommitter((jobs) => {
+      metrics.commitBatchSize.observe(jobs.length);
+      return this.writer.commitBatch(jobs);
+    }, {
       batchMax: config.commitBatchMax,
       waitMs: config.commitBatchWaitMs,
       queuedMax: Math.max(config.commitBatchMax, config.commitConcurrency),
@@ -61,10 +66,16 @@ export class CommitProcessor {
     const retentionMs = this.config.reservationRetentionSeconds * 1000;
     if (outcome.ledger === 'rejected') {
       const rejected = await rejectReservation(this.scripts, this.keys, { reservationId: job.reservationId, fence: job.fence, lines: job.lines, retentionMs });
+      if (rejected.kind === 'rejected') this.metrics.transitions.inc({ to: 'rejected' });
       return { ledger: 'rejected', redis: rejected.kind === 'rejected' ? `rejected, ${rejected.unitsReturned} units released` : `unchanged (${rejected.status})` };
     }
     await this.applyAll(outcome.entries);
     const finished = await finishReservation(this.scripts, this.keys, 'commit', job.reservationId, job.fence, retentionMs);
+    if (outcome.ledger === 'committed') {
+      // Counted once, when this run wrote the ledger (a re-run finds it already committed).
+      this.metrics.transitions.inc({ to: 'committed' });
+      this.metrics.commitLag.observe(Math.max(0, Date.now() - job.confirmedAtMs) / 1000);
+    }
     return { ledger: outcome.ledger, redis: finished.kind === 'finished' ? 'applied' : `unchanged (${finished.status})` };
   }
 
@@ -73,6 +84,7 @@ export class CommitProcessor {
     if (outcome.ledger === 'stale') return { ledger: outcome.ledger, redis: 'unchanged (stale fence)' };
     await this.applyAll(outcome.entries);
     const finished = await finishReservation(this.scripts, this.keys, 'cancel', job.reservationId, job.fence, this.config.reservationRetentionSeconds * 1000);
+    if (outcome.ledger === 'cancelled') this.metrics.transitions.inc({ to: 'cancelled' });
     return { ledger: outcome.ledger, redis: finished.kind === 'finished' ? 'applied' : `unchanged (${finished.status})` };
   }
 

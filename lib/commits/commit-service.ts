@@ -2,6 +2,7 @@
 // and waiting a bounded time for the worker to finish either.
 import type { Config } from '../config';
 import { errors } from '../errors';
+import type { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { confirmReservation, requestCancel } from '../scripts/reservation-record';
@@ -19,6 +20,7 @@ export class CommitService {
     private readonly reservations: ReservationService,
     private readonly queue: CommitQueue,
     private readonly config: Config,
+    private readonly metrics: Metrics,
   ) {}
 
   /**
@@ -26,19 +28,21 @@ export class CommitService {
    * answers the current state and re-queues the job of a still-confirmed reservation (a no-op if
    * BullMQ still has it), so a confirmation whose job was lost can be pushed again by its client.
    */
-  async confirm(reservation: Reservation): Promise<Reservation> {
+  async confirm(reservation: Reservation, requestId?: string): Promise<Reservation> {
     const result = await confirmReservation(this.scripts, this.keys, reservation.id, reservation.lines);
     switch (result.kind) {
       case 'confirmed': {
         const confirmed: Reservation = { ...reservation, status: 'confirmed', fence: result.fence, confirmedAtMs: result.confirmedAtMs };
-        await this.queueCommit(confirmed);
+        this.metrics.transitions.inc({ to: 'confirmed' });
+        this.metrics.holdEnded('confirmed', reservation.createdAtMs, result.confirmedAtMs);
+        await this.queueCommit(confirmed, requestId);
         return confirmed;
       }
       case 'already': {
         if (result.status === 'cancelled') throw errors.reservationCancelled(reservation.id);
         if (result.status === 'rejected') throw errors.reservationRejected(reservation.id);
         const current = (await this.reservations.readFromRedis(reservation.id)) ?? reservation;
-        if (result.status === 'confirmed') await this.queueCommit(current);
+        if (result.status === 'confirmed') await this.queueCommit(current, requestId);
         return current;
       }
       case 'missing':
@@ -55,7 +59,7 @@ export class CommitService {
   }
 
   /** Queues the return of a committed reservation's units; cancelling again changes nothing. */
-  async cancel(id: string, requestedBy: string): Promise<Reservation> {
+  async cancel(id: string, requestedBy: string, requestId?: string): Promise<Reservation> {
     const committed = await this.reservations.readFromLedger(id);
     if (committed === undefined) {
       const live = await this.reservations.readFromRedis(id);
@@ -77,7 +81,7 @@ export class CommitService {
     });
     if (result.kind === 'not-committed') throw errors.notCommitted(id, result.status, 1);
     if (result.kind === 'cancelled') return { ...committed, status: 'cancelled' };
-    await this.queue.add({ kind: 'cancel', reservationId: id, fence: result.fence, requestedBy, lines: committed.lines });
+    await this.queue.add({ kind: 'cancel', reservationId: id, fence: result.fence, requestedBy, lines: committed.lines, ...(requestId === undefined ? {} : { requestId }) });
     return { ...committed, fence: result.fence, cancelRequested: true };
   }
 
@@ -92,7 +96,7 @@ export class CommitService {
     return current;
   }
 
-  private async queueCommit(reservation: Reservation): Promise<void> {
-    await this.queue.add(commitJobOf(reservation));
+  private async queueCommit(reservation: Reservation, requestId: string | undefined): Promise<void> {
+    await this.queue.add(commitJobOf(reservation, requestId));
   }
 }

@@ -124,7 +124,7 @@ export class LedgerWriter {
       }
       if (fresh.length > 0) await transaction('reservations').insert(fresh.map((job) => reservationRow(job, 'committed')));
       const inserted = await appendEntries(transaction, projections, newEntries);
-      await appendEvents(transaction, fresh.map((job) => ({ type: 'reservation.committed' as const, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines } })));
+      await appendEvents(transaction, fresh.map((job) => ({ type: 'reservation.committed' as const, requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines } })));
       const allocatedBefore = [...earlier].filter(([, status]) => status !== 'rejected').map(([id]) => id);
       const before = await entriesOf(transaction, allocatedBefore, 'allocation');
       const all = [...inserted, ...before];
@@ -138,7 +138,7 @@ export class LedgerWriter {
 
   private async recordRejection(transaction: Knex.Transaction, job: CommitJob, short: LedgerShortError): Promise<CommitOutcome> {
     await transaction('reservations').insert(reservationRow(job, 'rejected'));
-    await appendEvents(transaction, [{ type: 'reservation.rejected', data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines, reason: rejectReason, sku: short.sku } }]);
+    await appendEvents(transaction, [{ type: 'reservation.rejected', requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines, reason: rejectReason, sku: short.sku } }]);
     return { ledger: 'rejected', entries: [] };
   }
 
@@ -155,7 +155,7 @@ export class LedgerWriter {
       const entries = job.lines.map((line) => nextEntry(projections, line.sku, line.quantity, { kind: 'deallocation', reservation_id: job.reservationId, client_id: job.requestedBy }));
       const inserted = await appendEntries(transaction, projections, entries);
       await transaction('reservations').update({ status: 'cancelled', fence: job.fence, cancelled_at: transaction.fn.now() }).where({ id: job.reservationId });
-      await appendEvents(transaction, [{ type: 'reservation.cancelled', data: { reservationId: job.reservationId, requestedBy: job.requestedBy, lines: job.lines } }]);
+      await appendEvents(transaction, [{ type: 'reservation.cancelled', requestId: job.requestId, data: { reservationId: job.reservationId, requestedBy: job.requestedBy, lines: job.lines } }]);
       return { ledger: 'cancelled', entries: inserted };
     });
   }

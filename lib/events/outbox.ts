@@ -17,9 +17,16 @@ export interface StockholdEvent {
 export const eventsPageMax = 1000;
 export const eventsPageDefault = 100;
 
-export async function appendEvents(transaction: Knex.Transaction, events: ReadonlyArray<{ type: EventType; data: Record<string, unknown> }>): Promise<void> {
+/** An event to append; requestId is the API request behind it (kept for logs, not delivered). */
+export interface NewEvent {
+  readonly type: EventType;
+  readonly data: Record<string, unknown>;
+  readonly requestId?: string | undefined;
+}
+
+export async function appendEvents(transaction: Knex.Transaction, events: readonly NewEvent[]): Promise<void> {
   if (events.length === 0) return;
-  await transaction('events').insert(events.map((event) => ({ type: event.type, data: JSON.stringify(event.data) })));
+  await transaction('events').insert(events.map((event) => ({ type: event.type, data: JSON.stringify(event.data), request_id: event.requestId ?? null })));
 }
 
 export async function listEvents(knex: Knex, afterId: number, limit: number): Promise<{ events: StockholdEvent[]; next: number }> {

@@ -4,6 +4,7 @@
 //
 // Names are listed once in `metricNames`; the Grafana dashboard and the alert rules are tested
 // against what a running service really exposes.
+import type { ReclaimedHold } from '../scripts/reclaimed-holds';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export const metricPrefix = 'stockhold_';
@@ -168,6 +169,15 @@ export class Metrics {
       ),
     );
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** Expired holds a script gave back: the TTL skew, the lifetime, the transition. */
+  holdsReclaimed(holds: readonly ReclaimedHold[]): void {
+    for (const hold of holds) {
+      this.reclaimLag.observe(Math.max(0, hold.reclaimedAtMs - hold.expiresAtMs) / 1000);
+      this.transitions.inc({ to: 'expired' });
+      if (hold.createdAtMs !== undefined) this.holdEnded('expired', hold.createdAtMs, hold.expiresAtMs);
+    }
   }
 
   holdEnded(outcome: HoldOutcome, createdAtMs: number, endedAtMs: number): void {

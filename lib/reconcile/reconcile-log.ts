@@ -1,7 +1,6 @@
-// The reconciliation log in Postgres (every run, every correction) and the counters in Redis
-// that /metrics exposes (shared by every process, unlike in-memory counters).
+// The reconciliation log in Postgres: every run, every correction. (Counters for /metrics are the
+// process's own, in lib/metrics: nothing about reconciliation is kept in Redis.)
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
 import type { ReconcileReport } from './report';
 
 export const runsListMax = 1000;
@@ -11,8 +10,6 @@ export const runsPrunedPerRunMax = 1000;
 export class ReconcileLog {
   constructor(
     private readonly knex: Knex,
-    private readonly redis: Redis,
-    private readonly metricsKey: string,
     private readonly retentionDays: number,
   ) {}
 
@@ -53,24 +50,10 @@ export class ReconcileLog {
         [this.retentionDays, runsPrunedPerRunMax],
       );
     });
-    if (!report.dryRun) {
-      const pipeline = this.redis.pipeline();
-      pipeline.hincrby(this.metricsKey, 'reconcile_runs_total', 1);
-      pipeline.hincrby(this.metricsKey, 'reconcile_holds_expired_total', report.holdsExpired);
-      pipeline.hincrby(this.metricsKey, 'reconcile_commits_requeued_total', report.commitsRequeued);
-      pipeline.hincrby(this.metricsKey, 'reconcile_skus_rebuilt_total', report.skusRebuilt);
-      pipeline.hincrby(this.metricsKey, 'reconcile_drift_corrected_total', report.driftCorrected);
-      await pipeline.exec();
-    }
   }
 
   async latest(limit: number): Promise<ReconcileReport[]> {
     const rows = await this.knex('reconcile_runs').select('report').orderBy('started_at', 'desc').limit(Math.min(limit, runsListMax));
     return rows.map((row: { report: ReconcileReport }) => row.report);
-  }
-
-  async metrics(): Promise<Record<string, number>> {
-    const fields = await this.redis.hgetall(this.metricsKey);
-    return Object.fromEntries(Object.entries(fields).map(([name, value]) => [name, Number(value)]));
   }
 }

@@ -2,8 +2,8 @@
 // bounded number of pages), then the failed-job sweep; the report goes to the log.
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
 import type { CommitQueue } from '../commits/commit-queue';
+import type { Metrics } from '../metrics/metrics';
 import type { Config } from '../config';
 import { errors } from '../errors';
 import { leaseRun } from '../scripts/lease-run';
@@ -28,22 +28,23 @@ export class Reconciler {
   readonly log: ReconcileLog;
   private readonly leaseKey: string;
   private readonly scripts: ScriptRunner;
+  private stopRequested = false;
 
   constructor(
     private readonly knex: Knex,
-    redis: Redis,
     scripts: ScriptRunner,
     keys: RedisKeys,
     projection: LedgerProjection,
     queue: CommitQueue,
     reservations: ReservationService,
     private readonly config: Config,
+    private readonly metrics: Metrics,
   ) {
     this.scripts = scripts;
-    this.skus = new SkuReconciliation(knex, scripts, keys, projection, config);
+    this.skus = new SkuReconciliation(knex, scripts, keys, projection, config, metrics);
     this.stuck = new StuckCommits(queue, reservations, config);
     this.leaseKey = `${config.redisKeyPrefix}reconcile:lease`;
-    this.log = new ReconcileLog(knex, redis, `${config.redisKeyPrefix}metrics`, config.reconcileLogRetentionDays);
+    this.log = new ReconcileLog(knex, config.reconcileLogRetentionDays);
   }
 
   /**
@@ -58,11 +59,37 @@ export class Reconciler {
     if (!(await lease('acquire'))) throw errors.reconcileInProgress();
     const renewal = setInterval(() => void lease('renew').catch(() => undefined), leaseMs / 3);
     try {
-      return await this.runHeld(token, trigger, dryRun);
+      const report = await this.runHeld(token, trigger, dryRun);
+      this.count(report);
+      return report;
     } finally {
       clearInterval(renewal);
       await lease('release').catch(() => undefined);
     }
+  }
+
+  /** A run in progress ends after its current page (shutdown); later runs still start. */
+  stopAfterPage(): void {
+    this.stopRequested = true;
+  }
+
+  /** The run's figures for /metrics (a dry run counts as a run, corrects nothing, still sees drift). */
+  private count(report: ReconcileReport): void {
+    const { metrics } = this;
+    metrics.reconcileRuns.inc({ trigger: report.trigger });
+    metrics.reconcileDuration.observe((Date.parse(report.finishedAt) - Date.parse(report.startedAt)) / 1000);
+    metrics.drift.set(report.skusOutOfAgreement);
+    metrics.reconcileLastSuccess.set(Date.parse(report.finishedAt) / 1000);
+    if (report.dryRun) return;
+    const byField: ReadonlyArray<readonly [string, number]> = [
+      ['onHand', report.onHandCorrected],
+      ['reserved', report.reservedCorrected],
+      ['state', report.skusRebuilt],
+      ['holds_expired', report.holdsExpired],
+      ['commits_requeued', report.commitsRequeued],
+      ['debits_released', report.debitsReleased],
+    ];
+    for (const [field, count] of byField) if (count > 0) metrics.reconcileCorrections.inc({ field }, count);
   }
 
   private async runHeld(runId: string, trigger: ReconcileTrigger, dryRun: boolean): Promise<ReconcileReport> {
@@ -70,11 +97,16 @@ export class Reconciler {
     const tally = new RunTally(this.config.reconcileCorrectionsReportedMax);
     const pageSize = this.config.reconcileSkuPage;
     let after = '';
+    let stoppedEarly = false;
     for (let visited = 0; visited < skusPerRunMax; visited += pageSize) {
       const page: string[] = await withPostgres(async () =>
         (await this.knex('skus').select('sku').where('sku', '>', after).orderBy('sku').limit(pageSize)).map((row: { sku: string }) => row.sku),
       );
       if (page.length === 0) break;
+      if (this.stopRequested) {
+        stoppedEarly = true;
+        break;
+      }
       const candidates = await withPostgres(() => this.skus.reconcilePage(page, runId, dryRun, tally));
       tally.commitsRequeued += await this.stuck.requeue(candidates, Date.now(), dryRun);
       after = page[page.length - 1] as string;
@@ -92,6 +124,10 @@ export class Reconciler {
       commitsRequeued: tally.commitsRequeued,
       skusRebuilt: tally.skusRebuilt,
       driftCorrected: tally.driftCorrected,
+      onHandCorrected: tally.onHandCorrected,
+      reservedCorrected: tally.reservedCorrected,
+      skusOutOfAgreement: tally.skusOutOfAgreement.size,
+      stoppedEarly,
       debitsReleased: tally.debitsReleased,
       confirmedTruncated: tally.confirmedTruncated,
       skusFailed: tally.skusFailed,

@@ -21,6 +21,12 @@ export interface ReconcileReport {
   readonly commitsRequeued: number;
   readonly skusRebuilt: number;
   readonly driftCorrected: number;
+  readonly onHandCorrected: number;
+  readonly reservedCorrected: number;
+  /** SKUs found out of agreement between Redis and the ledger (rebuilt, or a counter corrected). */
+  readonly skusOutOfAgreement: number;
+  /** The process was shutting down: the run ended after the page it was on. */
+  readonly stoppedEarly: boolean;
   /** Pending debits released because their stock change ended without committing. */
   readonly debitsReleased: number;
   /** SKUs whose confirmed holds were more than RECONCILE_CONFIRMED_MAX (the rest wait a run). */
@@ -39,6 +45,10 @@ export class RunTally {
   commitsRequeued = 0;
   skusRebuilt = 0;
   driftCorrected = 0;
+  onHandCorrected = 0;
+  reservedCorrected = 0;
+  /** Bounded by the SKUs one run visits. */
+  readonly skusOutOfAgreement = new Set<string>();
   debitsReleased = 0;
   confirmedTruncated = 0;
   skusFailed = 0;
@@ -55,6 +65,9 @@ export class RunTally {
 
   correct(correction: Correction): void {
     if (correction.field !== 'state') this.driftCorrected += 1;
+    if (correction.field === 'onHand') this.onHandCorrected += 1;
+    if (correction.field === 'reserved') this.reservedCorrected += 1;
+    this.skusOutOfAgreement.add(correction.sku);
     if (this.corrections.length < this.correctionsMax) this.corrections.push(correction);
     else this.correctionsDropped += 1;
   }

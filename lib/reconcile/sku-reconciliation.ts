@@ -10,6 +10,7 @@
 // commits or cancels in flight. A SKU that fails (Redis refuses, holds too many to rebuild) is
 // counted and reported and the run goes on with the next.
 import type { Knex } from 'knex';
+import type { Metrics } from '../metrics/metrics';
 import type { Config } from '../config';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
@@ -39,6 +40,7 @@ export class SkuReconciliation {
     private readonly keys: RedisKeys,
     private readonly projection: LedgerProjection,
     private readonly config: Config,
+    private readonly metrics: Metrics,
   ) {}
 
   /** Returns the confirmed reservations of the page, for the stuck-commit check. */
@@ -72,6 +74,7 @@ export class SkuReconciliation {
 
   private async inspect(sku: string, dryRun: boolean, tally: RunTally | undefined): Promise<InspectSkuResult> {
     const inspection = await inspectSku(this.scripts, this.keys, { sku, reclaimMax: this.config.reconcileReclaimPerSku, confirmedMax: this.config.reconcileConfirmedMax, dryRun });
+    if (inspection.kind === 'found' && inspection.reclaimed.length > 0) this.metrics.holdsReclaimed(inspection.reclaimed);
     if (tally !== undefined && inspection.kind === 'found') {
       tally.skusChecked += 1;
       tally.holdsExpired += inspection.expiredHolds;

@@ -2,9 +2,10 @@
 // Creating needs only Redis, except the first use of a SKU that Redis lost, which is rebuilt
 // from the ledger before the one retry.
 import type { Knex } from 'knex';
-import { assert, errors } from '../errors';
+import { assert, errors, StockholdError } from '../errors';
+import type { Metrics, ReservationOutcome } from '../metrics/metrics';
 import { withPostgres } from '../postgres/connection';
-import { randomId } from '../random-ids';
+import { reservationIdAt } from '../random-ids';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { createReservation, type ShortLineReply } from '../scripts/create-reservation';
@@ -59,8 +60,15 @@ export function normaliseLines(lines: readonly ReservationLine[]): ReservationLi
   return [...totals.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([sku, quantity]) => ({ sku, quantity }));
 }
 
+/** The reservation outcomes counted from a refusal's code (others are not reservation outcomes). */
+const reservationOutcomes: ReadonlyMap<string, ReservationOutcome> = new Map([
+  ['insufficient_stock', 'insufficient_stock'],
+  ['sku_not_found', 'sku_not_found'],
+  ['backend_unavailable', 'unavailable'],
+] as const);
+
 export function newReservationId(): string {
-  return randomId();
+  return reservationIdAt(Date.now());
 }
 
 /**
@@ -83,9 +91,23 @@ export class ReservationService {
     private readonly skuState: SkuState,
     private readonly knex: Knex,
     private readonly limits: ReservationLimits,
+    private readonly metrics: Metrics,
   ) {}
 
+  /** Creates (or replays) a reservation, counting its outcome. */
   async create(request: CreateReservation): Promise<{ reservation: Reservation; replayed: boolean }> {
+    try {
+      const created = await this.createOnce(request);
+      this.metrics.reservations.inc({ outcome: created.replayed ? 'replayed' : 'created' });
+      return created;
+    } catch (error) {
+      const outcome = error instanceof StockholdError ? reservationOutcomes.get(error.code) : undefined;
+      if (outcome !== undefined) this.metrics.reservations.inc({ outcome });
+      throw error;
+    }
+  }
+
+  private async createOnce(request: CreateReservation): Promise<{ reservation: Reservation; replayed: boolean }> {
     assert(request.lines.length >= 1, 'a reservation has at least one line');
     const call = {
       id: newReservationId(),
@@ -101,6 +123,7 @@ export class ReservationService {
     };
     for (let attempt = 1; attempt <= createAttemptsMax; attempt += 1) {
       const result = await createReservation(this.scripts, this.keys, call);
+      if (result.reclaimed.length > 0) this.metrics.holdsReclaimed(result.reclaimed);
       switch (result.kind) {
         case 'created':
         case 'replayed': {
@@ -185,6 +208,10 @@ export class ReservationService {
     // Read from the ledger: past pending for good, whether or not Redis still has its record.
     if (reservation.status === 'committed' || reservation.status === 'cancelled' || reservation.status === 'rejected') throw errors.notReleasable(reservation.id, reservation.status);
     const result = await releaseReservation(this.scripts, this.keys, reservation.id, reservation.lines);
+    if (result.kind === 'released' && result.status === 'released') {
+      this.metrics.transitions.inc({ to: 'released' });
+      this.metrics.holdEnded('released', reservation.createdAtMs, Date.now());
+    }
     if (result.kind === 'released' || result.kind === 'already') return result.status;
     if (result.kind === 'missing') throw errors.reservationNotFound(reservation.id);
     throw errors.notReleasable(reservation.id, result.status);

@@ -2,6 +2,7 @@
 import { assert } from '../errors';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
+import { takeReclaimed, type ReclaimedHold } from './reclaimed-holds';
 
 export interface CreateReservationCall {
   readonly id: string;
@@ -25,13 +26,14 @@ export interface ShortLineReply {
   readonly retryAfterMs: number;
 }
 
-export type CreateReservationResult =
+export type CreateReservationResult = (
   | { readonly kind: 'created'; readonly createdAtMs: number; readonly expiresAtMs: number }
   | { readonly kind: 'replayed'; readonly id: string; readonly createdAtMs: number; readonly expiresAtMs: number }
   | { readonly kind: 'insufficient'; readonly lines: readonly ShortLineReply[] }
   | { readonly kind: 'key-reused' }
   | { readonly kind: 'missing'; readonly skus: readonly string[] }
-  | { readonly kind: 'in-flight'; readonly retryAfterMs: number };
+  | { readonly kind: 'in-flight'; readonly retryAfterMs: number }
+) & { /** Expired holds this call gave back on the way (any outcome). */ readonly reclaimed: readonly ReclaimedHold[] };
 
 export async function createReservation(scripts: ScriptRunner, keys: RedisKeys, call: CreateReservationCall): Promise<CreateReservationResult> {
   assert(call.lines.length >= 1, 'a reservation has at least one line');
@@ -42,20 +44,21 @@ export async function createReservation(scripts: ScriptRunner, keys: RedisKeys, 
     args.push(line.sku, line.quantity);
   }
   const reply = await scripts.run('createReservation', redisKeys, args);
+  const reclaimed = takeReclaimed(reply);
   switch (reply[0]) {
-    case 1: return { kind: 'created', createdAtMs: Number(reply[1]), expiresAtMs: Number(reply[2]) };
-    case 2: return { kind: 'replayed', id: String(reply[1]), createdAtMs: Number(reply[2]), expiresAtMs: Number(reply[3]) };
+    case 1: return { kind: 'created', createdAtMs: Number(reply[1]), expiresAtMs: Number(reply[2]), reclaimed };
+    case 2: return { kind: 'replayed', id: String(reply[1]), createdAtMs: Number(reply[2]), expiresAtMs: Number(reply[3]), reclaimed };
     case -1: {
       const lines: ShortLineReply[] = [];
       for (let index = 1; index < reply.length; index += 4) {
         lines.push({ sku: String(reply[index]), requested: Number(reply[index + 1]), available: Number(reply[index + 2]), retryAfterMs: Number(reply[index + 3]) });
       }
-      return { kind: 'insufficient', lines };
+      return { kind: 'insufficient', lines, reclaimed };
     }
-    case -2: return { kind: 'key-reused' };
-    case -4: return { kind: 'in-flight', retryAfterMs: Number(reply[1]) };
+    case -2: return { kind: 'key-reused', reclaimed };
+    case -4: return { kind: 'in-flight', retryAfterMs: Number(reply[1]), reclaimed };
     default:
       assert(reply[0] === -3, `createReservation replied ${String(reply[0])}`);
-      return { kind: 'missing', skus: reply.slice(1).map(String) };
+      return { kind: 'missing', skus: reply.slice(1).map(String), reclaimed };
   }
 }

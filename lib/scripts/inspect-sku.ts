@@ -1,6 +1,7 @@
 // Typed boundary of lua/inspectSku-2.lua: the reconciler's look at one SKU.
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
+import { takeReclaimed, type ReclaimedHold } from './reclaimed-holds';
 
 export interface Inspection {
   readonly kind: 'found';
@@ -15,6 +16,7 @@ export interface Inspection {
   readonly confirmed: ReadonlyArray<{ readonly id: string; readonly quantity: number }>;
   /** More confirmed holds than asked for: the rest wait for the next run. */
   readonly confirmedTruncated: boolean;
+  readonly reclaimed: readonly ReclaimedHold[];
 }
 
 export type InspectSkuResult = Inspection | { readonly kind: 'missing'; readonly holdCount: number };
@@ -36,7 +38,9 @@ function holdOf(member: string | number | null): { id: string; quantity: number 
 export async function inspectSku(scripts: ScriptRunner, keys: RedisKeys, request: InspectSku): Promise<InspectSkuResult> {
   const reply = await scripts.run('inspectSku', [keys.skuState(request.sku), keys.skuHolds(request.sku)], [request.reclaimMax, request.confirmedMax, request.dryRun ? '1' : '0']);
   if (reply[0] === -1) return { kind: 'missing', holdCount: Number(reply[1]) };
+  const reclaimed = takeReclaimed(reply);
   return {
+    reclaimed,
     kind: 'found',
     onHand: Number(reply[1]),
     reserved: Number(reply[2]),

@@ -3,6 +3,7 @@
 import { assert } from '../errors';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
+import { takeReclaimed, type ReclaimedHold } from './reclaimed-holds';
 
 export interface PrepareStockChange {
   readonly sku: string;
@@ -16,9 +17,9 @@ export interface PrepareStockChange {
 }
 
 export type PrepareStockChangeResult =
-  | { readonly kind: 'ready'; readonly onHand: number; readonly reserved: number; readonly driftCorrected: boolean; readonly orphanDebitReleased: number }
+  | { readonly kind: 'ready'; readonly onHand: number; readonly reserved: number; readonly driftCorrected: boolean; readonly orphanDebitReleased: number; readonly reclaimed: readonly ReclaimedHold[] }
   | { readonly kind: 'behind'; readonly pos: number }
-  | { readonly kind: 'below-reserved'; readonly onHand: number; readonly reserved: number }
+  | { readonly kind: 'below-reserved'; readonly onHand: number; readonly reserved: number; readonly reclaimed: readonly ReclaimedHold[] }
   | { readonly kind: 'too-many-holds'; readonly holdCount: number };
 
 export async function prepareStockChange(scripts: ScriptRunner, keys: RedisKeys, request: PrepareStockChange): Promise<PrepareStockChangeResult> {
@@ -31,10 +32,11 @@ export async function prepareStockChange(scripts: ScriptRunner, keys: RedisKeys,
     [keys.skuState(sku), keys.skuHolds(sku), keys.skuUnknown(sku)],
     [request.ledgerSeq, request.ledgerOnHand, request.debit?.id ?? '', request.debit?.units ?? 0, request.reclaimPerSkuMax, request.holdsRebuildMax],
   );
+  const reclaimed = takeReclaimed(reply);
   switch (reply[0]) {
-    case 1: return { kind: 'ready', onHand: Number(reply[1]), reserved: Number(reply[2]), driftCorrected: reply[3] === 1, orphanDebitReleased: Number(reply[4]) };
+    case 1: return { kind: 'ready', onHand: Number(reply[1]), reserved: Number(reply[2]), driftCorrected: reply[3] === 1, orphanDebitReleased: Number(reply[4]), reclaimed };
     case 0: return { kind: 'behind', pos: Number(reply[1]) };
-    case -1: return { kind: 'below-reserved', onHand: Number(reply[1]), reserved: Number(reply[2]) };
+    case -1: return { kind: 'below-reserved', onHand: Number(reply[1]), reserved: Number(reply[2]), reclaimed };
     default:
       assert(reply[0] === -2, `prepareStockChange replied ${String(reply[0])}`);
       return { kind: 'too-many-holds', holdCount: Number(reply[1]) };

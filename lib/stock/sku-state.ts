@@ -6,6 +6,7 @@
 // from Redis instead of reaching Postgres; creating the SKU deletes the marker
 // (prepareStockChange), and the marker is only ever read when Redis has no state for the SKU.
 import { errors } from '../errors';
+import type { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { readSku } from '../scripts/read-sku';
@@ -31,12 +32,16 @@ export class SkuState {
     private readonly projection: LedgerProjection,
     private readonly reclaimPerSkuMax: number,
     private readonly unknownSkuCacheMs: number,
+    private readonly metrics: Metrics,
   ) {}
 
   async read(sku: string): Promise<SkuView> {
     for (let attempt = 1; attempt <= rebuildAttemptsMax; attempt += 1) {
       const state = await readSku(this.scripts, this.keys, sku, this.reclaimPerSkuMax);
-      if (state.kind === 'found') return skuView(sku, state.onHand, state.reserved);
+      if (state.kind === 'found') {
+        if (state.reclaimed.length > 0) this.metrics.holdsReclaimed(state.reclaimed);
+        return skuView(sku, state.onHand, state.reserved);
+      }
       const unknown = await this.rebuild([sku]);
       if (unknown.length > 0) throw errors.skuNotFound(unknown);
     }

@@ -14,6 +14,7 @@
 import type { Knex } from 'knex';
 import { randomId } from '../random-ids';
 import { appendEvents } from '../events/outbox';
+import type { Metrics } from '../metrics/metrics';
 import { assert, errors, StockholdError } from '../errors';
 import type { IdempotencyScope, IdempotencyStore } from '../idempotency/idempotency-store';
 import { withPostgres } from '../postgres/connection';
@@ -71,6 +72,7 @@ export class StockService {
     private readonly projection: LedgerProjection,
     private readonly idempotency: IdempotencyStore,
     private readonly limits: StockLimits,
+    private readonly metrics: Metrics,
   ) {}
 
   read(sku: string): Promise<SkuView> {
@@ -196,6 +198,7 @@ export class StockService {
         reclaimPerSkuMax: this.limits.reclaimPerSkuMax,
         holdsRebuildMax: this.limits.holdsRebuildMax,
       });
+      if (result.kind !== 'behind' && result.kind !== 'too-many-holds' && result.reclaimed.length > 0) this.metrics.holdsReclaimed(result.reclaimed);
       if (result.kind === 'ready') return result.reserved;
       if (result.kind === 'below-reserved') throw errors.stockBelowReserved(sku, row.onHand - (debit?.units ?? 0), result.reserved);
       if (result.kind === 'too-many-holds') throw errors.backendUnavailable('redis', new Error(`${result.holdCount} holds of ${sku} outlived its state`));

@@ -17,7 +17,14 @@
   reclaimExpiredHolds(skuKey, holdsKey, now, limit)
     Removes at most `limit` expired holds and gives their units back (reserved -= units).
     Returns the units and the number of holds reclaimed.
+  withReclaimed(reply)
+    Appends to `reply`, when this call reclaimed holds, the nested array
+    {now, member, expiresAt, member, expiresAt, ...} of every hold it reclaimed (at most the
+    reclaim limits the caller passed), so the caller can measure how long past its expiry each
+    hold came back (the TTL skew) and how long it lived. Returns `reply`.
 ]]
+local reclaimedHolds = {}
+local reclaimedAt = 0
 local function holdQuantity(member)
   local quantity = tonumber(string.match(member, ':(%d+)$'))
   if quantity == nil or quantity < 1 then fail('hold member without a quantity: ' .. member) end
@@ -45,9 +52,20 @@ local function reclaimExpiredHolds(skuKey, holdsKey, now, limit)
   if reserved < units then fail('reserved ' .. reserved .. ' below expired holds ' .. units .. ' on ' .. skuKey) end
   redis.call('ZREM', holdsKey, unpack(members))
   redis.call('HINCRBY', skuKey, 'reserved', -units)
+  reclaimedAt = now
+  for i = 1, #expired do reclaimedHolds[#reclaimedHolds + 1] = expired[i] end
   local cursor = auditCursor(skuKey)
   if cursor then
     for i = 1, #expired, 2 do auditHoldChange(skuKey, cursor, expired[i + 1], -holdQuantity(expired[i])) end
   end
   return units, #members
+end
+
+local function withReclaimed(reply)
+  if #reclaimedHolds > 0 then
+    local report = { reclaimedAt }
+    for i = 1, #reclaimedHolds do report[i + 1] = reclaimedHolds[i] end
+    reply[#reply + 1] = report
+  end
+  return reply
 end

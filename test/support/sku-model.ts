@@ -192,17 +192,19 @@ function requireState(model: SkuModel): SkuStateModel {
 }
 
 /** Every script that reclaims removes the pending holds whose deadline passed. */
-export function reclaimExpired(model: SkuModel): { units: number; holds: number } {
+export function reclaimExpired(model: SkuModel): { units: number; holds: number; members: string[] } {
   let units = 0;
   let holds = 0;
+  const members: string[] = [];
   for (const reservation of model.reservations) {
     const record = reservation.record;
     if (record === null || record.hold !== 'pending' || !record.deadlinePassed) continue;
     record.hold = 'none';
     units += reservation.quantity;
     holds += 1;
+    members.push(holdMember(reservation));
   }
-  return { units, holds };
+  return { units, holds, members: members.sort() };
 }
 
 /** includes/projection rebuildState: the state from the ledger, holds that outlived it summed. */
@@ -223,19 +225,20 @@ function clearDebit(state: SkuStateModel): number {
 // Reservation scripts.
 
 /** createReservation (one line); on success the caller adds the reservation with the real clock. */
-export function reserve(model: SkuModel, quantity: number): { ok: true } | { ok: false; reply: ExpectedReply } {
-  if (model.state === null) return { ok: false, reply: [-3, model.sku] };
+/** reclaimed: the hold members the call gives back (its reply's reclaim report). */
+export function reserve(model: SkuModel, quantity: number): ({ ok: true } | { ok: false; reply: ExpectedReply }) & { reclaimed: string[] } {
+  if (model.state === null) return { ok: false, reply: [-3, model.sku], reclaimed: [] };
   const state = model.state;
-  reclaimExpired(model);
+  const reclaimed = reclaimExpired(model).members;
   const onHand = state.onHand - state.debit;
   const reserved = reservedOf(model);
   const available = onHand - reserved;
-  if (available >= quantity) return { ok: true };
+  if (available >= quantity) return { ok: true, reclaimed };
   // Retry-After comes from the earliest hold, when it has a deadline (after the reclaim, every
   // pending hold left has one in the future; confirmed ones sort last with +inf).
   const pendingHoldLeft = model.reservations.some((r) => r.record?.hold === 'pending');
   const retryable = onHand >= quantity && reserved > 0 && pendingHoldLeft;
-  return { ok: false, reply: [-1, model.sku, quantity, Math.max(available, 0), retryable ? clockValue : -1] };
+  return { ok: false, reply: [-1, model.sku, quantity, Math.max(available, 0), retryable ? clockValue : -1], reclaimed };
 }
 
 export function addReservation(model: SkuModel, id: string, quantity: number, createdAtMs: number, expiresAtMs: number): ReservationModel {
@@ -370,7 +373,13 @@ export function applyEntries(model: SkuModel, entries: readonly LedgerEntry[]): 
 }
 
 /** prepareStockChange with the row read under FOR UPDATE, and this change's debit if a decrease. */
-export function prepareStockChange(model: SkuModel, ledgerSeq: number, ledgerOnHand: number, debit: { id: string; units: number } | undefined): PrepareStockChangeResult {
+/** The script's result with the reclaim report as the sorted hold members it gave back. */
+export type ModelPrepareResult =
+  | Exclude<PrepareStockChangeResult, { kind: 'ready' } | { kind: 'below-reserved' }>
+  | (Omit<Extract<PrepareStockChangeResult, { kind: 'ready' }>, 'reclaimed'> & { reclaimed: string[] })
+  | (Omit<Extract<PrepareStockChangeResult, { kind: 'below-reserved' }>, 'reclaimed'> & { reclaimed: string[] });
+
+export function prepareStockChange(model: SkuModel, ledgerSeq: number, ledgerOnHand: number, debit: { id: string; units: number } | undefined): ModelPrepareResult {
   if (model.state !== null && model.state.pos > ledgerSeq) modelFail(`Redis at ${model.state.pos}, ahead of the ledger at ${ledgerSeq}`);
   if (model.state === null) rebuildState(model, ledgerOnHand, ledgerSeq);
   const state = requireState(model);
@@ -378,14 +387,14 @@ export function prepareStockChange(model: SkuModel, ledgerSeq: number, ledgerOnH
   const driftCorrected = state.onHand !== ledgerOnHand;
   state.onHand = ledgerOnHand;
   const orphanDebitReleased = clearDebit(state);
-  reclaimExpired(model);
+  const reclaimed = reclaimExpired(model).members;
   const reserved = reservedOf(model);
   if (debit !== undefined) {
-    if (ledgerOnHand - debit.units < reserved) return { kind: 'below-reserved', onHand: ledgerOnHand, reserved };
+    if (ledgerOnHand - debit.units < reserved) return { kind: 'below-reserved', onHand: ledgerOnHand, reserved, reclaimed };
     state.debit = debit.units;
     state.did = debit.id;
   }
-  return { kind: 'ready', onHand: ledgerOnHand, reserved, driftCorrected, orphanDebitReleased };
+  return { kind: 'ready', onHand: ledgerOnHand, reserved, driftCorrected, orphanDebitReleased, reclaimed };
 }
 
 /** releaseDebit, by id. */
@@ -412,13 +421,13 @@ export function correctOnHand(model: SkuModel, seq: number, onHand: number): Cor
 }
 
 /** inspectSku outside a dry run; the confirmed members are compared as a set. */
-export function inspectSku(model: SkuModel): { reply: ExpectedReply; confirmedMembers: string[] } {
-  if (model.state === null) return { reply: [-1, withHold(model).length], confirmedMembers: [] };
+export function inspectSku(model: SkuModel): { reply: ExpectedReply; confirmedMembers: string[]; reclaimedMembers: string[] } {
+  if (model.state === null) return { reply: [-1, withHold(model).length], confirmedMembers: [], reclaimedMembers: [] };
   const state = model.state;
   const reclaimed = reclaimExpired(model);
   const confirmedMembers = model.reservations.filter((r) => r.record?.hold === 'confirmed').map(holdMember).sort();
   const reply = [1, state.onHand, reservedOf(model), state.pos, state.debit, reclaimed.holds, reclaimed.units, withHold(model).length, 0];
-  return { reply, confirmedMembers };
+  return { reply, confirmedMembers, reclaimedMembers: reclaimed.members };
 }
 
 // ---------------------------------------------------------------------------------------------
