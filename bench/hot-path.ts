@@ -89,6 +89,8 @@ async function main(): Promise<void> {
   const bare = await startProcess('bare-express-server.js', { PORT: '0' });
   const apiEnv = { REDIS_KEY_PREFIX: prefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: 'info', NODE_ENV: 'production' };
   const api = await startProcess('stockhold-api-server.js', { ...apiEnv, PORT: '0' });
+  // The cost of watching: the same API with the HTTP metrics middleware and /metrics off.
+  const metricsOff = await startProcess('stockhold-api-server.js', { ...apiEnv, METRICS_ENABLED: 'false', PORT: '0' });
   const clusterWorkers = 2;
   const clustered = await startCluster(apiEnv, clusterWorkers);
   const baseline = baselineDist === undefined ? undefined : await startProcess('stockhold-api-server.js', { ...apiEnv, REDIS_KEY_PREFIX: `${prefix}base:`, PORT: '0' }, path.resolve(baselineDist, 'bench'));
@@ -101,6 +103,7 @@ async function main(): Promise<void> {
   ] as Array<{ name: string; url: string; authorization: string | undefined; body?: string; expectedStatus?: number }> : [
     { name: 'bare-express', url: `http://127.0.0.1:${bare.port}/v1/reservations`, authorization: undefined },
     { name: 'stockhold-reservation', url: `http://127.0.0.1:${api.port}/v1/reservations`, authorization: `Bearer ${secret}` },
+    { name: 'stockhold-metrics-off', url: `http://127.0.0.1:${metricsOff.port}/v1/reservations`, authorization: `Bearer ${secret}` },
     { name: `stockhold-cluster-${clusterWorkers}`, url: `http://127.0.0.1:${clustered.port}/v1/reservations`, authorization: `Bearer ${secret}` },
     { name: 'stockhold-sold-out', url: `http://127.0.0.1:${api.port}/v1/reservations`, authorization: `Bearer ${secret}`, body: JSON.stringify({ lines: [{ sku: soldOutSku, quantity: 1 }], ttlSeconds: 900 }), expectedStatus: 409 },
   ];
@@ -118,6 +121,7 @@ async function main(): Promise<void> {
   } finally {
     bare.child.kill('SIGTERM');
     api.child.kill('SIGTERM');
+    metricsOff.child.kill('SIGTERM');
     clustered.child.kill('SIGTERM');
     baseline?.child.kill('SIGTERM');
     await deleteKeysWithPrefix(redis, prefix);
@@ -141,6 +145,9 @@ async function main(): Promise<void> {
   process.stdout.write(`POST /v1/reservations as shipped: ${apiMedian.toFixed(0)} req/s\n`);
   process.stdout.write(`ratio: ${(apiMedian / bareMedian).toFixed(2)}x\n`);
   process.stdout.write(`POST /v1/reservations, WEB_CONCURRENCY=${clusterWorkers}: ${clusterMedian.toFixed(0)} req/s, ratio ${(clusterMedian / bareMedian).toFixed(2)}x\n`);
+  const offMedian = median(results.get('stockhold-metrics-off')!.map((r) => r.requestsPerSec));
+  const p99Of = (name: string) => median(results.get(name)!.map((r) => r.p99Ms));
+  process.stdout.write(`metrics on / off (METRICS_ENABLED=false): ${apiMedian.toFixed(0)} / ${offMedian.toFixed(0)} req/s = ${(apiMedian / offMedian).toFixed(3)} (cost ${((1 - apiMedian / offMedian) * 100).toFixed(1)} %), p99 ${p99Of('stockhold-reservation')} / ${p99Of('stockhold-metrics-off')} ms\n`);
   const soldOutMedian = median(results.get('stockhold-sold-out')!.map((r) => r.requestsPerSec));
   process.stdout.write(`POST /v1/reservations on a sold-out SKU (409): ${soldOutMedian.toFixed(0)} req/s, ${(soldOutMedian / apiMedian).toFixed(2)}x the in-stock rate\n`);
 }

@@ -76,12 +76,18 @@ function requestObservation(logger: Logger, metrics: Metrics | null): RequestHan
         metrics.httpRequests.labels(request.method, route, statusLabel(status)).inc();
         metrics.httpDuration.labels(request.method, route).observe(seconds);
       }
-      const entry = { requestId, method: request.method, url: request.originalUrl, status, durationMs: seconds * 1000, clientId: response.locals.client?.clientId };
+      const entry = { requestId, method: request.method, path: pathOf(request.originalUrl), status, durationMs: seconds * 1000, clientId: response.locals.client?.clientId };
       if (status >= 500) logger.error(entry, 'request');
       else logger.info(entry, 'request');
     });
     next();
   };
+}
+
+/** The path without its query string: a query can carry what no log should keep. */
+function pathOf(url: string): string {
+  const query = url.indexOf('?');
+  return query < 0 ? url : url.slice(0, query);
 }
 
 const statusLabels = new Map<number, string>();
