@@ -1,10 +1,14 @@
-// GET /metrics for the processes without the API (worker, reconciler), on METRICS_PORT when it is
-// set. A bare node:http server: nothing else is served, and it closes with the process.
+// GET /metrics for the processes without the API (worker, reconciler), and for the API's cluster
+// primary (the sum over its workers), on METRICS_PORT when it is set. A bare node:http server:
+// nothing else is served, and it closes with the process.
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Metrics } from '../lib/metrics/metrics';
 
-export async function startMetricsServer(metrics: Metrics, port: number | null, logger: Logger): Promise<{ stop: () => Promise<void> }> {
+export interface MetricsSource {
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+export async function startMetricsServer(metrics: MetricsSource, port: number | null, logger: Logger): Promise<{ stop: () => Promise<void> }> {
   if (port === null) return { stop: async () => undefined };
   const server: Server = createServer((request, response) => {
     if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {

@@ -2,9 +2,11 @@
 // With WEB_CONCURRENCY=N above 1 it forks N API processes sharing the port (Node's cluster
 // module); the primary only migrates, forks, and restarts a worker that dies.
 import cluster from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import { createStockhold } from '../../lib/stockhold';
 import { configOrExit, onShutdown, prepareDatabase, warnAboutDevelopmentKeys } from '../bootstrap';
 import { createLogger } from '../logger';
+import { startMetricsServer } from '../metrics-server';
 import { startApi } from './server';
 
 /** A worker dying more often than this per minute is not restarted: something is wrong. */
@@ -14,6 +16,8 @@ async function serve(): Promise<void> {
   const config = configOrExit();
   const logger = createLogger(config, 'stockhold-api');
   const stockhold = await createStockhold(config);
+  // In a cluster, the primary asks each worker for this registry and serves the sum.
+  if (cluster.isWorker) AggregatorRegistry.setRegistries([stockhold.metrics.registry]);
   const api = await startApi(stockhold, logger);
   onShutdown(config, logger, async () => {
     await api.stop();
@@ -30,6 +34,13 @@ async function main(): Promise<void> {
   if (config.webConcurrency === 1) return serve();
   const restarts: number[] = [];
   for (let index = 0; index < config.webConcurrency; index += 1) cluster.fork();
+  // GET /metrics on the shared port answers for one worker; METRICS_PORT serves every worker's sum.
+  const aggregator = new AggregatorRegistry();
+  const metricsServer = await startMetricsServer(
+    { render: async () => ({ contentType: aggregator.contentType, body: await (await aggregator.clusterMetrics()) }) },
+    config.metricsPort,
+    logger,
+  );
   cluster.on('exit', (worker, code, signal) => {
     const now = Date.now();
     while (restarts.length > 0 && (restarts[0] as number) < now - 60_000) restarts.shift();
@@ -43,6 +54,7 @@ async function main(): Promise<void> {
     cluster.fork();
   });
   onShutdown(config, logger, async () => {
+    await metricsServer.stop();
     for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGTERM');
     await new Promise<void>((resolve) => {
       const check = setInterval(() => {

@@ -37,6 +37,7 @@ export async function startWorker(stockhold: Stockhold, logger: Logger): Promise
   });
   worker.on('failed', (job, error) => {
     const final = job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1);
+    if (final) stockhold.metrics.jobsFailed.inc({ queue: commitQueueName });
     logger[final ? 'error' : 'warn']({ jobId: job?.id, reservationId: job?.data.reservationId, requestId: job?.data.requestId, attemptsMade: job?.attemptsMade, err: error }, final ? 'commit job failed for good' : 'commit job failed; will retry');
   });
   worker.on('error', (error) => logger.warn({ err: error }, 'commit worker error'));

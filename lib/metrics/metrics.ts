@@ -2,8 +2,8 @@
 // never in Redis (a Redis that loses its data must not take the evidence with it). Label values
 // are bounded: no SKU, customer, reservation or client label anywhere; routes are templates.
 //
-// Names are listed once in `metricNames`; the Grafana dashboard and the alert rules are tested
-// against what a running service really exposes.
+// Each family is declared once, here; the Grafana dashboard and the alert rules are tested
+// against what a running service really exposes (test/deploy.test.ts).
 import type { ReclaimedHold } from '../scripts/reclaimed-holds';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -125,6 +125,12 @@ export class Metrics {
   readonly clockSkew = new Gauge({
     name: 'stockhold_redis_clock_skew_seconds',
     help: "Redis TIME minus this process's clock, sampled at scrape time (hold expiry uses Redis time).",
+    registers: [this.registry],
+  });
+  readonly jobsFailed = new Counter({
+    name: 'stockhold_jobs_failed_total',
+    help: 'BullMQ jobs that failed for good (out of attempts), by queue; the failed set shows only what is there when scraped.',
+    labelNames: ['queue'] as const,
     registers: [this.registry],
   });
   readonly webhookDeliveries = new Counter({
