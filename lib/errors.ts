@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'reservation_rejected'
   | 'method_not_allowed'
   | 'reconcile_in_progress'
+  | 'job_not_found'
+  | 'job_not_failed'
   | 'idempotency_key_missing'
   | 'idempotency_key_reused'
   | 'idempotency_key_in_flight'
@@ -84,6 +86,9 @@ export const errors = {
     new StockholdError('reservation_not_committed', `Reservation ${id} is ${status}: only a committed reservation can be cancelled (release a pending one, or wait for the commit)`, { reservationStatus: status }, retryAfterSeconds),
   reservationRejected: (id: string) =>
     new StockholdError('reservation_rejected', `Reservation ${id} was rejected: the ledger did not have its stock when it was committed; nothing was allocated and its hold was released`, { reason: 'insufficient_stock_in_ledger' }),
+  jobNotFound: (queue: string, jobId: string) => new StockholdError('job_not_found', `No job ${jobId} in queue ${queue}`, { queue, jobId }),
+  jobNotFailed: (queue: string, jobId: string, jobState: string) =>
+    new StockholdError('job_not_failed', `Job ${jobId} in queue ${queue} is ${jobState}, not failed: only a failed job can be retried`, { queue, jobId, jobState }),
   reconcileInProgress: () => new StockholdError('reconcile_in_progress', 'A reconciliation run is already in progress; retry when it is done', {}, 1),
   methodNotAllowed: (method: string, allowed: readonly string[]) =>
     new StockholdError('method_not_allowed', `${method} is not allowed here; allowed: ${allowed.join(', ')}`, { allow: allowed }),

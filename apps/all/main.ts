@@ -5,6 +5,7 @@ import { startApi } from '../api/server';
 import { configOrExit, onShutdown, prepareDatabase, warnAboutDevelopmentKeys } from '../bootstrap';
 import { createLogger } from '../logger';
 import { startReconciler } from '../reconciler/reconciler';
+import { startWebhooks } from '../worker/webhooks';
 import { startWorker } from '../worker/worker';
 
 async function main(): Promise<void> {
@@ -15,10 +16,12 @@ async function main(): Promise<void> {
   const stockhold = await createStockhold(config);
   const worker = await startWorker(stockhold, logger);
   const reconciler = await startReconciler(stockhold, logger);
+  const webhooks = await startWebhooks(stockhold, logger);
   const api = await startApi(stockhold, logger);
   onShutdown(config, logger, async () => {
     await api.stop();
     await reconciler.stop();
+    await webhooks.stop();
     await worker.stop();
     await stockhold.close();
   });

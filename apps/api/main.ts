@@ -17,7 +17,10 @@ async function serve(): Promise<void> {
   const logger = createLogger(config, 'stockhold-api');
   const stockhold = await createStockhold(config);
   // In a cluster, the primary asks each worker for this registry and serves the sum.
-  if (cluster.isWorker) AggregatorRegistry.setRegistries([stockhold.metrics.registry]);
+  if (cluster.isWorker) {
+    AggregatorRegistry.setRegistries([stockhold.metrics.registry]);
+    new AggregatorRegistry(); // installs the worker's answer to the primary's request
+  }
   const api = await startApi(stockhold, logger);
   onShutdown(config, logger, async () => {
     await api.stop();

@@ -14,6 +14,8 @@ const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; 
   route_not_found: { status: 404, title: 'No such route' },
   sku_not_found: { status: 404, title: 'Unknown SKU' },
   reservation_not_found: { status: 404, title: 'Unknown reservation' },
+  job_not_found: { status: 404, title: 'Unknown job' },
+  job_not_failed: { status: 409, title: 'Job is not failed' },
   insufficient_stock: { status: 409, title: 'Not enough stock' },
   stock_below_reserved: { status: 409, title: 'Stock would fall below what is reserved' },
   reservation_not_releasable: { status: 409, title: 'Reservation can no longer be released' },

@@ -179,7 +179,8 @@ function eventRoutes(router: Router, stockhold: Stockhold): void {
   });
 }
 
-function wholeNumberQuery(raw: unknown, name: string, min: number, max: number, fallback: number): number {
+/** The one parser of whole-number query parameters (400 validation_failed naming the field). */
+export function wholeNumberQuery(raw: unknown, name: string, min: number, max: number, fallback: number): number {
   if (raw === undefined) return fallback;
   const value = typeof raw === 'string' && /^\d{1,16}$/.test(raw) ? Number(raw) : Number.NaN;
   if (!(value >= min && value <= max)) throw errors.validation([{ field: `query.${name}`, message: `must be a whole number from ${min} to ${max}` }]);

@@ -1,8 +1,9 @@
-// `npm run start:worker`: the commit worker alone.
+// `npm run start:worker`: the commit worker and webhook delivery (when WEBHOOK_URLS is set).
 import { createStockhold } from '../../lib/stockhold';
 import { configOrExit, onShutdown, prepareDatabase } from '../bootstrap';
 import { createLogger } from '../logger';
 import { startMetricsServer } from '../metrics-server';
+import { startWebhooks } from './webhooks';
 import { startWorker } from './worker';
 
 async function main(): Promise<void> {
@@ -11,8 +12,10 @@ async function main(): Promise<void> {
   await prepareDatabase(config, logger);
   const stockhold = await createStockhold(config);
   const worker = await startWorker(stockhold, logger);
+  const webhooks = await startWebhooks(stockhold, logger);
   const metricsServer = await startMetricsServer(stockhold.metrics, config.metricsPort, logger);
   onShutdown(config, logger, async () => {
+    await webhooks.stop();
     await worker.stop();
     await metricsServer.stop();
     await stockhold.close();

@@ -93,6 +93,9 @@ export class Metrics {
     help: 'BullMQ jobs by queue and state, sampled at scrape time.',
     labelNames: ['queue', 'state'] as const,
     registers: [this.registry],
+    // Every process sees the same queues: a cluster's sum would count them once per worker.
+    aggregator: 'max',
+    collect: () => this.sample('queue_jobs'),
   });
   readonly reconcileRuns = new Counter({
     name: 'stockhold_reconcile_runs_total',
@@ -116,16 +119,20 @@ export class Metrics {
     name: 'stockhold_redis_ledger_drift_skus',
     help: 'SKUs the last reconcile run found out of agreement between Redis and the ledger (should be 0).',
     registers: [this.registry],
+    aggregator: 'max',
   });
   readonly reconcileLastSuccess = new Gauge({
     name: 'stockhold_reconcile_last_success_timestamp_seconds',
     help: 'Unix time at which the last reconcile run of this process finished.',
     registers: [this.registry],
+    aggregator: 'max',
   });
   readonly clockSkew = new Gauge({
     name: 'stockhold_redis_clock_skew_seconds',
     help: "Redis TIME minus this process's clock, sampled at scrape time (hold expiry uses Redis time).",
     registers: [this.registry],
+    aggregator: 'average',
+    collect: () => this.sample('clock_skew'),
   });
   readonly jobsFailed = new Counter({
     name: 'stockhold_jobs_failed_total',
@@ -143,15 +150,23 @@ export class Metrics {
     name: 'stockhold_ready',
     help: '1 when Redis and Postgres both answered the last readiness sample, else 0.',
     registers: [this.registry],
+    aggregator: 'min',
+    collect: () => this.sample('readiness'),
   });
   readonly samplerFailures = new Counter({
     name: 'stockhold_metrics_sample_failures_total',
     help: 'Scrape-time samples that could not be taken (a backend down), by sample.',
     labelNames: ['sample'] as const,
     registers: [this.registry],
+    // Collected after the sampled gauges started (registration order): wait for them, so a
+    // failure shows in the same scrape.
+    collect: async () => {
+      await Promise.all(this.samplesInFlight);
+    },
   });
 
-  private readonly samplers: Array<{ name: string; sample: Sampler }> = [];
+  private readonly samplers = new Map<string, Sampler>();
+  private readonly samplesInFlight = new Set<Promise<void>>();
 
   constructor(options: MetricsOptions = {}) {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
@@ -160,20 +175,27 @@ export class Metrics {
     for (const result of ['delivered', 'failed', 'dead'] as const) this.webhookDeliveries.inc({ result }, 0);
   }
 
-  /** Adds a sample taken before each scrape (each bounded by its own timeout). */
-  addSampler(name: string, sample: Sampler): void {
-    this.samplers.push({ name, sample });
+  /**
+   * Sets the sample a scrape-time gauge takes when collected (each bounded by its backend's own
+   * timeout): `queue_jobs`, `clock_skew`, `readiness`. Collection happens on every render, also
+   * when a cluster primary asks a worker for its registry.
+   */
+  addSampler(name: 'queue_jobs' | 'clock_skew' | 'readiness', sample: Sampler): void {
+    this.samplers.set(name, sample);
   }
 
-  /** Runs the samplers, then renders the exposition text. */
+  private sample(name: string): Promise<void> {
+    const sample = this.samplers.get(name);
+    if (sample === undefined) return Promise.resolve();
+    const taking = sample().catch(() => {
+      this.samplerFailures.inc({ sample: name });
+      if (name === 'readiness') this.ready.set(0);
+    });
+    this.samplesInFlight.add(taking);
+    return taking.finally(() => this.samplesInFlight.delete(taking));
+  }
+
   async render(): Promise<{ contentType: string; body: string }> {
-    await Promise.all(
-      this.samplers.map(({ name, sample }) =>
-        sample().catch(() => {
-          this.samplerFailures.inc({ sample: name });
-        }),
-      ),
-    );
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 

@@ -1,0 +1,78 @@
+// `stockhold stock get|set|adjust`: read a SKU, set its on-hand, or record a receipt or a
+// shrinkage. Mutations carry an Idempotency-Key (random unless --idempotency-key names one) that
+// is printed, so an operator whose command died half-way repeats it with the same key and the
+// service answers the stored result instead of changing the stock twice.
+import type { Command } from 'commander';
+import { stockDelta, wholeNumber } from '../arguments';
+import { newIdempotencyKey, type ServiceAnswer } from '../http-client';
+import { renderTable, type Column } from '../output';
+import type { CommandContext } from '../program';
+
+export interface SkuView {
+  readonly sku: string;
+  readonly onHand: number;
+  readonly reserved: number;
+  readonly available: number;
+}
+
+export const adjustmentReasonDefault = 'operator adjustment (stockhold CLI)';
+
+const skuColumns: readonly Column[] = [{ header: 'sku' }, { header: 'onHand', align: 'right' }, { header: 'reserved', align: 'right' }, { header: 'available', align: 'right' }];
+
+function printSku(context: CommandContext, view: SkuView): void {
+  const printer = context.printer;
+  if (printer.json) printer.document(view);
+  else printer.text(renderTable(skuColumns, [[view.sku, String(view.onHand), String(view.reserved), String(view.available)]]));
+}
+
+function printMutation(context: CommandContext, answer: ServiceAnswer<SkuView>, idempotencyKey: string): void {
+  const printer = context.printer;
+  if (printer.json) {
+    printer.document({ ...answer.body, idempotencyKey, replayed: answer.replayed });
+    return;
+  }
+  printer.text(renderTable(skuColumns, [[answer.body.sku, String(answer.body.onHand), String(answer.body.reserved), String(answer.body.available)]]));
+  printer.text(`Idempotency-Key: ${idempotencyKey}`);
+  if (answer.replayed) printer.text('replayed: the service had made this change already and answered its stored result; nothing changed again');
+  else printer.note(`to retry this exact change safely, repeat the command with --idempotency-key ${idempotencyKey}`);
+}
+
+const skuPath = (sku: string) => `/v1/skus/${encodeURIComponent(sku)}`;
+
+export function registerStock(program: Command, context: CommandContext): void {
+  const stock = program.command('stock').description("read and change a SKU's stock (set and adjust need an admin key)");
+
+  stock
+    .command('get')
+    .description('on-hand, reserved and available units of a SKU')
+    .argument('<sku>', 'SKU id')
+    .action(async (sku: string) => {
+      const answer = await context.client().call<SkuView>('GET', skuPath(sku));
+      printSku(context, answer.body);
+    });
+
+  stock
+    .command('set')
+    .description('set the on-hand units (creates the SKU); the difference is a ledger adjustment')
+    .argument('<sku>', 'SKU id')
+    .argument('<onHand>', 'units on hand', wholeNumber(0, Number.MAX_SAFE_INTEGER))
+    .option('--idempotency-key <key>', 'repeat an earlier change with the key it printed')
+    .action(async (sku: string, onHand: number, options: { idempotencyKey?: string }) => {
+      const idempotencyKey = options.idempotencyKey ?? newIdempotencyKey();
+      const answer = await context.client().call<SkuView>('PUT', `${skuPath(sku)}/stock`, { body: { onHand }, idempotencyKey });
+      printMutation(context, answer, idempotencyKey);
+    });
+
+  stock
+    .command('adjust')
+    .description('record a receipt (+delta) or a shrinkage (-delta) in the ledger')
+    .argument('<sku>', 'SKU id')
+    .argument('<delta>', 'units: + receipt, - shrinkage (never 0)', stockDelta)
+    .option('--reason <reason>', 'why, kept with the ledger entry', adjustmentReasonDefault)
+    .option('--idempotency-key <key>', 'repeat an earlier change with the key it printed (same delta and reason)')
+    .action(async (sku: string, delta: number, options: { reason: string; idempotencyKey?: string }) => {
+      const idempotencyKey = options.idempotencyKey ?? newIdempotencyKey();
+      const answer = await context.client().call<SkuView>('POST', `${skuPath(sku)}/adjustments`, { body: { delta, reason: options.reason }, idempotencyKey });
+      printMutation(context, answer, idempotencyKey);
+    });
+}

@@ -1,0 +1,61 @@
+// The producer side of webhook delivery: adds delivery jobs with explicit options (attempts,
+// the capped exponential backoff the webhook worker implements, how many finished jobs to keep).
+// Its connection fails fast (no offline queue), like the commit queue's: a dispatcher with Redis
+// down fails its tick, keeps its cursor, and tries again on the next one.
+import { Queue, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import { backoffStrategyName } from '../commits/commit-queue';
+import type { Config } from '../config';
+import { bullPrefix, queueNames } from '../queues';
+import { redisConnectTimeoutMs, withRedis } from '../redis/connection';
+import { webhookJobId, type WebhookJob } from './webhook-jobs';
+
+export const webhookJobName = 'deliver';
+
+export function webhookJobOptions(config: Config): JobsOptions {
+  return {
+    attempts: config.webhookAttempts,
+    backoff: { type: backoffStrategyName },
+    removeOnComplete: { count: config.webhookKeepCompleted },
+    // A delivery out of attempts stays in the failed set with its reason (the dead letters),
+    // until an operator retries it or the set outgrows WEBHOOK_KEEP_FAILED.
+    removeOnFail: { count: config.webhookKeepFailed },
+  };
+}
+
+/** What the dispatcher needs from a queue: add a page of jobs, ignoring ids BullMQ still knows. */
+export interface WebhookJobSink {
+  addJobs(jobs: readonly WebhookJob[]): Promise<void>;
+}
+
+export class WebhookQueue implements WebhookJobSink {
+  readonly queue: Queue<WebhookJob>;
+  private readonly connection: Redis;
+
+  constructor(config: Config) {
+    this.connection = new Redis(config.redisUrl, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: redisConnectTimeoutMs,
+      commandTimeout: config.redisCommandTimeoutMs,
+      lazyConnect: true,
+    });
+    this.connection.on('error', () => undefined);
+    this.queue = new Queue<WebhookJob>(queueNames.webhooks, { connection: this.connection, prefix: bullPrefix(config), defaultJobOptions: webhookJobOptions(config) });
+    this.queue.on('error', () => undefined);
+  }
+
+  async connect(): Promise<void> {
+    if (this.connection.status === 'wait') await this.connection.connect().catch(() => undefined);
+  }
+
+  async addJobs(jobs: readonly WebhookJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    await withRedis(() => this.queue.addBulk(jobs.map((job) => ({ name: webhookJobName, data: job, opts: { jobId: webhookJobId(job.eventId, job.urlKey) } }))));
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close().catch(() => undefined);
+    this.connection.disconnect();
+  }
+}
