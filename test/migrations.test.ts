@@ -13,7 +13,7 @@ const dropScratch = () => dropDatabase(scratchUrl);
 
 afterAll(dropScratch);
 
-const all = ['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation', '20261126000004_ledger_positions'];
+const all = ['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation', '20261126000004_ledger_positions', '20261127000005_operations'];
 
 describe('migrations', () => {
   it('go up from empty, down, and up again', async () => {
@@ -34,13 +34,21 @@ describe('migrations', () => {
       expect(await tables()).not.toContain('reservations');
       expect(await tables()).not.toContain('reconcile_runs');
       expect(await tables()).not.toContain('events');
+      expect(await tables()).not.toContain('webhook_cursors');
 
       // Up to the third, with entries written the old way; the fourth numbers them per SKU.
       for (let step = 0; step < 3; step += 1) await knex.migrate.up(migrationConfig);
       await knex('skus').insert([{ sku: 'OLD-A', on_hand: 5, version: 3 }, { sku: 'OLD-B', on_hand: 2, version: 2 }]);
       const entry = (sku: string, delta: number, onHandAfter: number) => ({ sku, kind: 'adjustment', delta, on_hand_after: onHandAfter, sku_version: 1, client_id: 'm' });
       await knex('ledger_entries').insert([entry('OLD-A', 4, 4), entry('OLD-B', 2, 2), entry('OLD-A', 1, 5)]);
-      expect(await migrateToLatest(knex)).toEqual(['20261126000004_ledger_positions']);
+      await knex.migrate.up(migrationConfig);
+      // An event written before the fifth: it gets a transaction id (delivered by webhooks).
+      await knex('events').insert({ type: 'stock.adjusted', data: JSON.stringify({ sku: 'OLD-A' }) });
+      expect(await migrateToLatest(knex)).toEqual(['20261127000005_operations']);
+      const [old] = await knex('events').select('txid', 'request_id');
+      expect(old.txid).toMatch(/^\d+$/);
+      expect(old.request_id).toBeNull();
+      expect(await tables()).toContain('webhook_cursors');
       expect(await knex('ledger_entries').select('sku', 'sku_seq').orderBy('id')).toEqual([
         { sku: 'OLD-A', sku_seq: '1' },
         { sku: 'OLD-B', sku_seq: '1' },
