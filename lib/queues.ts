@@ -1,10 +1,10 @@
 // The name of every BullMQ queue the service uses, in one place (the queue dashboard, the
 // queue-depth metric and the operator CLI list them from here).
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from './config';
 import { assert } from './errors';
-import { redisConnectTimeoutMs } from './redis/connection';
+import { connectQuietly, createQueueConnection } from './redis/connection';
 
 /** BullMQ's keys live under the service's own prefix. */
 export function bullPrefix(config: Pick<Config, 'redisKeyPrefix'>): string {
@@ -32,14 +32,7 @@ export class QueueSet {
   private readonly queues: ReadonlyMap<QueueName, Queue>;
 
   constructor(config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'redisCommandTimeoutMs'>) {
-    this.connection = new Redis(config.redisUrl, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      connectTimeout: redisConnectTimeoutMs,
-      commandTimeout: config.redisCommandTimeoutMs,
-      lazyConnect: true,
-    });
-    this.connection.on('error', () => undefined);
+    this.connection = createQueueConnection({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs });
     this.queues = new Map(
       allQueueNames.map((name) => {
         const queue = new Queue(name, { connection: this.connection, prefix: bullPrefix(config) });
@@ -50,7 +43,7 @@ export class QueueSet {
   }
 
   async connect(): Promise<void> {
-    if (this.connection.status === 'wait') await this.connection.connect().catch(() => undefined);
+    await connectQuietly(this.connection);
   }
 
   get(name: QueueName): Queue {

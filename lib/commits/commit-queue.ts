@@ -2,9 +2,9 @@
 // Its connection fails fast (no offline queue), like the request connection: with Redis down a
 // confirmation answers 503 rather than hanging.
 import { Queue, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { withRedis, redisConnectTimeoutMs } from '../redis/connection';
+import { connectQuietly, createQueueConnection, withRedis } from '../redis/connection';
 import { bullPrefix } from '../queues';
 import { commitQueueName, jobIdOf, type LedgerJob } from './commit-jobs';
 
@@ -35,20 +35,13 @@ export class CommitQueue {
   private readonly connection: Redis;
 
   constructor(private readonly config: Config) {
-    this.connection = new Redis(config.redisUrl, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      connectTimeout: redisConnectTimeoutMs,
-      commandTimeout: config.redisCommandTimeoutMs,
-      lazyConnect: true,
-    });
-    this.connection.on('error', () => undefined);
+    this.connection = createQueueConnection({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs });
     this.queue = new Queue<LedgerJob>(commitQueueName, { connection: this.connection, prefix: bullPrefix(config), defaultJobOptions: jobOptions(config) });
     this.queue.on('error', () => undefined);
   }
 
   async connect(): Promise<void> {
-    if (this.connection.status === 'wait') await this.connection.connect().catch(() => undefined);
+    await connectQuietly(this.connection);
   }
 
   /** Queues the job; a job with the same id that BullMQ still knows makes this a no-op. */

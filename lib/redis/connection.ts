@@ -30,6 +30,28 @@ export function createRedis(options: RedisOptions): Redis {
   return redis;
 }
 
+/**
+ * A connection for a BullMQ producer or inspector (a Queue, not a Worker): fails fast like the
+ * request connection, so adding or inspecting jobs with Redis down fails within the command
+ * timeout instead of queueing. Connect it with `connectQuietly`.
+ */
+export function createQueueConnection(options: { readonly url: string; readonly commandTimeoutMs: number }): Redis {
+  const connection = new Redis(options.url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: redisConnectTimeoutMs,
+    commandTimeout: options.commandTimeoutMs,
+    lazyConnect: true,
+  });
+  connection.on('error', () => undefined);
+  return connection;
+}
+
+/** Starts connecting a lazy connection; a Redis that is down now is reported by the commands. */
+export async function connectQuietly(connection: Redis): Promise<void> {
+  if (connection.status === 'wait') await connection.connect().catch(() => undefined);
+}
+
 /** Waits for the connection to be ready, at most `timeoutMs`; false when it is not. */
 export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<boolean> {
   if (redis.status === 'ready') return true;

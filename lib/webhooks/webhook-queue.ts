@@ -3,11 +3,11 @@
 // Its connection fails fast (no offline queue), like the commit queue's: a dispatcher with Redis
 // down fails its tick, keeps its cursor, and tries again on the next one.
 import { Queue, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { backoffStrategyName } from '../commits/commit-queue';
 import type { Config } from '../config';
 import { bullPrefix, queueNames } from '../queues';
-import { redisConnectTimeoutMs, withRedis } from '../redis/connection';
+import { connectQuietly, createQueueConnection, withRedis } from '../redis/connection';
 import { webhookJobId, type WebhookJob } from './webhook-jobs';
 
 export const webhookJobName = 'deliver';
@@ -33,20 +33,13 @@ export class WebhookQueue implements WebhookJobSink {
   private readonly connection: Redis;
 
   constructor(config: Config) {
-    this.connection = new Redis(config.redisUrl, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      connectTimeout: redisConnectTimeoutMs,
-      commandTimeout: config.redisCommandTimeoutMs,
-      lazyConnect: true,
-    });
-    this.connection.on('error', () => undefined);
+    this.connection = createQueueConnection({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs });
     this.queue = new Queue<WebhookJob>(queueNames.webhooks, { connection: this.connection, prefix: bullPrefix(config), defaultJobOptions: webhookJobOptions(config) });
     this.queue.on('error', () => undefined);
   }
 
   async connect(): Promise<void> {
-    if (this.connection.status === 'wait') await this.connection.connect().catch(() => undefined);
+    await connectQuietly(this.connection);
   }
 
   async addJobs(jobs: readonly WebhookJob[]): Promise<void> {

@@ -7,7 +7,7 @@ import type { StockholdEvent } from '../../../lib/events/outbox';
 import { abortableSleep } from '../abortable-sleep';
 import { cliLimits, wholeNumber } from '../arguments';
 import { InterruptedError, ProblemError, UnreachableError, type ServiceClient } from '../http-client';
-import type { CommandContext } from '../program';
+import type { CommandContext } from '../context';
 
 export interface EventsPage {
   readonly events: StockholdEvent[];

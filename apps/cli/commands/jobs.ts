@@ -8,7 +8,7 @@ import { cliLimits, UsageError, wholeNumber } from '../arguments';
 import { ProblemError } from '../http-client';
 import { cell, describeProblem, isoTime, renderTable } from '../output';
 import { exitCodes } from '../exit-codes';
-import type { CommandContext } from '../program';
+import type { CommandContext } from '../context';
 
 interface JobsPage {
   readonly jobs: JobSummary[];

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { cliLimits, decimalNumber, wholeNumber } from '../arguments';
 import { runLoad, type LoadProgress, type LoadSummary } from '../load-generator';
 import { renderPairs, renderTable } from '../output';
-import type { CommandContext } from '../program';
+import type { CommandContext } from '../context';
 
 interface LoadOptions {
   readonly sku: string;

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import type { ReconcileReport } from '../../../lib/reconcile/report';
 import { cliLimits, wholeNumber } from '../arguments';
 import { cell, renderPairs, renderTable } from '../output';
-import type { CommandContext } from '../program';
+import type { CommandContext } from '../context';
 
 /** The counts of a report, in the order they are printed. */
 export const reportCounts = ['skusChecked', 'holdsExpired', 'commitsRequeued', 'skusRebuilt', 'driftCorrected', 'debitsReleased', 'confirmedTruncated', 'skusFailed'] as const;

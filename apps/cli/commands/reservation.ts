@@ -2,7 +2,7 @@
 // keys see every reservation; a checkout key only its own).
 import type { Command } from 'commander';
 import { renderPairs, renderTable } from '../output';
-import type { CommandContext } from '../program';
+import type { CommandContext } from '../context';
 
 export interface ReservationView {
   readonly id: string;

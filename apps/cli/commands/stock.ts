@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { stockDelta, wholeNumber } from '../arguments';
 import { newIdempotencyKey, type ServiceAnswer } from '../http-client';
 import { renderTable, type Column } from '../output';
-import type { CommandContext } from '../program';
+import type { CommandContext } from '../context';
 
 export interface SkuView {
   readonly sku: string;
