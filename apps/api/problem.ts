@@ -71,7 +71,7 @@ function fromBodyParser(error: BodyParserError): StockholdError | undefined {
 export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, request, response, _next) => {
     const known = error instanceof StockholdError ? error : fromBodyParser(error as BodyParserError);
-    const context = { requestId: response.locals.requestId, method: request.method, url: request.originalUrl };
+    const context = { requestId: response.locals.requestId, method: request.method, path: request.path };
     if (known === undefined) {
       logger.error({ ...context, err: error }, 'unhandled error');
       sendProblem(response, 'internal_error', `An unexpected error occurred; quote request id ${String(response.locals.requestId)}`);

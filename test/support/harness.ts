@@ -88,7 +88,9 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
   }
   const config = testConfig({ ...(ownDatabaseUrl === undefined ? {} : { DATABASE_URL: ownDatabaseUrl }), ...overrides });
   const stockhold = await createStockhold(config);
-  const app = createApp(stockhold, pino({ level: 'silent' }));
+  // Only 5xx reach the log (stderr, shown with the test that caused them): a 500 in a test run
+  // should say why.
+  const app = createApp(stockhold, pino({ level: 'error' }, pino.destination(2)));
   const server: Server = await new Promise((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
   });
