@@ -71,7 +71,7 @@ function fromBodyParser(error: BodyParserError): StockholdError | undefined {
 export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, request, response, _next) => {
     const known = error instanceof StockholdError ? error : fromBodyParser(error as BodyParserError);
-    const context = { requestId: response.locals.requestId, method: request.method, path: request.path };
+    const context = { requestId: response.locals.requestId, method: request.method, path: request.originalUrl.split('?', 1)[0] };
     if (known === undefined) {
       logger.error({ ...context, err: error }, 'unhandled error');
       sendProblem(response, 'internal_error', `An unexpected error occurred; quote request id ${String(response.locals.requestId)}`);
