@@ -10,6 +10,8 @@ export const DEVELOPMENT_API_KEYS =
 
 /** Webhook receivers at most: each event is one delivery job per URL. */
 export const webhookUrlsMax = 16;
+/** A receiver URL's length at most (its cursor row's key). */
+export const webhookUrlLengthMax = 2048;
 
 export interface Config {
   readonly nodeEnv: string;
@@ -70,6 +72,8 @@ export interface Config {
   readonly webhookPollMs: number;
   readonly webhookPageMax: number;
   readonly webhookConcurrency: number;
+  /** Deliveries waiting or delayed beyond which the dispatcher hands on no more (Redis memory). */
+  readonly webhookBacklogMax: number;
   readonly webhookKeepCompleted: number;
   readonly webhookKeepFailed: number;
 }
@@ -159,7 +163,10 @@ export function loadConfig(env: Environment = process.env): Config {
 
   const webhookUrls = (env.WEBHOOK_URLS ?? '').split(',').map((url) => url.trim()).filter((url) => url !== '');
   if (webhookUrls.length > webhookUrlsMax) problems.push(`WEBHOOK_URLS lists ${webhookUrls.length} URLs; at most ${webhookUrlsMax}`);
-  for (const url of webhookUrls) readUrl({ WEBHOOK_URLS: url }, 'WEBHOOK_URLS', url, ['http:', 'https:'], problems);
+  for (const url of webhookUrls) {
+    readUrl({ WEBHOOK_URLS: url }, 'WEBHOOK_URLS', url, ['http:', 'https:'], problems);
+    if (url.length > webhookUrlLengthMax) problems.push(`WEBHOOK_URLS: a URL of ${url.length} characters; at most ${webhookUrlLengthMax}`);
+  }
   const webhookSecret = env.WEBHOOK_SECRET ?? '';
   if (webhookUrls.length > 0 && webhookSecret.length < 16) problems.push('WEBHOOK_SECRET must be at least 16 characters when WEBHOOK_URLS is set');
 
@@ -219,6 +226,7 @@ export function loadConfig(env: Environment = process.env): Config {
     webhookPollMs: integer('WEBHOOK_POLL_MS', 1000, 10, 600_000),
     webhookPageMax: integer('WEBHOOK_PAGE_MAX', 500, 1, 10_000),
     webhookConcurrency: integer('WEBHOOK_CONCURRENCY', 16, 1, 1024),
+    webhookBacklogMax: integer('WEBHOOK_BACKLOG_MAX', 100_000, 100, 10_000_000),
     webhookKeepCompleted: integer('WEBHOOK_KEEP_COMPLETED', 1000, 0, 1_000_000),
     webhookKeepFailed: integer('WEBHOOK_KEEP_FAILED', 100_000, 100, 10_000_000),
     logLevel: readChoice(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], problems),

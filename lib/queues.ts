@@ -46,6 +46,11 @@ export class QueueSet {
     await connectQuietly(this.connection);
   }
 
+  /** Whether the shared connection is up (a sample skips BullMQ entirely when it is not). */
+  isConnected(): boolean {
+    return this.connection.status === 'ready';
+  }
+
   get(name: QueueName): Queue {
     const queue = this.queues.get(name);
     assert(queue !== undefined, `no queue ${name}`);

@@ -70,7 +70,9 @@ describe('GET /metrics', () => {
     // The expired hold lived its TTL (1 s, from the time its id carries) and came back late by
     // the 1.3 s wait minus the second, give or take the clocks.
     expect(delta(after, 'stockhold_hold_duration_seconds_count', { outcome: 'expired' })).toBe(1);
-    expect(delta(after, 'stockhold_hold_duration_seconds_sum', { outcome: 'expired' })).toBeCloseTo(1, 1);
+    // Creation time from the API's clock, expiry from Redis's: a loaded machine adds some slack.
+    expect(delta(after, 'stockhold_hold_duration_seconds_sum', { outcome: 'expired' })).toBeGreaterThan(0.9);
+    expect(delta(after, 'stockhold_hold_duration_seconds_sum', { outcome: 'expired' })).toBeLessThan(1.5);
     expect(delta(after, 'stockhold_hold_reclaim_lag_seconds_count')).toBe(1);
     const lag = delta(after, 'stockhold_hold_reclaim_lag_seconds_sum');
     expect(lag).toBeGreaterThan(0.1);

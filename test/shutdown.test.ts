@@ -1,5 +1,6 @@
 // Proves clean shutdown of the real processes (dist/, one OS process each) under load:
-// - the API, on SIGTERM, answers every request it has in flight (confirms held in a 2 s wait),
+// - the API, on SIGTERM, answers every request it has in flight (confirms waiting for a commit
+//   with Prefer: wait=25 are answered 202 at once, within the budget),
 //   refuses new connections, and exits 0; nothing it acknowledged is lost (every acknowledged
 //   reservation is there afterwards, every acknowledged confirm reaches the ledger);
 // - the commit worker finishes its active jobs before exiting 0: its jobs are held in flight by
@@ -60,9 +61,10 @@ describe('API shutdown under load', () => {
       expect(created.status).toBe(201);
       held.push(created.body.id);
     }
-    // No worker runs: each confirm waits its full 2 s for a commit that cannot come, so it is
-    // certainly in flight when SIGTERM arrives.
-    const confirms = held.map((id) => call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout', headers: { prefer: 'wait=2' } }).then(
+    // No worker runs: each confirm would wait its full 25 s for a commit that cannot come (longer
+    // than the 8 s shutdown budget), so it is certainly in flight when SIGTERM arrives, and the
+    // stop must end the wait and answer it.
+    const confirms = held.map((id) => call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout', headers: { prefer: 'wait=25' } }).then(
       (answer) => ({ id, answer }),
       (error: Error) => ({ id, error }),
     ));

@@ -296,7 +296,7 @@ describe('webhook delivery', () => {
     expect(hook.deliveries).toEqual([]);
     // The rule itself, without timing: a dispatcher asked now hands nothing on.
     const added: WebhookJob[] = [];
-    const probe = new WebhookDispatcher(harness.stockhold.knex, { addJobs: async (jobs) => void added.push(...jobs) }, harness.config);
+    const probe = new WebhookDispatcher(harness.stockhold.knex, { addJobs: async (jobs) => void added.push(...jobs), backlog: async () => 0 }, harness.config);
     await waitFor('a probe tick that found the cursor free', async () => {
       const [result] = await probe.dispatchOnce();
       expect(result?.kind).not.toBe('dispatched');
@@ -364,7 +364,7 @@ describe('webhook delivery', () => {
     });
     await holder('webhook_cursors').first('last_event_id').where({ url: hook.url() }).forUpdate();
     const added: WebhookJob[] = [];
-    const probe = new WebhookDispatcher(harness.stockhold.knex, { addJobs: async (jobs) => void added.push(...jobs) }, harness.config);
+    const probe = new WebhookDispatcher(harness.stockhold.knex, { addJobs: async (jobs) => void added.push(...jobs), backlog: async () => 0 }, harness.config);
     expect((await probe.dispatchOnce()).map((result) => result.kind)).toEqual(['busy']);
     expect(added).toEqual([]);
     await holder.rollback();
@@ -392,6 +392,42 @@ describe('webhook delivery', () => {
     expect(await job?.getState()).toBe('delayed');
     expect(job?.failedReason).toBe('receiver unreachable: aborted (shutting down)');
     expect(await counted(harness)).toEqual({ delivered: 0, failed: 1, dead: 0 });
+  });
+
+  it("a cursor set by hand to an id the sequence skipped goes on from there, and holds up no other receiver", async () => {
+    const [a, b] = ['http://127.0.0.1:9/a', 'http://127.0.0.1:9/b'];
+    const harness = await harnessFor([a, b]);
+    const first = await stockEvent(harness, uniqueName('GAP'), 1);
+    // A gap in the sequence: an insert rolled back.
+    const rolledBack = await harness.stockhold.knex.transaction();
+    const gap = await insertEvent(rolledBack, 'rolled back');
+    await rolledBack.rollback();
+    const after = await stockEvent(harness, uniqueName('GAP'), 2);
+    const added: WebhookJob[] = [];
+    const probe = new WebhookDispatcher(harness.stockhold.knex, { addJobs: async (jobs) => void added.push(...jobs), backlog: async () => 0 }, harness.config);
+    await probe.dispatchOnce(); // creates both cursors at 0 and hands on everything so far
+    added.length = 0;
+    // An operator sets a's cursor back to the gap, to resend what came after it.
+    await harness.stockhold.knex('webhook_cursors').update({ last_event_id: gap }).where({ url: a });
+    await harness.stockhold.knex('webhook_cursors').update({ last_event_id: first }).where({ url: b });
+    const results = await probe.dispatchOnce();
+    expect(results.map((result) => result.kind)).toEqual(['dispatched', 'dispatched']);
+    expect(added.map((job) => [job.target, job.eventId])).toEqual([[a, after], [b, after]]);
+    expect(await cursorOf(harness, a)).toBe(after);
+  });
+
+  it('hands on nothing while the delivery queue holds WEBHOOK_BACKLOG_MAX, and resumes once it drains', async () => {
+    const url = 'http://127.0.0.1:9/backlog';
+    const harness = await harnessFor([url], { WEBHOOK_BACKLOG_MAX: '100' });
+    const event = await stockEvent(harness, uniqueName('BACKLOG'), 3);
+    const added: WebhookJob[] = [];
+    let backlog = 100;
+    const probe = new WebhookDispatcher(harness.stockhold.knex, { addJobs: async (jobs) => void added.push(...jobs), backlog: async () => backlog }, harness.config);
+    expect(await probe.dispatchOnce()).toEqual([{ kind: 'backlogged', target: url, backlog: 100 }]);
+    expect(added).toEqual([]);
+    backlog = 99;
+    expect((await probe.dispatchOnce()).map((result) => result.kind)).toEqual(['dispatched']);
+    expect(added.map((job) => job.eventId)).toContain(event);
   });
 
   it('starts nothing without WEBHOOK_URLS', async () => {

@@ -18,11 +18,10 @@ async function main(): Promise<void> {
   const reconciler = await startReconciler(stockhold, logger);
   const webhooks = await startWebhooks(stockhold, logger);
   const api = await startApi(stockhold, logger);
+  // Side by side, within one SHUTDOWN_TIMEOUT_MS: in-flight requests, the reconcile page, the
+  // deliveries and the commit jobs each finish on their own.
   onShutdown(config, logger, async () => {
-    await api.stop();
-    await reconciler.stop();
-    await webhooks.stop();
-    await worker.stop();
+    await Promise.all([api.stop(), reconciler.stop(), webhooks.stop(), worker.stop()]);
     await stockhold.close();
   });
 }

@@ -3,6 +3,7 @@
 // module); the primary only migrates, forks, and restarts a worker that dies.
 import cluster from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
+import { Metrics } from '../../lib/metrics/metrics';
 import { createStockhold } from '../../lib/stockhold';
 import { configOrExit, onShutdown, prepareDatabase, warnAboutDevelopmentKeys } from '../bootstrap';
 import { createLogger } from '../logger';
@@ -15,12 +16,14 @@ export const restartsPerMinuteMax = 10;
 async function serve(): Promise<void> {
   const config = configOrExit();
   const logger = createLogger(config, 'stockhold-api');
-  const stockhold = await createStockhold(config);
-  // In a cluster, the primary asks each worker for this registry and serves the sum.
+  const metrics = new Metrics();
+  // In a cluster, the primary asks each worker for this registry and serves the sum. Answer from
+  // the start: a worker still waiting for Redis must not time out the primary's whole scrape.
   if (cluster.isWorker) {
-    AggregatorRegistry.setRegistries([stockhold.metrics.registry]);
+    AggregatorRegistry.setRegistries([metrics.registry]);
     new AggregatorRegistry(); // installs the worker's answer to the primary's request
   }
+  const stockhold = await createStockhold(config, metrics);
   const api = await startApi(stockhold, logger);
   onShutdown(config, logger, async () => {
     await api.stop();
@@ -44,7 +47,9 @@ async function main(): Promise<void> {
     config.metricsPort,
     logger,
   );
+  let stopping = false;
   cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
     const now = Date.now();
     while (restarts.length > 0 && (restarts[0] as number) < now - 60_000) restarts.shift();
     if (code === 0 || signal === 'SIGTERM' || signal === 'SIGINT') return;
@@ -57,6 +62,7 @@ async function main(): Promise<void> {
     cluster.fork();
   });
   onShutdown(config, logger, async () => {
+    stopping = true;
     await metricsServer.stop();
     for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGTERM');
     await new Promise<void>((resolve) => {

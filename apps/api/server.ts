@@ -27,6 +27,7 @@ export async function startApi(stockhold: Stockhold, logger: Logger, port = stoc
   const stop = () =>
     new Promise<void>((resolve) => {
       stopping = true;
+      stockhold.commits.stopWaiting();
       const sweep = setInterval(() => server.closeIdleConnections(), idleSweepMs);
       server.close(() => {
         clearInterval(sweep);

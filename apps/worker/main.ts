@@ -15,8 +15,7 @@ async function main(): Promise<void> {
   const webhooks = await startWebhooks(stockhold, logger);
   const metricsServer = await startMetricsServer(stockhold.metrics, config.metricsPort, logger);
   onShutdown(config, logger, async () => {
-    await webhooks.stop();
-    await worker.stop();
+    await Promise.all([webhooks.stop(), worker.stop()]);
     await metricsServer.stop();
     await stockhold.close();
   });

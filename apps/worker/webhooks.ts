@@ -65,6 +65,8 @@ function startDispatchLoop(dispatcher: WebhookDispatcher, pollMs: number, logger
     try {
       for (const result of await dispatcher.dispatchOnce()) {
         if (result.kind === 'dispatched') logger.debug({ url: result.target, count: result.count, lastEventId: result.lastEventId }, 'webhook events dispatched');
+        else if (result.kind === 'failed') logger.warn({ url: result.target, err: result.error }, 'webhook dispatch for this receiver failed; trying again next tick');
+        else if (result.kind === 'backlogged') logger.warn({ url: result.target, backlog: result.backlog }, 'webhook deliveries backlogged (WEBHOOK_BACKLOG_MAX): events wait in the outbox');
       }
     } catch (error) {
       logger.warn({ err: error }, 'webhook dispatch failed; trying again next tick');

@@ -37,7 +37,9 @@ export async function startWorker(stockhold: Stockhold, logger: Logger): Promise
   });
   worker.on('failed', (job, error) => {
     const final = job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1);
-    if (final) stockhold.metrics.jobsFailed.inc({ queue: commitQueueName });
+    // Once per job: a job the reconciler retries keeps its attempt count, and failing again past
+    // the limit is not a second job failed for good.
+    if (job !== undefined && job.attemptsMade === (job.opts.attempts ?? 1)) stockhold.metrics.jobsFailed.inc({ queue: commitQueueName });
     logger[final ? 'error' : 'warn']({ jobId: job?.id, reservationId: job?.data.reservationId, requestId: job?.data.requestId, attemptsMade: job?.attemptsMade, err: error }, final ? 'commit job failed for good' : 'commit job failed; will retry');
   });
   worker.on('error', (error) => logger.warn({ err: error }, 'commit worker error'));

@@ -69,22 +69,23 @@ export class CommitProcessor {
       if (rejected.kind === 'rejected') this.metrics.transitions.inc({ to: 'rejected' });
       return { ledger: 'rejected', redis: rejected.kind === 'rejected' ? `rejected, ${rejected.unitsReturned} units released` : `unchanged (${rejected.status})` };
     }
-    await this.applyAll(outcome.entries);
-    const finished = await finishReservation(this.scripts, this.keys, 'commit', job.reservationId, job.fence, retentionMs);
     if (outcome.ledger === 'committed') {
-      // Counted once, when this run wrote the ledger (a re-run finds it already committed).
+      // Counted once, when this run wrote the ledger (a re-run finds it already committed), and
+      // before the Redis steps, which may fail and leave the rest to the re-run.
       this.metrics.transitions.inc({ to: 'committed' });
       this.metrics.commitLag.observe(Math.max(0, Date.now() - job.confirmedAtMs) / 1000);
     }
+    await this.applyAll(outcome.entries);
+    const finished = await finishReservation(this.scripts, this.keys, 'commit', job.reservationId, job.fence, retentionMs);
     return { ledger: outcome.ledger, redis: finished.kind === 'finished' ? 'applied' : `unchanged (${finished.status})` };
   }
 
   private async cancel(job: CancelJob): Promise<ProcessResult> {
     const outcome = await this.writer.cancel(job);
     if (outcome.ledger === 'stale') return { ledger: outcome.ledger, redis: 'unchanged (stale fence)' };
+    if (outcome.ledger === 'cancelled') this.metrics.transitions.inc({ to: 'cancelled' });
     await this.applyAll(outcome.entries);
     const finished = await finishReservation(this.scripts, this.keys, 'cancel', job.reservationId, job.fence, this.config.reservationRetentionSeconds * 1000);
-    if (outcome.ledger === 'cancelled') this.metrics.transitions.inc({ to: 'cancelled' });
     return { ledger: outcome.ledger, redis: finished.kind === 'finished' ? 'applied' : `unchanged (${finished.status})` };
   }
 

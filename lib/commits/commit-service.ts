@@ -23,6 +23,8 @@ export class CommitService {
     private readonly metrics: Metrics,
   ) {}
 
+  private waitsStopped = false;
+
   /**
    * Pending -> confirmed (atomically, in Redis), then queues its commit job. Confirming again
    * answers the current state and re-queues the job of a still-confirmed reservation (a no-op if
@@ -85,11 +87,20 @@ export class CommitService {
     return { ...committed, fence: result.fence, cancelRequested: true };
   }
 
-  /** Polls until `done` holds for the reservation or `waitMs` passes; returns the last read. */
+  /**
+   * Ends every `Prefer: wait` early, now and from now on: the process is stopping, and a waiting
+   * request answers what it has (202 confirmed) within the shutdown budget instead of holding the
+   * server open for up to 30 s.
+   */
+  stopWaiting(): void {
+    this.waitsStopped = true;
+  }
+
+  /** Polls until `done` holds for the reservation or `waitMs` passes (or waits are stopped); returns the last read. */
   async waitFor(id: string, done: (reservation: Reservation) => boolean, waitMs: number): Promise<Reservation | undefined> {
     const deadline = Date.now() + Math.min(waitMs, waitSecondsMax * 1000);
     let current = await this.reservations.read(id);
-    while (current !== undefined && !done(current) && Date.now() < deadline) {
+    while (current !== undefined && !done(current) && Date.now() < deadline && !this.waitsStopped) {
       await new Promise((resolve) => setTimeout(resolve, waitPollIntervalMs));
       current = await this.reservations.read(id);
     }

@@ -9,6 +9,7 @@ import { queueStates, type Metrics } from './metrics';
 
 export function addStandardSamplers(metrics: Metrics, backends: { readonly redis: Redis; readonly knex: Knex; readonly queues: QueueSet }): void {
   metrics.addSampler('queue_jobs', async () => {
+    if (!backends.queues.isConnected()) throw new Error('the queue connection is down');
     await Promise.all(
       backends.queues.all().map(async (queue) => {
         const counts = await queue.getJobCounts(...queueStates);

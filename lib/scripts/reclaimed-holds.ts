@@ -14,6 +14,8 @@ export interface ReclaimedHold {
 
 /** The longest hold TTL (HOLD_TTL max): a creation time further back than this is not one. */
 const holdLifetimeMaxMs = 86_400_000;
+/** Clock difference allowed between the API that made the id and Redis that set the expiry. */
+const clockSlackMs = 60_000;
 
 /**
  * Takes the reclaim report off the end of a reply (it is the only nested array a reclaiming
@@ -31,7 +33,7 @@ export function takeReclaimed(reply: unknown[]): ReclaimedHold[] {
     const reservationId = member.slice(0, separator);
     const expiresAtMs = Number(last[index + 1]);
     const createdAtMs = createdAtOfReservationId(reservationId);
-    const plausible = createdAtMs <= expiresAtMs && expiresAtMs - createdAtMs <= holdLifetimeMaxMs;
+    const plausible = createdAtMs <= expiresAtMs + clockSlackMs && expiresAtMs - createdAtMs <= holdLifetimeMaxMs + clockSlackMs;
     holds.push({ reservationId, quantity: Number(member.slice(separator + 1)), expiresAtMs, reclaimedAtMs, createdAtMs: plausible ? createdAtMs : undefined });
   }
   return holds;

@@ -26,14 +26,14 @@
 // crash in between re-adds them, and the deterministic job id makes that a no-op while BullMQ still
 // knows the job (otherwise a duplicate delivery, which at-least-once allows).
 import type { Knex } from 'knex';
-import type { Config } from '../config';
+import { webhookUrlLengthMax, type Config } from '../config';
 import type { EventType, StockholdEvent } from '../events/outbox';
 import { assert } from '../errors';
 import type { WebhookJobSink } from './webhook-queue';
 import { redactUrl, webhookJobOf, type WebhookJob } from './webhook-jobs';
 
-/** The `webhook_cursors.url` CHECK: a longer URL cannot have a cursor. */
-export const webhookUrlLengthMax = 2048;
+/** The `webhook_cursors.url` CHECK: a longer URL cannot have a cursor (config refuses it). */
+export { webhookUrlLengthMax };
 
 export type UrlDispatch =
   /** Events handed on; the cursor is now `lastEventId`. */
@@ -41,7 +41,11 @@ export type UrlDispatch =
   /** Nothing new that is safe to hand on yet. */
   | { readonly kind: 'idle'; readonly target: string }
   /** Another dispatcher holds this URL's cursor (or the row is being created): skipped this tick. */
-  | { readonly kind: 'busy'; readonly target: string };
+  | { readonly kind: 'busy'; readonly target: string }
+  /** The delivery queue holds WEBHOOK_BACKLOG_MAX or more: nothing handed on until it drains. */
+  | { readonly kind: 'backlogged'; readonly target: string; readonly backlog: number }
+  /** This URL's dispatch failed (the others went on); tried again next tick. */
+  | { readonly kind: 'failed'; readonly target: string; readonly error: unknown };
 
 interface EventRow {
   id: string;
@@ -54,17 +58,19 @@ interface EventRow {
 export class WebhookDispatcher {
   private readonly urls: readonly string[];
   private readonly pageMax: number;
+  private readonly backlogMax: number;
   private cursorsExist = false;
 
   constructor(
     private readonly knex: Knex,
     private readonly sink: WebhookJobSink,
-    config: Pick<Config, 'webhookUrls' | 'webhookPageMax'>,
+    config: Pick<Config, 'webhookUrls' | 'webhookPageMax' | 'webhookBacklogMax'>,
   ) {
     for (const url of config.webhookUrls) assert(url.length <= webhookUrlLengthMax, `webhook URL ${redactUrl(url)} is longer than ${webhookUrlLengthMax} characters`);
     assert(config.webhookPageMax >= 1, 'webhookPageMax must be at least 1');
     this.urls = [...new Set(config.webhookUrls)];
     this.pageMax = config.webhookPageMax;
+    this.backlogMax = config.webhookBacklogMax;
   }
 
   /** One tick: for each URL, at most `webhookPageMax` events handed on. */
@@ -75,8 +81,13 @@ export class WebhookDispatcher {
       await this.knex('webhook_cursors').insert(this.urls.map((url) => ({ url }))).onConflict('url').ignore();
       this.cursorsExist = true;
     }
+    // A receiver that is down for hours must not fill the Redis that holds the stock: past the
+    // bound, events stay in the outbox (Postgres) until the deliveries drain.
+    const backlog = await this.sink.backlog();
+    if (backlog >= this.backlogMax) return this.urls.map((url) => ({ kind: 'backlogged', target: redactUrl(url), backlog }));
     const results: UrlDispatch[] = [];
-    for (const url of this.urls) results.push(await this.dispatchUrl(url));
+    // Each URL on its own: one receiver's trouble (a cursor an operator set by hand) stops no other.
+    for (const url of this.urls) results.push(await this.dispatchUrl(url).catch((error: unknown) => ({ kind: 'failed', target: redactUrl(url), error }) as const));
     return results;
   }
 
@@ -106,10 +117,14 @@ export class WebhookDispatcher {
   private async safeEventsAfter(transaction: Knex.Transaction, afterId: number): Promise<EventRow[]> {
     let afterTxid = '0';
     if (afterId > 0) {
-      const cursorEvent: { txid: string } | undefined = await transaction('events').first(transaction.raw('txid::text AS txid')).where({ id: afterId });
-      // The events table is append-only: the event a cursor points at is always there.
-      assert(cursorEvent !== undefined, `webhook cursor points at event ${afterId}, which does not exist`);
-      afterTxid = cursorEvent.txid;
+      // The events table is append-only, so the event a cursor points at is there, unless an
+      // operator set the cursor by hand to an id the sequence skipped: then the nearest event
+      // below it stands for the position.
+      const cursorEvent: { txid: string } | undefined = await transaction('events')
+        .first(transaction.raw('txid::text AS txid'))
+        .where('id', '<=', afterId)
+        .orderBy('id', 'desc');
+      if (cursorEvent !== undefined) afterTxid = cursorEvent.txid;
     }
     // The horizon is computed in the same statement as the read, so both see one snapshot.
     const result = await transaction.raw<{ rows: EventRow[] }>(

@@ -26,6 +26,8 @@ export function webhookJobOptions(config: Config): JobsOptions {
 /** What the dispatcher needs from a queue: add a page of jobs, ignoring ids BullMQ still knows. */
 export interface WebhookJobSink {
   addJobs(jobs: readonly WebhookJob[]): Promise<void>;
+  /** Deliveries not yet done (waiting, delayed, prioritized): what Redis holds for them. */
+  backlog(): Promise<number>;
 }
 
 export class WebhookQueue implements WebhookJobSink {
@@ -45,6 +47,11 @@ export class WebhookQueue implements WebhookJobSink {
   async addJobs(jobs: readonly WebhookJob[]): Promise<void> {
     if (jobs.length === 0) return;
     await withRedis(() => this.queue.addBulk(jobs.map((job) => ({ name: webhookJobName, data: job, opts: { jobId: webhookJobId(job.eventId, job.urlKey) } }))));
+  }
+
+  async backlog(): Promise<number> {
+    const counts = await withRedis(() => this.queue.getJobCounts('waiting', 'delayed', 'prioritized'));
+    return (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0);
   }
 
   async close(): Promise<void> {

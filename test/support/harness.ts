@@ -28,6 +28,25 @@ const apiKeys = [
   `ops:admin:${secrets.admin}`,
 ].join(',');
 
+/**
+ * The tests' application log: only 500s and other unexpected errors reach it (stderr, shown with
+ * the test that caused them), so a 500 in a test run says why; 503s, which outage tests expect by
+ * the hundred, are left out.
+ */
+const errorsOnly = pino(
+  {
+    level: 'error',
+    hooks: {
+      logMethod(args, method) {
+        const [fields] = args as unknown as [Record<string, any> | undefined];
+        if (fields !== undefined && typeof fields === 'object' && (fields.status === 503 || fields.err?.code === 'backend_unavailable')) return;
+        method.apply(this, args);
+      },
+    },
+  },
+  pino.destination(2),
+);
+
 export function uniqueName(prefix: string): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
@@ -88,9 +107,7 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
   }
   const config = testConfig({ ...(ownDatabaseUrl === undefined ? {} : { DATABASE_URL: ownDatabaseUrl }), ...overrides });
   const stockhold = await createStockhold(config);
-  // Only 5xx reach the log (stderr, shown with the test that caused them): a 500 in a test run
-  // should say why.
-  const app = createApp(stockhold, pino({ level: 'error' }, pino.destination(2)));
+  const app = createApp(stockhold, errorsOnly);
   const server: Server = await new Promise((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
   });
