@@ -73,16 +73,11 @@ function clientOf(keys: readonly ApiKey[], presented: Presented): Client | undef
 }
 
 /**
- * sendProblem gives every 401 the API's Bearer challenge, with which a browser cannot ask for
- * credentials; this response keeps the Basic one set here instead.
+ * The Basic challenge, with which a browser asks for credentials (sendProblem adds the API's
+ * Bearer challenge only to a 401 that has none).
  */
 function keepBasicChallenge(response: Response): void {
   response.setHeader('WWW-Authenticate', queueDashboardChallenge);
-  const setHeader = response.setHeader.bind(response);
-  response.setHeader = ((name: string, value: number | string | readonly string[]) => {
-    if (name.toLowerCase() === 'www-authenticate') return response;
-    return setHeader(name, value);
-  }) as Response['setHeader'];
 }
 
 /**
