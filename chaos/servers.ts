@@ -35,6 +35,8 @@ async function until(check: () => Promise<boolean>, what: string): Promise<void>
 export interface PrivateRedisOptions {
   /** Keep an AOF, fsynced before each reply, in a directory of its own. */
   readonly appendOnly?: boolean;
+  /** More redis-server arguments (a cluster node's, say). */
+  readonly extraArgs?: readonly string[];
 }
 
 export class PrivateRedis {
@@ -56,7 +58,7 @@ export class PrivateRedis {
 
   async start(): Promise<void> {
     const persistence = this.options.appendOnly === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', this.directory, '--maxmemory-policy', 'noeviction'];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', this.directory, '--maxmemory-policy', 'noeviction', ...(this.options.extraArgs ?? [])];
     this.process = spawn('redis-server', args, { stdio: 'ignore' });
     await until(async () => {
       const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -90,6 +92,57 @@ export class PrivateRedis {
   async remove(): Promise<void> {
     await this.kill();
     rmSync(this.directory, { recursive: true, force: true });
+  }
+}
+
+/** Cluster nodes vote a silent primary out after this long; short, so a failover test is quick. */
+export const clusterNodeTimeoutMs = 1000;
+
+/**
+ * A real Redis Cluster on loopback: `primaries` primaries with `replicasPerPrimary` replicas each,
+ * every node its own redis-server, joined by `redis-cli --cluster create`. Nodes can be killed
+ * (a failover) through `nodes`.
+ */
+export class PrivateRedisCluster {
+  private constructor(readonly nodes: readonly PrivateRedis[]) {}
+
+  static async start(options: { readonly primaries?: number; readonly replicasPerPrimary?: number } = {}): Promise<PrivateRedisCluster> {
+    const primaries = options.primaries ?? 3;
+    const replicas = options.replicasPerPrimary ?? 1;
+    const nodes: PrivateRedis[] = [];
+    const extraArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(clusterNodeTimeoutMs)];
+    for (let index = 0; index < primaries * (1 + replicas); index += 1) nodes.push(await PrivateRedis.start({ extraArgs }));
+    const cluster = new PrivateRedisCluster(nodes);
+    try {
+      execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { stdio: 'ignore' });
+      await until(async () => (await Promise.all(nodes.map((node) => clusterStateOk(node.port)))).every(Boolean), 'the cluster');
+    } catch (error) {
+      await cluster.remove();
+      throw error;
+    }
+    return cluster;
+  }
+
+  /** `host:port,host:port,…` as REDIS_CLUSTER_NODES takes it. */
+  get seeds(): string {
+    return this.nodes.map((node) => `127.0.0.1:${node.port}`).join(',');
+  }
+
+  async remove(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.remove()));
+  }
+}
+
+async function clusterStateOk(port: number): Promise<boolean> {
+  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    return /cluster_state:ok/.test(await probe.cluster('INFO'));
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
   }
 }
 

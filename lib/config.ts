@@ -19,6 +19,8 @@ export interface Config {
   readonly webConcurrency: number;
   readonly redisUrl: string;
   readonly redisKeyPrefix: string;
+  /** Seeds of a Redis Cluster (REDIS_CLUSTER_NODES); null: the single Redis at redisUrl. */
+  readonly redisClusterNodes: ReadonlyArray<{ readonly host: string; readonly port: number }> | null;
   readonly databaseUrl: string;
   readonly apiKeys: readonly ApiKey[];
   readonly apiKeysAreDevelopmentDefaults: boolean;
@@ -127,6 +129,27 @@ function readChoice(env: Environment, name: string, fallback: string, choices: s
   return raw;
 }
 
+/** Seeds listed in REDIS_CLUSTER_NODES, at most. */
+export const clusterSeedsMax = 64;
+
+function readClusterNodes(env: Environment, problems: string[]): Array<{ host: string; port: number }> | null {
+  const raw = env.REDIS_CLUSTER_NODES;
+  if (raw === undefined || raw.trim() === '') return null;
+  const nodes: Array<{ host: string; port: number }> = [];
+  for (const entry of raw.split(',').map((part) => part.trim()).filter((part) => part !== '')) {
+    const match = /^([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:]+\]):(\d{1,5})$/.exec(entry);
+    const port = match === null ? Number.NaN : Number(match[2]);
+    if (match === null || !(port >= 1 && port <= 65_535)) problems.push(`REDIS_CLUSTER_NODES: "${entry}" is not host:port`);
+    else nodes.push({ host: (match[1] as string).replace(/^\[|\]$/g, ''), port });
+  }
+  if (nodes.length > clusterSeedsMax) problems.push(`REDIS_CLUSTER_NODES lists ${nodes.length} seeds; at most ${clusterSeedsMax}`);
+  // The cluster client, the slot check of every script call and the hash-tagged BullMQ prefix are
+  // built; a cart's lines, its record and its idempotency record live in different slots, and the
+  // protocol that keeps a cart all-or-nothing across slots is not (docs/design.md, Redis Cluster).
+  problems.push('REDIS_CLUSTER_NODES: Redis Cluster is not supported yet (a reservation spans several hash slots; see docs/design.md, "Redis Cluster"). Use REDIS_URL.');
+  return nodes;
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
@@ -176,6 +199,7 @@ export function loadConfig(env: Environment = process.env): Config {
     webConcurrency: integer('WEB_CONCURRENCY', 1, 1, 64),
     redisUrl: readUrl(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'], problems),
     redisKeyPrefix: keyPrefix,
+    redisClusterNodes: readClusterNodes(env, problems),
     databaseUrl: readUrl(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/stockhold', ['postgres:', 'postgresql:'], problems),
     apiKeys: parsedKeys.keys,
     apiKeysAreDevelopmentDefaults,

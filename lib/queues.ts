@@ -6,9 +6,12 @@ import type { Config } from './config';
 import { assert } from './errors';
 import { connectQuietly, createQueueConnection } from './redis/connection';
 
-/** BullMQ's keys live under the service's own prefix. */
-export function bullPrefix(config: Pick<Config, 'redisKeyPrefix'>): string {
-  return `${config.redisKeyPrefix}bull`;
+/**
+ * BullMQ's keys live under the service's own prefix. On a Redis Cluster the prefix is a hash tag,
+ * so every key of a queue (which BullMQ's scripts touch together) is in one slot.
+ */
+export function bullPrefix(config: Pick<Config, 'redisKeyPrefix'> & Partial<Pick<Config, 'redisClusterNodes'>>): string {
+  return config.redisClusterNodes === undefined || config.redisClusterNodes === null ? `${config.redisKeyPrefix}bull` : `${config.redisKeyPrefix}{bull}`;
 }
 export const queueNames = {
   /** Confirmed and cancelled reservations on their way to the ledger. */

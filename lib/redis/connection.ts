@@ -2,7 +2,7 @@
 // a checkout must get a 503 within the command timeout, not hang. Unanswered commands are not
 // re-sent after a reconnect, because a script may already have run: the client retries with
 // its Idempotency-Key instead, which is safe.
-import { Redis, ReplyError } from 'ioredis';
+import { Cluster, Redis, ReplyError } from 'ioredis';
 import { errors } from '../errors';
 
 export interface RedisOptions {
@@ -50,6 +50,37 @@ export function createQueueConnection(options: { readonly url: string; readonly 
 /** Starts connecting a lazy connection; a Redis that is down now is reported by the commands. */
 export async function connectQuietly(connection: Redis): Promise<void> {
   if (connection.status === 'wait') await connection.connect().catch(() => undefined);
+}
+
+/** A single Redis, or a Redis Cluster client: the scripts and commands used here run on both. */
+export type RedisClient = Redis | Cluster;
+
+export interface ClusterNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * The request connection to a Redis Cluster, with the same fail-fast rules as `createRedis`:
+ * primaries only (a replica may lag a write the client was told about), no offline queue, no
+ * re-sent commands. ioredis routes each command by its first key's slot and follows MOVED/ASK.
+ */
+export function createClusterClient(nodes: readonly ClusterNode[], options: Omit<RedisOptions, 'url'>): Cluster {
+  const cluster = new Cluster([...nodes], {
+    enableOfflineQueue: false,
+    enableAutoPipelining: options.autoPipelining,
+    scaleReads: 'master',
+    lazyConnect: true,
+    clusterRetryStrategy: (attempt) => Math.min(attempt * 100, redisReconnectDelayMaxMs),
+    redisOptions: {
+      commandTimeout: options.commandTimeoutMs,
+      connectTimeout: redisConnectTimeoutMs,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+    },
+  });
+  cluster.on('error', () => undefined);
+  return cluster;
 }
 
 /** Waits for the connection to be ready, at most `timeoutMs`; false when it is not. */

@@ -7,7 +7,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
+import type { RedisClient } from './connection';
+import { assertOneSlot } from './slots';
 import { assert } from '../errors';
 import { withRedis } from './connection';
 
@@ -98,13 +100,20 @@ export type ScriptLatch = (name: ScriptName, keys: readonly string[], args: Read
 export class ScriptRunner {
   latch: ScriptLatch | undefined;
 
+  /** On a Redis Cluster every call must keep to one slot: checked before it is sent. */
+  private readonly oneSlotPerCall: boolean;
+
   constructor(
-    readonly redis: Redis,
+    readonly redis: RedisClient,
     private readonly scripts: ReadonlyMap<ScriptName, LoadedScript> = loadScripts(),
-  ) {}
+  ) {
+    this.oneSlotPerCall = redis instanceof Cluster;
+  }
 
   /** Sends every script to Redis's cache ahead of the first request (an optimisation only). */
   async preload(): Promise<void> {
+    // On a cluster SCRIPT LOAD reaches one node; the others get a body on their first NOSCRIPT.
+
     await Promise.all([...this.scripts.values()].map((script) => this.redis.script('LOAD', script.body)));
   }
 
@@ -112,6 +121,7 @@ export class ScriptRunner {
     const script = this.scripts.get(name);
     assert(script !== undefined, `unknown script ${name}`);
     assert(script.numberOfKeys === undefined || script.numberOfKeys === keys.length, `${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
+    if (this.oneSlotPerCall) assertOneSlot(name, keys);
     if (this.latch !== undefined) await this.latch(name, keys, args);
     return withRedis(async () => {
       try {
