@@ -56,39 +56,11 @@ local now = nowMs()
 
 -- Every line is checked before anything is held, so a refusal leaves no partial reservation.
 -- Reclaiming expired holds is a write, but one that is right whatever this request's outcome.
-local seen = {}
-local cursors = {}
-local missing = {}
-local short = {}
+local lines = {}
 for i = 1, lineCount do
-  local skuKey, holdsKey = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local sku, quantity = ARGV[7 + 2 * i], tonumber(ARGV[8 + 2 * i])
-  if seen[sku] then fail('duplicate line for ' .. sku) end
-  seen[sku] = true
-  if quantity == nil or quantity < 1 then fail('quantity must be >= 1 for ' .. sku) end
-  local state = redis.call('HMGET', skuKey, 'onHand', 'reserved', 'as', 'debit', 'pos')
-  if not state[5] then
-    missing[#missing + 1] = sku
-  else
-    -- A pending debit is a decrease already in effect: those units are not on offer.
-    local onHand, reserved = tonumber(state[1]) - tonumber(state[4] or '0'), tonumber(state[2])
-    cursors[i] = state[3]
-    local reclaimed = reclaimExpiredHolds(skuKey, holdsKey, now, reclaimLimit)
-    reserved = reserved - reclaimed
-    local available = onHand - reserved
-    if available < quantity then
-      local retryAfterMs = -1
-      if onHand >= quantity and reserved > 0 then
-        local earliest = redis.call('ZRANGE', holdsKey, 0, 0, 'WITHSCORES')
-        local expiresAt = tonumber(earliest[2])
-        if expiresAt ~= nil and expiresAt ~= math.huge then retryAfterMs = math.max(expiresAt - now, 1) end
-      end
-      local entry = #short
-      short[entry + 1], short[entry + 2] = sku, quantity
-      short[entry + 3], short[entry + 4] = math.max(available, 0), retryAfterMs
-    end
-  end
+  lines[i] = { sku = ARGV[7 + 2 * i], quantity = tonumber(ARGV[8 + 2 * i]), skuKey = KEYS[1 + 2 * i], holdsKey = KEYS[2 + 2 * i] }
 end
+local missing, short, cursors = checkLines(lines, now, reclaimLimit)
 if #missing > 0 then
   table.insert(missing, 1, -3)
   return withReclaimed(missing)
@@ -99,17 +71,11 @@ if #short > 0 then
 end
 
 local expiresAt = now + holdTtlMs
-local member = reservationId .. ':'
-local lines = {}
-for i = 1, lineCount do
-  local sku, quantity = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
-  redis.call('HINCRBY', KEYS[1 + 2 * i], 'reserved', quantity)
-  redis.call('ZADD', KEYS[2 + 2 * i], integerString(expiresAt), member .. quantity)
-  auditHoldChange(KEYS[1 + 2 * i], cursors[i], expiresAt, tonumber(quantity))
-  lines[i] = sku .. ':' .. quantity
-end
+holdLines(lines, cursors, reservationId, expiresAt)
+local encoded = {}
+for i, line in ipairs(lines) do encoded[i] = line.sku .. ':' .. line.quantity end
 
-redis.call('HSET', KEYS[2], 's', 'pending', 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(lines, ','))
+redis.call('HSET', KEYS[2], 's', 'pending', 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(encoded, ','))
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'u', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[2], holdTtlMs + tonumber(ARGV[7]))
 redis.call('SET', KEYS[1], 'd|' .. ARGV[1] .. '|' .. reservationId .. '|' .. integerString(now) .. '|' .. integerString(expiresAt), 'PX', ARGV[6])

@@ -14,6 +14,7 @@ import { createClusterClient, type ClusterNode } from '../lib/redis/connection';
 import { redisKeys } from '../lib/redis/keys';
 import { ScriptRunner } from '../lib/redis/scripts';
 import { inOneSlot, slotOf } from '../lib/redis/slots';
+import { holdLines, returnLines, slotGroups, type CartLine } from '../lib/scripts/cart-lines';
 import { createReservation } from '../lib/scripts/create-reservation';
 import { inspectSku } from '../lib/scripts/inspect-sku';
 import { prepareStockChange } from '../lib/scripts/prepare-stock-change';
@@ -110,6 +111,69 @@ describe('Redis Cluster', () => {
     // Nothing reached the cluster.
     expect(await client.exists(keys.reservation(call.id))).toBe(0);
     expect(await client.exists(keys.skuHolds(sku))).toBe(0);
+  });
+
+  it('holds a cart across slots one slot group at a time: idempotent per group, compensated when another group is short', async () => {
+    const scripts = new ScriptRunner(client);
+    const a = `SKU-${randomBytes(4).toString('hex')}`;
+    const b = skuInAnotherSlot(a);
+    for (const [sku, onHand] of [[a, 5], [b, 1]] as const) {
+      expect(await prepareStockChange(scripts, keys, { sku, ledgerSeq: 1, ledgerOnHand: onHand, reclaimPerSkuMax: 10, holdsRebuildMax: 10 })).toMatchObject({ kind: 'ready' });
+    }
+    const cart: CartLine[] = [{ sku: a, quantity: 2 }, { sku: b, quantity: 2 }];
+    const groups = slotGroups(keys, cart);
+    expect(groups).toHaveLength(2);
+    // Whichever slot comes first, make `a`'s group the one held first and `b`'s the short one.
+    if (groups[0]![0]!.sku !== a) groups.reverse();
+    const reservationId = randomBytes(16).toString('base64url');
+    const call = (lines: CartLine[]) => ({ reservationId, expiresAtMs: Date.now() + 60_000, reclaimPerSkuMax: 10, lines });
+    expect(await holdLines(scripts, keys, call(groups[0]!))).toMatchObject({ kind: 'held' });
+    expect(await holdLines(scripts, keys, call(groups[0]!))).toMatchObject({ kind: 'already-held' });
+    // The other slot is short: the first group is given back, once.
+    expect(await holdLines(scripts, keys, call(groups[1]!))).toMatchObject({ kind: 'insufficient', lines: [{ sku: b, requested: 2, available: 1 }] });
+    expect(await returnLines(scripts, keys, reservationId, groups[0]!)).toBe(2);
+    expect(await returnLines(scripts, keys, reservationId, groups[0]!)).toBe(0);
+    expect(await readSku(scripts, keys, a, 10)).toMatchObject({ kind: 'found', onHand: 5, reserved: 0 });
+    expect(await readSku(scripts, keys, b, 10)).toMatchObject({ kind: 'found', onHand: 1, reserved: 0 });
+    expect(await client.zcard(keys.skuHolds(a))).toBe(0);
+    // A SKU Redis has no state for is reported, nothing held.
+    const unknown = `SKU-${randomBytes(4).toString('hex')}`;
+    expect(await holdLines(scripts, keys, call([{ sku: unknown, quantity: 1 }]))).toMatchObject({ kind: 'missing', skus: [unknown] });
+    expect(await client.exists(keys.skuHolds(unknown))).toBe(0);
+  });
+
+  it('never oversells when 200 carts across two slots race for 20 and 30 units, compensating the short ones', async () => {
+    const scripts = new ScriptRunner(client);
+    const a = `SKU-${randomBytes(4).toString('hex')}`;
+    const b = skuInAnotherSlot(a);
+    const stock = new Map([[a, 20], [b, 30]]);
+    for (const [sku, onHand] of stock) await prepareStockChange(scripts, keys, { sku, ledgerSeq: 1, ledgerOnHand: onHand, reclaimPerSkuMax: 10, holdsRebuildMax: 10 });
+    let held = 0;
+    await Promise.all(
+      Array.from({ length: 200 }, async (_, index) => {
+        const reservationId = `cart-${index}-${randomBytes(4).toString('hex')}`;
+        // Half the carts list the SKUs in one order, half in the other: slotGroups takes the slots
+        // in one order for all (in opposite orders carts can starve each other: 0 of 200 held).
+        const groups = slotGroups(keys, index % 2 === 0 ? [{ sku: a, quantity: 1 }, { sku: b, quantity: 1 }] : [{ sku: b, quantity: 1 }, { sku: a, quantity: 1 }]);
+        const done: CartLine[][] = [];
+        for (const group of groups) {
+          const result = await holdLines(scripts, keys, { reservationId, expiresAtMs: Date.now() + 60_000, reclaimPerSkuMax: 10, lines: group });
+          if (result.kind !== 'held') {
+            for (const taken of done) await returnLines(scripts, keys, reservationId, taken);
+            return;
+          }
+          done.push(group);
+        }
+        held += 1;
+      }),
+    );
+    // All or nothing per cart: exactly min(20, 30) carts hold, and every counter equals its holds.
+    expect(held).toBe(20);
+    for (const [sku, onHand] of stock) {
+      const members = await client.zrange(keys.skuHolds(sku), 0, -1);
+      expect(members.length, sku).toBe(20);
+      expect(await readSku(scripts, keys, sku, 10)).toMatchObject({ kind: 'found', onHand, reserved: 20 });
+    }
   });
 
   it('is refused by the configuration until carts can span slots, with the reason', () => {

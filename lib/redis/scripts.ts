@@ -33,6 +33,8 @@ export const scriptNames = [
   'beginIdempotent',
   'settleIdempotent',
   'leaseRun',
+  'holdLines',
+  'returnLines',
 ] as const;
 export type ScriptName = (typeof scriptNames)[number];
 

@@ -17,6 +17,14 @@
   reclaimExpiredHolds(skuKey, holdsKey, now, limit)
     Removes at most `limit` expired holds and gives their units back (reserved -= units).
     Returns the units and the number of holds reclaimed.
+  checkLines(lines, now, reclaimLimit)
+    For lines {sku, quantity, skuKey, holdsKey}: reclaims each SKU's expired holds (bounded), then
+    checks every line against onHand - debit - reserved. Writes nothing else. Returns `missing`
+    (SKUs without state), `short` (flat: sku, requested, available, retryAfterMs per short line;
+    retryAfterMs -1 when no pending hold can free it) and each line's audit cursor.
+  holdLines(lines, cursors, reservationId, expiresAt)
+    Holds every line: reserved += quantity, member "<reservationId>:<quantity>" at expiresAt.
+    Only after checkLines found nothing missing or short, in the same script.
   withReclaimed(reply)
     Appends to `reply`, when this call reclaimed holds, the nested array
     {now, member, expiresAt, member, expiresAt, ...} of every hold it reclaimed (at most the
@@ -68,4 +76,45 @@ local function withReclaimed(reply)
     reply[#reply + 1] = report
   end
   return reply
+end
+
+local function checkLines(lines, now, reclaimLimit)
+  local seen, missing, short, cursors = {}, {}, {}, {}
+  for i, line in ipairs(lines) do
+    if seen[line.sku] then fail('duplicate line for ' .. line.sku) end
+    seen[line.sku] = true
+    if line.quantity == nil or line.quantity < 1 then fail('quantity must be >= 1 for ' .. line.sku) end
+    local state = redis.call('HMGET', line.skuKey, 'onHand', 'reserved', 'as', 'debit', 'pos')
+    if not state[5] then
+      missing[#missing + 1] = line.sku
+    else
+      -- A pending debit is a decrease already in effect: those units are not on offer.
+      local onHand, reserved = tonumber(state[1]) - tonumber(state[4] or '0'), tonumber(state[2])
+      cursors[i] = state[3]
+      local reclaimed = reclaimExpiredHolds(line.skuKey, line.holdsKey, now, reclaimLimit)
+      reserved = reserved - reclaimed
+      local available = onHand - reserved
+      if available < line.quantity then
+        local retryAfterMs = -1
+        if onHand >= line.quantity and reserved > 0 then
+          local earliest = redis.call('ZRANGE', line.holdsKey, 0, 0, 'WITHSCORES')
+          local expiresAt = tonumber(earliest[2])
+          if expiresAt ~= nil and expiresAt ~= math.huge then retryAfterMs = math.max(expiresAt - now, 1) end
+        end
+        local entry = #short
+        short[entry + 1], short[entry + 2] = line.sku, line.quantity
+        short[entry + 3], short[entry + 4] = math.max(available, 0), retryAfterMs
+      end
+    end
+  end
+  return missing, short, cursors
+end
+
+local function holdLines(lines, cursors, reservationId, expiresAt)
+  local score = integerString(expiresAt)
+  for i, line in ipairs(lines) do
+    redis.call('HINCRBY', line.skuKey, 'reserved', line.quantity)
+    redis.call('ZADD', line.holdsKey, score, reservationId .. ':' .. line.quantity)
+    auditHoldChange(line.skuKey, cursors[i], expiresAt, line.quantity)
+  end
 end
