@@ -21,6 +21,9 @@ export interface Config {
   readonly redisKeyPrefix: string;
   /** Seeds of a Redis Cluster (REDIS_CLUSTER_NODES); null: the single Redis at redisUrl. */
   readonly redisClusterNodes: ReadonlyArray<{ readonly host: string; readonly port: number }> | null;
+  /** Replicas that must have a confirmation before it is answered (Redis WAIT); 0: none. */
+  readonly redisConfirmReplicas: number;
+  readonly redisConfirmWaitMs: number;
   readonly databaseUrl: string;
   readonly apiKeys: readonly ApiKey[];
   readonly apiKeysAreDevelopmentDefaults: boolean;
@@ -193,13 +196,16 @@ export function loadConfig(env: Environment = process.env): Config {
   const webhookSecret = env.WEBHOOK_SECRET ?? '';
   if (webhookUrls.length > 0 && webhookSecret.length < 16) problems.push('WEBHOOK_SECRET must be at least 16 characters when WEBHOOK_URLS is set');
 
+  const redisClusterNodes = readClusterNodes(env, problems);
   const config: Config = {
     nodeEnv,
     port: integer('PORT', 3000, 0, 65_535),
     webConcurrency: integer('WEB_CONCURRENCY', 1, 1, 64),
     redisUrl: readUrl(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'], problems),
     redisKeyPrefix: keyPrefix,
-    redisClusterNodes: readClusterNodes(env, problems),
+    redisClusterNodes,
+    redisConfirmReplicas: integer('REDIS_CONFIRM_REPLICAS', redisClusterNodes === null ? 0 : 1, 0, 5),
+    redisConfirmWaitMs: integer('REDIS_CONFIRM_WAIT_MS', 500, 10, 10_000),
     databaseUrl: readUrl(env, 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/stockhold', ['postgres:', 'postgresql:'], problems),
     apiKeys: parsedKeys.keys,
     apiKeysAreDevelopmentDefaults,
@@ -255,6 +261,9 @@ export function loadConfig(env: Environment = process.env): Config {
     webhookKeepFailed: integer('WEBHOOK_KEEP_FAILED', 100_000, 100, 10_000_000),
     logLevel: readChoice(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], problems),
   };
+  if (config.redisConfirmReplicas > 0 && config.redisConfirmWaitMs >= config.redisCommandTimeoutMs) {
+    problems.push('REDIS_CONFIRM_WAIT_MS must be below REDIS_COMMAND_TIMEOUT_MS (the WAIT is one command)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }

@@ -2,6 +2,8 @@
 // and waiting a bounded time for the worker to finish either.
 import type { Config } from '../config';
 import { errors } from '../errors';
+import { withRedis } from '../redis/connection';
+import { waitForReplicas } from '../redis/replication';
 import type { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
@@ -12,6 +14,8 @@ import type { CommitQueue } from './commit-queue';
 
 export const waitPollIntervalMs = 20;
 export const waitSecondsMax = 30;
+/** The replication witness key outlives the WAIT it serves by far, then goes. */
+export const replicationWitnessTtlMs = 60_000;
 
 export class CommitService {
   constructor(
@@ -38,13 +42,20 @@ export class CommitService {
         this.metrics.transitions.inc({ to: 'confirmed' });
         this.metrics.holdEnded('confirmed', reservation.createdAtMs, result.confirmedAtMs);
         await this.queueCommit(confirmed, requestId);
+        await this.awaitReplicas(reservation.id);
         return confirmed;
       }
       case 'already': {
         if (result.status === 'cancelled') throw errors.reservationCancelled(reservation.id);
         if (result.status === 'rejected') throw errors.reservationRejected(reservation.id);
         const current = (await this.reservations.readFromRedis(reservation.id)) ?? reservation;
-        if (result.status === 'confirmed') await this.queueCommit(current, requestId);
+        if (result.status === 'confirmed') {
+          await this.queueCommit(current, requestId);
+          // A retry after a 503 below answers only once the confirmation is on the replicas too.
+          // This connection may not be the one that confirmed: a write of its own, after the
+          // confirmation in the primary's replication stream, makes the WAIT cover it.
+          await this.awaitReplicas(reservation.id, true);
+        }
         return current;
       }
       case 'missing':
@@ -105,6 +116,21 @@ export class CommitService {
       current = await this.reservations.read(id);
     }
     return current;
+  }
+
+  /**
+   * With REDIS_CONFIRM_REPLICAS set, a confirmation is answered only once that many replicas of
+   * the record's primary have it (WAIT): a failover right after cannot lose it. Short of that
+   * within REDIS_CONFIRM_WAIT_MS: 503 with Retry-After; the confirm is applied on the primary, and
+   * a retry finds it confirmed and waits again. (The commit job needs no wait: a confirmed hold
+   * whose job is lost is re-queued by the reconciler.)
+   */
+  private async awaitReplicas(id: string, witness = false): Promise<void> {
+    const wanted = this.config.redisConfirmReplicas;
+    if (wanted === 0) return;
+    if (witness) await withRedis(() => this.scripts.redis.set(this.keys.replicationWitness(id), '1', 'PX', replicationWitnessTtlMs));
+    const acknowledged = await withRedis(() => waitForReplicas(this.scripts.redis, this.keys.reservation(id), wanted, this.config.redisConfirmWaitMs));
+    if (acknowledged < wanted) throw errors.confirmationNotReplicated(wanted, acknowledged);
   }
 
   private async queueCommit(reservation: Reservation, requestId: string | undefined): Promise<void> {

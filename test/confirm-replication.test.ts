@@ -1,0 +1,78 @@
+// Proves REDIS_CONFIRM_REPLICAS against a real primary and replica (two private redis-servers,
+// the second `--replicaof` the first): a confirmation is answered only once the replica has it;
+// with the replica down the confirm answers 503 with Retry-After (the confirmation stands on the
+// primary, nothing is lost), and the retry answers once the replica is back and has caught up.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PrivateRedis } from '../chaos/servers';
+import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
+
+let primary: PrivateRedis;
+let replica: PrivateRedis;
+let harness: Harness;
+
+async function linkUp(): Promise<void> {
+  const probe = new Redis(replica.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  probe.on('error', () => undefined);
+  try {
+    const deadline = Date.now() + 15_000;
+    while (!/master_link_status:up/.test(await probe.info('replication').catch(() => ''))) {
+      if (Date.now() > deadline) throw new Error('the replica did not link up');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    probe.disconnect();
+  }
+}
+
+beforeAll(async () => {
+  primary = await PrivateRedis.start();
+  replica = await PrivateRedis.start({ extraArgs: ['--replicaof', '127.0.0.1', String(primary.port)] });
+  await linkUp();
+  harness = await startHarness({ REDIS_URL: primary.url, REDIS_CONFIRM_REPLICAS: '1', REDIS_CONFIRM_WAIT_MS: '300', REDIS_COMMAND_TIMEOUT_MS: '2000' });
+}, 60_000);
+
+afterAll(async () => {
+  await harness?.close();
+  await replica?.remove();
+  await primary?.remove();
+});
+
+const reserve = async (sku: string) => {
+  const created = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }] } });
+  expect(created.status).toBe(201);
+  return created.body.id as string;
+};
+const confirm = (id: string) => harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' });
+
+describe('REDIS_CONFIRM_REPLICAS=1', () => {
+  it('answers a confirm once the replica has it; 503 while it cannot; the retry answers once it can', async () => {
+    const sku = await createSku(harness, 5, 'WAIT');
+    const first = await reserve(sku);
+    expect((await confirm(first)).status).toBe(202);
+    // The replica had it when the answer went out.
+    const fromReplica = new Redis(replica.port, '127.0.0.1');
+    try {
+      expect(await fromReplica.hget(harness.stockhold.keys.reservation(first), 's')).toBe('confirmed');
+    } finally {
+      fromReplica.disconnect();
+    }
+
+    await replica.kill();
+    const second = await reserve(sku);
+    const refused = await confirm(second);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(refused.body).toMatchObject({ code: 'backend_unavailable', replicasWanted: 1, replicasAcknowledged: 0 });
+    // The confirmation stands on the primary: nothing lost, nothing to undo.
+    expect((await harness.call('GET', `/v1/reservations/${second}`, { as: 'checkout' })).body.status).toBe('confirmed');
+    // Retried while the replica is still down: the same answer, nothing changes.
+    expect((await confirm(second)).status).toBe(503);
+
+    await replica.start();
+    await linkUp();
+    const retried = await confirm(second);
+    expect(retried.status).toBe(202);
+    expect(retried.body.status).toBe('confirmed');
+  }, 60_000);
+});
