@@ -1,10 +1,9 @@
 // The name of every BullMQ queue the service uses, in one place (the queue dashboard, the
 // queue-depth metric and the operator CLI list them from here).
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from './config';
 import { assert } from './errors';
-import { connectQuietly, createQueueConnection } from './redis/connection';
+import { connectQuietly, createQueueConnection, type RedisClient } from './redis/connection';
 
 /**
  * BullMQ's keys live under the service's own prefix. On a Redis Cluster the prefix is a hash tag,
@@ -31,11 +30,11 @@ export const allQueueNames: readonly QueueName[] = Object.values(queueNames);
  * one fail-fast connection, so an inspection with Redis down fails within the command timeout.
  */
 export class QueueSet {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly queues: ReadonlyMap<QueueName, Queue>;
 
-  constructor(config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'redisCommandTimeoutMs'>) {
-    this.connection = createQueueConnection({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs });
+  constructor(config: Pick<Config, 'redisUrl' | 'redisKeyPrefix' | 'redisCommandTimeoutMs' | 'redisClusterNodes'>) {
+    this.connection = createQueueConnection({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, clusterNodes: config.redisClusterNodes });
     this.queues = new Map(
       allQueueNames.map((name) => {
         const queue = new Queue(name, { connection: this.connection, prefix: bullPrefix(config) });

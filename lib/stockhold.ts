@@ -1,13 +1,12 @@
 // Builds the domain services over their adapters from one Config, and closes them.
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
 import { CommitQueue } from './commits/commit-queue';
 import { CommitService } from './commits/commit-service';
 import type { Config } from './config';
 import { Reconciler } from './reconcile/reconciler';
 import { IdempotencyStore } from './idempotency/idempotency-store';
 import { createPostgres } from './postgres/connection';
-import { createRedis, waitForRedis } from './redis/connection';
+import { createRedis, waitForRedis, type RedisClient } from './redis/connection';
 import { redisKeys, type RedisKeys } from './redis/keys';
 import { ScriptRunner } from './redis/scripts';
 import { Metrics } from './metrics/metrics';
@@ -20,7 +19,7 @@ import { StockService } from './stock/stock-service';
 
 export interface Stockhold {
   readonly config: Config;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly knex: Knex;
   readonly keys: RedisKeys;
   readonly scripts: ScriptRunner;
@@ -40,7 +39,7 @@ export interface Stockhold {
 export const redisStartupWaitMs = 5000;
 
 export async function createStockhold(config: Config, metrics: Metrics = new Metrics()): Promise<Stockhold> {
-  const redis = createRedis({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, autoPipelining: true });
+  const redis = createRedis({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, commandTimeoutMs: config.redisCommandTimeoutMs, autoPipelining: true });
   const knex = createPostgres({
     url: config.databaseUrl,
     poolMax: config.postgresPoolMax,

@@ -586,11 +586,31 @@ describe('docker-compose.yml', () => {
   };
 
   it('keeps redis and postgres always on, and adds prometheus and grafana under the observability profile', () => {
-    expect(services.map((entry) => entry.name)).toEqual(['redis', 'postgres', 'prometheus', 'grafana']);
+    expect(services.map((entry) => entry.name)).toEqual(['redis', 'postgres', 'prometheus', 'grafana', ...[1, 2, 3, 4, 5, 6].map((index) => `redis-cluster-${index}`), 'redis-cluster-init']);
     for (const name of ['redis', 'postgres']) expect(composeList(service(name).body, 'profiles'), name).toEqual([]);
     expect(composeScalar(service('redis').body, 'image')).toBe('redis:7.2-alpine');
     expect(composeScalar(service('postgres').body, 'image')).toBe('postgres:15-alpine');
     for (const name of ['prometheus', 'grafana']) expect(composeList(service(name).body, 'profiles'), name).toEqual(['observability']);
+  });
+
+  it('has a cluster profile: six never-evicting cluster nodes on 127.0.0.1:7001-7006 joined by a one-shot create with a replica each', () => {
+    const text = read('docker-compose.yml');
+    // The shared node settings, indented as a service body for the readers above.
+    const anchor = (/x-redis-cluster-node: &redis-cluster-node\n((?:  .*\n)+)/.exec(text)?.[1] ?? '').replace(/^/gm, '  ');
+    expect(composeList(anchor, 'profiles')).toEqual(['cluster']);
+    expect(composeScalar(anchor, 'image')).toBe('redis:7.2-alpine');
+    expect(composeScalar(anchor, 'network_mode')).toBe('host');
+    for (let index = 1; index <= 6; index += 1) {
+      const node = service(`redis-cluster-${index}`);
+      expect(node.body, node.name).toContain('<<: *redis-cluster-node');
+      const command = composeList(node.body, 'command').join(' ');
+      expect(command, node.name).toContain(`--port ${7000 + index} --bind 127.0.0.1 --cluster-enabled yes`);
+      expect(command, node.name).toContain('--maxmemory-policy noeviction');
+    }
+    const init = service('redis-cluster-init');
+    expect(composeList(init.body, 'profiles')).toEqual(['cluster']);
+    const create = composeList(init.body, 'command').join(' ');
+    expect(create).toContain(`--cluster create ${[1, 2, 3, 4, 5, 6].map((index) => `127.0.0.1:${7000 + index}`).join(' ')} --cluster-replicas 1 --cluster-yes`);
   });
 
   it('pins the images and publishes ports on loopback only', () => {

@@ -4,7 +4,7 @@
 // so each instance upserts the scheduler (and the concurrency) again every interval: the
 // schedule comes back by itself.
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import { createWorkerConnection } from '../../lib/redis/connection';
 import type { Logger } from 'pino';
 import { bullPrefix } from '../../lib/commits/commit-queue';
 import { queueNames } from '../../lib/queues';
@@ -18,8 +18,7 @@ export const reconcileJobsKept = 100;
 
 export async function startReconciler(stockhold: Stockhold, logger: Logger): Promise<{ stop: () => Promise<void> }> {
   const { config } = stockhold;
-  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  connection.on('error', () => undefined);
+  const connection = createWorkerConnection({ url: config.redisUrl, clusterNodes: config.redisClusterNodes });
   const queue = new Queue(reconcileQueueName, { connection, prefix: bullPrefix(config) });
   queue.on('error', () => undefined);
   const ensureSchedule = async () => {

@@ -3,7 +3,7 @@
 // with capped exponential backoff until WEBHOOK_ATTEMPTS; then the job stays in the failed set.
 // The logic is in lib/webhooks; this file wires it, logs every attempt and stops cleanly.
 import { UnrecoverableError, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import { createWorkerConnection } from '../../lib/redis/connection';
 import type { Logger } from 'pino';
 import { backoffStrategyName, cappedExponentialBackoff } from '../../lib/commits/commit-queue';
 import type { Config } from '../../lib/config';
@@ -119,8 +119,7 @@ export async function startWebhooks(stockhold: Stockhold, logger: Logger): Promi
   const sender = new WebhookSender(config, stockhold.metrics);
   const stopDeliveries = new AbortController();
   // BullMQ's worker connection must retry forever (maxRetriesPerRequest: null); it is its own.
-  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  connection.on('error', () => undefined);
+  const connection = createWorkerConnection({ url: config.redisUrl, clusterNodes: config.redisClusterNodes });
   const backoff = cappedExponentialBackoff(config.webhookBackoffBaseMs, config.webhookBackoffMaxMs);
   const worker = new Worker<WebhookJob>(
     queueNames.webhooks,

@@ -1,7 +1,7 @@
 // The commit worker: a BullMQ worker whose processor hands each job to lib/'s CommitProcessor
 // (group commit to the ledger, then the fenced Redis step). Every BullMQ option is explicit.
 import { Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import { createWorkerConnection } from '../../lib/redis/connection';
 import type { Logger } from 'pino';
 import { commitQueueName, type LedgerJob } from '../../lib/commits/commit-jobs';
 import { CommitProcessor, type ProcessResult } from '../../lib/commits/commit-processor';
@@ -16,8 +16,7 @@ export async function startWorker(stockhold: Stockhold, logger: Logger): Promise
   const processor = new CommitProcessor(stockhold.knex, stockhold.scripts, stockhold.keys, stockhold.projection, config, stockhold.metrics);
   // BullMQ's worker connection must retry forever (maxRetriesPerRequest: null) and queue while
   // reconnecting; it is its own connection, without auto-pipelining.
-  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  connection.on('error', () => undefined);
+  const connection = createWorkerConnection({ url: config.redisUrl, clusterNodes: config.redisClusterNodes });
   const backoff = cappedExponentialBackoff(config.commitBackoffBaseMs, config.commitBackoffMaxMs);
   const worker = new Worker<LedgerJob, ProcessResult>(commitQueueName, (job) => processor.process(job.data), {
     connection,

@@ -11,6 +11,7 @@ import { StockholdError } from '../../lib/errors';
 import { requestFingerprint } from '../../lib/idempotency/fingerprint';
 import { loadConfig } from '../../lib/config';
 import { deleteKeysWithPrefix } from '../../lib/redis/delete-keys';
+import type { RedisClient } from '../../lib/redis/connection';
 import { createStockhold, type Stockhold } from '../../lib/stockhold';
 
 export interface StockLine {
@@ -160,7 +161,7 @@ export class RedlockPostgres extends PostgresStrategy {
   }
 }
 
-async function seedRedisSkus(redis: Redis, prefix: string, stock: readonly StockLine[]): Promise<void> {
+async function seedRedisSkus(redis: RedisClient, prefix: string, stock: readonly StockLine[]): Promise<void> {
   await deleteKeysWithPrefix(redis, prefix);
   const batch = 1000;
   for (let start = 0; start < stock.length; start += batch) {

@@ -2,9 +2,8 @@
 // Its connection fails fast (no offline queue), like the request connection: with Redis down a
 // confirmation answers 503 rather than hanging.
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { connectQuietly, createQueueConnection, withRedis } from '../redis/connection';
+import { connectQuietly, createQueueConnection, type RedisClient, withRedis } from '../redis/connection';
 import { bullPrefix } from '../queues';
 import { commitQueueName, jobIdOf, type LedgerJob } from './commit-jobs';
 
@@ -32,10 +31,10 @@ export function jobOptions(config: Config): JobsOptions {
 
 export class CommitQueue {
   readonly queue: Queue<LedgerJob>;
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
 
   constructor(private readonly config: Config) {
-    this.connection = createQueueConnection({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs });
+    this.connection = createQueueConnection({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, clusterNodes: config.redisClusterNodes });
     this.queue = new Queue<LedgerJob>(commitQueueName, { connection: this.connection, prefix: bullPrefix(config), defaultJobOptions: jobOptions(config) });
     this.queue.on('error', () => undefined);
   }

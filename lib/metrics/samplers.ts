@@ -2,12 +2,12 @@
 // bounded by its connection's command timeout; a sample that fails counts a failure and leaves
 // the gauge as it was (readiness drops to 0).
 import type { Knex } from 'knex';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection';
 import { checkReadiness } from '../readiness';
 import type { QueueSet } from '../queues';
 import { queueStates, type Metrics } from './metrics';
 
-export function addStandardSamplers(metrics: Metrics, backends: { readonly redis: Redis; readonly knex: Knex; readonly queues: QueueSet }): void {
+export function addStandardSamplers(metrics: Metrics, backends: { readonly redis: RedisClient; readonly knex: Knex; readonly queues: QueueSet }): void {
   metrics.addSampler('queue_jobs', async () => {
     if (!backends.queues.isConnected()) throw new Error('the queue connection is down');
     await Promise.all(

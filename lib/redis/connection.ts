@@ -9,12 +9,15 @@ export interface RedisOptions {
   readonly url: string;
   readonly commandTimeoutMs: number;
   readonly autoPipelining: boolean;
+  /** A Redis Cluster's seeds: when given, the connection is a cluster client and `url` is ignored. */
+  readonly clusterNodes?: readonly ClusterNode[] | null;
 }
 
 export const redisConnectTimeoutMs = 2000;
 export const redisReconnectDelayMaxMs = 2000;
 
-export function createRedis(options: RedisOptions): Redis {
+export function createRedis(options: RedisOptions): RedisClient {
+  if (options.clusterNodes !== undefined && options.clusterNodes !== null) return createClusterClient(options.clusterNodes, options);
   const redis = new Redis(options.url, {
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
@@ -35,7 +38,8 @@ export function createRedis(options: RedisOptions): Redis {
  * request connection, so adding or inspecting jobs with Redis down fails within the command
  * timeout instead of queueing. Connect it with `connectQuietly`.
  */
-export function createQueueConnection(options: { readonly url: string; readonly commandTimeoutMs: number }): Redis {
+export function createQueueConnection(options: { readonly url: string; readonly commandTimeoutMs: number; readonly clusterNodes?: readonly ClusterNode[] | null }): RedisClient {
+  if (options.clusterNodes !== undefined && options.clusterNodes !== null) return createClusterClient(options.clusterNodes, { ...options, autoPipelining: false });
   const connection = new Redis(options.url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -47,8 +51,21 @@ export function createQueueConnection(options: { readonly url: string; readonly 
   return connection;
 }
 
+/**
+ * A BullMQ Worker's connection: it must retry forever (maxRetriesPerRequest: null) and queue
+ * while reconnecting, as BullMQ requires; its own, without auto-pipelining.
+ */
+export function createWorkerConnection(options: { readonly url: string; readonly clusterNodes?: readonly ClusterNode[] | null }): RedisClient {
+  const connection =
+    options.clusterNodes !== undefined && options.clusterNodes !== null
+      ? new Cluster([...options.clusterNodes], { scaleReads: 'master', redisOptions: { maxRetriesPerRequest: null } })
+      : new Redis(options.url, { maxRetriesPerRequest: null });
+  connection.on('error', () => undefined);
+  return connection;
+}
+
 /** Starts connecting a lazy connection; a Redis that is down now is reported by the commands. */
-export async function connectQuietly(connection: Redis): Promise<void> {
+export async function connectQuietly(connection: RedisClient): Promise<void> {
   if (connection.status === 'wait') await connection.connect().catch(() => undefined);
 }
 
@@ -84,7 +101,7 @@ export function createClusterClient(nodes: readonly ClusterNode[], options: Omit
 }
 
 /** Waits for the connection to be ready, at most `timeoutMs`; false when it is not. */
-export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<boolean> {
+export async function waitForRedis(redis: RedisClient, timeoutMs: number): Promise<boolean> {
   if (redis.status === 'ready') return true;
   if (redis.status === 'wait') redis.connect().catch(() => undefined);
   return new Promise((resolve) => {

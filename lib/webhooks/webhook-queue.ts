@@ -3,11 +3,10 @@
 // Its connection fails fast (no offline queue), like the commit queue's: a dispatcher with Redis
 // down fails its tick, keeps its cursor, and tries again on the next one.
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { backoffStrategyName } from '../commits/commit-queue';
 import type { Config } from '../config';
 import { bullPrefix, queueNames } from '../queues';
-import { connectQuietly, createQueueConnection, withRedis } from '../redis/connection';
+import { connectQuietly, createQueueConnection, type RedisClient, withRedis } from '../redis/connection';
 import { webhookJobId, type WebhookJob } from './webhook-jobs';
 
 export const webhookJobName = 'deliver';
@@ -32,10 +31,10 @@ export interface WebhookJobSink {
 
 export class WebhookQueue implements WebhookJobSink {
   readonly queue: Queue<WebhookJob>;
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
 
   constructor(config: Config) {
-    this.connection = createQueueConnection({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs });
+    this.connection = createQueueConnection({ url: config.redisUrl, commandTimeoutMs: config.redisCommandTimeoutMs, clusterNodes: config.redisClusterNodes });
     this.queue = new Queue<WebhookJob>(queueNames.webhooks, { connection: this.connection, prefix: bullPrefix(config), defaultJobOptions: webhookJobOptions(config) });
     this.queue.on('error', () => undefined);
   }
