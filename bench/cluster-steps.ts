@@ -1,0 +1,154 @@
+// `npm run bench:cluster`: what a cart costs on a real Redis Cluster (three primaries, three
+// replicas, started here on loopback) next to a single Redis (started here too), measured at the
+// script level, since the service does not run on a cluster yet (docs/design.md, "Redis
+// Cluster"): today's one-script cart on the single Redis, and on the cluster a cart's per-slot
+// step (`holdLines`) for a one-slot cart and for a two-slot cart (one step per slot, in slot
+// order). For each: carts/s from this process (64 in flight) and the Redis CPU per cart, from
+// every primary's `INFO commandstats` (usec of EVALSHA/EVAL), which states what one Redis core
+// can take beyond what two cores here can drive. Alternating rounds; medians and ratios.
+import { randomBytes } from 'node:crypto';
+import { Cluster, type Redis } from 'ioredis';
+import { PrivateRedis, PrivateRedisCluster } from '../chaos/servers';
+import { createClusterClient, createRedis, type RedisClient } from '../lib/redis/connection';
+import { redisKeys } from '../lib/redis/keys';
+import { ScriptRunner } from '../lib/redis/scripts';
+import { slotOf } from '../lib/redis/slots';
+import { holdLines, slotGroups } from '../lib/scripts/cart-lines';
+import { createReservation } from '../lib/scripts/create-reservation';
+import { prepareStockChange } from '../lib/scripts/prepare-stock-change';
+
+const flags = new Map<string, string>();
+for (let index = 2; index < process.argv.length; index += 2) flags.set(String(process.argv[index]).replace(/^--/, ''), String(process.argv[index + 1]));
+const durationMs = Number(flags.get('duration') ?? 5) * 1000;
+const rounds = Number(flags.get('rounds') ?? 3);
+const inFlight = 64;
+if (!(durationMs >= 1000 && durationMs <= 120_000 && rounds >= 1 && rounds <= 10)) throw new Error('--duration 1-120 (s), --rounds 1-10');
+
+const keys = redisKeys(`bench:${randomBytes(3).toString('hex')}:`);
+const stockUnits = 1_000_000_000;
+const holdTtlMs = 900_000;
+
+interface Target {
+  readonly name: string;
+  readonly client: RedisClient;
+  readonly scripts: ScriptRunner;
+  /** One cart; resolves when it is held. */
+  readonly cart: (index: number) => Promise<void>;
+}
+
+function primaries(client: RedisClient): Redis[] {
+  return client instanceof Cluster ? client.nodes('master') : [client];
+}
+
+async function scriptCpuUsec(client: RedisClient): Promise<number> {
+  let usec = 0;
+  for (const node of primaries(client)) {
+    const info = await node.info('commandstats');
+    for (const command of ['evalsha', 'eval']) usec += Number(new RegExp(`cmdstat_${command}:calls=\\d+,usec=(\\d+)`).exec(info)?.[1] ?? 0);
+  }
+  return usec;
+}
+
+async function resetStats(client: RedisClient): Promise<void> {
+  for (const node of primaries(client)) await node.config('RESETSTAT');
+}
+
+async function run(target: Target): Promise<{ cartsPerSecond: number; cpuUsecPerCart: number }> {
+  await resetStats(target.client);
+  let done = 0;
+  let counter = 0;
+  const deadline = Date.now() + durationMs;
+  const started = Date.now();
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (Date.now() < deadline) {
+        counter += 1;
+        await target.cart(counter);
+        done += 1;
+      }
+    }),
+  );
+  const seconds = (Date.now() - started) / 1000;
+  return { cartsPerSecond: done / seconds, cpuUsecPerCart: (await scriptCpuUsec(target.client)) / done };
+}
+
+async function seed(scripts: ScriptRunner, skus: readonly string[]): Promise<void> {
+  for (const sku of skus) await prepareStockChange(scripts, keys, { sku, ledgerSeq: 1, ledgerOnHand: stockUnits, reclaimPerSkuMax: 10, holdsRebuildMax: 10 });
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+
+async function main(): Promise<void> {
+  process.stdout.write('starting a single Redis and a 3+3 Redis Cluster on loopback...\n');
+  const single = await PrivateRedis.start();
+  const cluster = await PrivateRedisCluster.start({ primaries: 3, replicasPerPrimary: 1 });
+  const singleClient = createRedis({ url: single.url, commandTimeoutMs: 5000, autoPipelining: true });
+  const clusterClient = createClusterClient(cluster.nodes.map((node) => ({ host: '127.0.0.1', port: node.port })), { commandTimeoutMs: 5000, autoPipelining: true });
+  try {
+    await (singleClient as Redis).connect();
+    await clusterClient.connect();
+    const singleScripts = new ScriptRunner(singleClient);
+    const clusterScripts = new ScriptRunner(clusterClient);
+    const hot = 'HOT-A';
+    let other = 'HOT-B';
+    for (let index = 0; slotOf(keys.skuState(other)) === slotOf(keys.skuState(hot)); index += 1) other = `HOT-B${index}`;
+    await seed(singleScripts, [hot, other]);
+    await seed(clusterScripts, [hot, other]);
+    const oneLine = [{ sku: hot, quantity: 1 }];
+    const twoLines = [{ sku: hot, quantity: 1 }, { sku: other, quantity: 1 }];
+    const reservation = (index: number) => `${index.toString(36)}-${randomBytes(6).toString('base64url')}`;
+    const single1: Target = {
+      name: 'single Redis, 1-line cart (createReservation)',
+      client: singleClient,
+      scripts: singleScripts,
+      cart: async (index) => {
+        const id = reservation(index);
+        const result = await createReservation(singleScripts, keys, { id, clientId: 'bench', idempotencyKey: id, fingerprint: 'f', customerId: null, lines: oneLine, holdTtlMs, idempotencyTtlMs: 60_000, retentionMs: 60_000, reclaimPerSkuMax: 10 });
+        if (result.kind !== 'created') throw new Error(`createReservation: ${result.kind}`);
+      },
+    };
+    const single2: Target = { ...single1, name: 'single Redis, 2-line cart (createReservation)', cart: async (index) => {
+      const id = reservation(index);
+      const result = await createReservation(singleScripts, keys, { id, clientId: 'bench', idempotencyKey: id, fingerprint: 'f', customerId: null, lines: twoLines, holdTtlMs, idempotencyTtlMs: 60_000, retentionMs: 60_000, reclaimPerSkuMax: 10 });
+      if (result.kind !== 'created') throw new Error(`createReservation: ${result.kind}`);
+    } };
+    const clusterCart = (lines: typeof oneLine) => async (index: number) => {
+      const id = reservation(index);
+      const expiresAtMs = Date.now() + holdTtlMs;
+      for (const group of slotGroups(keys, lines)) {
+        const result = await holdLines(clusterScripts, keys, { reservationId: id, expiresAtMs, reclaimPerSkuMax: 10, lines: group });
+        if (result.kind !== 'held') throw new Error(`holdLines: ${result.kind}`);
+      }
+    };
+    const cluster1: Target = { name: 'cluster, 1-slot cart (holdLines x1)', client: clusterClient, scripts: clusterScripts, cart: clusterCart(oneLine) };
+    const cluster2: Target = { name: 'cluster, 2-slot cart (holdLines x2)', client: clusterClient, scripts: clusterScripts, cart: clusterCart(twoLines) };
+    const targets = [single1, single2, cluster1, cluster2];
+    const results = new Map<string, Array<{ cartsPerSecond: number; cpuUsecPerCart: number }>>();
+    for (const target of targets) await run({ ...target }); // warm-up (scripts loaded, JIT)
+    for (let round = 1; round <= rounds; round += 1) {
+      for (const target of round % 2 === 1 ? targets : [...targets].reverse()) {
+        const result = await run(target);
+        results.set(target.name, [...(results.get(target.name) ?? []), result]);
+        process.stdout.write(`round ${round} ${target.name.padEnd(48)} ${result.cartsPerSecond.toFixed(0).padStart(7)} carts/s  Redis CPU ${result.cpuUsecPerCart.toFixed(1)} µs/cart\n`);
+      }
+    }
+    const rate = (name: string) => median(results.get(name)!.map((result) => result.cartsPerSecond));
+    const cpu = (name: string) => median(results.get(name)!.map((result) => result.cpuUsecPerCart));
+    process.stdout.write(`\nmedians of ${rounds} rounds, ${durationMs / 1000} s each, ${inFlight} carts in flight from one process:\n`);
+    for (const target of targets) {
+      process.stdout.write(`${target.name.padEnd(48)} ${rate(target.name).toFixed(0).padStart(7)} carts/s  ${cpu(target.name).toFixed(1)} µs Redis CPU per cart = ${(1e6 / cpu(target.name)).toFixed(0)} carts/s per Redis core\n`);
+    }
+    process.stdout.write(`2-slot / 1-slot cart on the cluster: ${(rate(cluster2.name) / rate(cluster1.name)).toFixed(2)}x the rate, ${(cpu(cluster2.name) / cpu(cluster1.name)).toFixed(2)}x the Redis CPU\n`);
+    process.stdout.write(`cluster 1-slot step / single Redis 1-line cart: ${(rate(cluster1.name) / rate(single1.name)).toFixed(2)}x the rate, ${(cpu(cluster1.name) / cpu(single1.name)).toFixed(2)}x the Redis CPU\n`);
+  } finally {
+    singleClient.disconnect();
+    clusterClient.disconnect();
+    await cluster.remove();
+    await single.remove();
+  }
+}
+
+main().catch((error) => {
+  process.stderr.write(`${(error as Error).stack}\n`);
+  process.exit(1);
+});
