@@ -61,14 +61,8 @@ for i = 1, lineCount do
   lines[i] = { sku = ARGV[7 + 2 * i], quantity = tonumber(ARGV[8 + 2 * i]), skuKey = KEYS[1 + 2 * i], holdsKey = KEYS[2 + 2 * i] }
 end
 local missing, short, cursors = checkLines(lines, now, reclaimLimit)
-if #missing > 0 then
-  table.insert(missing, 1, -3)
-  return withReclaimed(missing)
-end
-if #short > 0 then
-  table.insert(short, 1, -1)
-  return withReclaimed(short)
-end
+local refused = refusal(missing, short)
+if refused then return refused end
 
 local expiresAt = now + holdTtlMs
 holdLines(lines, cursors, reservationId, expiresAt)

@@ -39,13 +39,7 @@ if heldAlready == lineCount then return { 2 } end
 if heldAlready > 0 then fail('reservation ' .. reservationId .. ' holds ' .. heldAlready .. ' of its ' .. lineCount .. ' lines in this slot') end
 
 local missing, short, cursors = checkLines(lines, nowMs(), reclaimLimit)
-if #missing > 0 then
-  table.insert(missing, 1, -3)
-  return withReclaimed(missing)
-end
-if #short > 0 then
-  table.insert(short, 1, -1)
-  return withReclaimed(short)
-end
+local refused = refusal(missing, short)
+if refused then return refused end
 holdLines(lines, cursors, reservationId, expiresAt)
 return withReclaimed({ 1 })

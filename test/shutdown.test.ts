@@ -130,42 +130,61 @@ describe('API shutdown under load', () => {
   }, 60_000);
 });
 
+/** Creates a SKU and `count` pending reservations of one unit each; returns their ids. */
+async function reservations(call: ReturnType<typeof client>, prefix: string, count: number): Promise<{ sku: string; ids: string[] }> {
+  const sku = newSku(prefix);
+  expect((await call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 100 }, key: newKey() })).status).toBe(200);
+  const ids: string[] = [];
+  for (let index = 0; index < count; index += 1) ids.push((await call('POST', '/v1/reservations', { as: 'checkout', key: newKey(), body: { lines: [{ sku, quantity: 1 }] } })).body.id);
+  return { sku, ids };
+}
+
+/**
+ * The designed interleaving: the ledger locked, the reservations confirmed, the worker's group
+ * commit waiting on the lock when `whileHeld` runs (SIGTERM arrives then); the lock goes after.
+ */
+async function confirmedWhileLedgerLocked(call: ReturnType<typeof client>, ids: readonly string[], whileHeld: () => Promise<void>): Promise<void> {
+  const locker = await environment.knex.transaction();
+  try {
+    await locker.raw('LOCK TABLE ledger_entries IN ACCESS EXCLUSIVE MODE');
+    for (const id of ids) expect((await call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' })).status).toBe(202);
+    await waitUntil(async () => (await activeCommitJobs()) > 0, 5000);
+    await whileHeld();
+  } finally {
+    await locker.commit();
+  }
+}
+
+/** A new worker finishes what is left; every reservation is committed, each exactly once. */
+async function committedOnceEach(call: ReturnType<typeof client>, env: Record<string, string>, sku: string, ids: readonly string[]): Promise<void> {
+  const next = await startApp('worker', env);
+  try {
+    for (const id of ids) expect((await call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout', headers: { prefer: 'wait=15' } })).body.status).toBe('committed');
+  } finally {
+    await stopApp(next);
+  }
+  expect(await ledgerCommitted(ids)).toBe(ids.length);
+  const entries = await environment.knex('ledger_entries').where({ sku, kind: 'allocation' }).count<{ count: string }[]>('* as count');
+  expect(Number(entries[0]!.count)).toBe(ids.length);
+}
+
 describe('worker shutdown', () => {
   it('finishes the jobs it holds (held by a Postgres lock) before exiting 0; each commits once', async () => {
     const api = await startApp('api', environment.env);
     const worker = await startApp('worker', { ...environment.env, COMMIT_BATCH_WAIT_MS: '0' });
     const call = client(api.port);
     try {
-      const sku = newSku('WSHUT');
-      expect((await call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 100 }, key: newKey() })).status).toBe(200);
-      const ids: string[] = [];
-      for (let index = 0; index < 8; index += 1) ids.push((await call('POST', '/v1/reservations', { as: 'checkout', key: newKey(), body: { lines: [{ sku, quantity: 1 }] } })).body.id);
-      // The lock: the worker's group commit waits on the ledger while SIGTERM arrives.
-      const locker = await environment.knex.transaction();
-      try {
-        await locker.raw('LOCK TABLE ledger_entries IN ACCESS EXCLUSIVE MODE');
-        for (const id of ids) expect((await call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' })).status).toBe(202);
-        await waitUntil(async () => (await activeCommitJobs()) > 0, 5000);
+      const { sku, ids } = await reservations(call, 'WSHUT', 8);
+      await confirmedWhileLedgerLocked(call, ids, async () => {
         worker.child.kill('SIGTERM');
         await worker.waitForLog((line) => line.msg === 'shutting down');
         await sleep(700);
         expect(worker.hasExited(), 'the worker waits for its active jobs').toBe(false);
-      } finally {
-        await locker.commit();
-      }
+      });
       expect(await worker.exited).toEqual({ code: 0, signal: null });
-      const done = worker.lines.filter((line) => line.msg === 'commit job done').length;
-      expect(done).toBeGreaterThan(0);
+      expect(worker.lines.filter((line) => line.msg === 'commit job done').length).toBeGreaterThan(0);
       // What it had not taken is still queued: a new worker finishes it; each commits once.
-      const next = await startApp('worker', environment.env);
-      try {
-        for (const id of ids) expect((await call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout', headers: { prefer: 'wait=10' } })).body.status).toBe('committed');
-      } finally {
-        await stopApp(next);
-      }
-      expect(await ledgerCommitted(ids)).toBe(ids.length);
-      const entries = await environment.knex('ledger_entries').where({ sku, kind: 'allocation' }).count<{ count: string }[]>('* as count');
-      expect(Number(entries[0]!.count)).toBe(ids.length);
+      await committedOnceEach(call, environment.env, sku, ids);
     } finally {
       await stopApp(api);
       await stopApp(worker);
@@ -178,30 +197,13 @@ describe('worker shutdown', () => {
     const worker = await startApp('worker', env);
     const call = client(api.port);
     try {
-      const sku = newSku('WSLOW');
-      expect((await call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 100 }, key: newKey() })).status).toBe(200);
-      const ids: string[] = [];
-      for (let index = 0; index < 4; index += 1) ids.push((await call('POST', '/v1/reservations', { as: 'checkout', key: newKey(), body: { lines: [{ sku, quantity: 1 }] } })).body.id);
-      const locker = await environment.knex.transaction();
-      try {
-        await locker.raw('LOCK TABLE ledger_entries IN ACCESS EXCLUSIVE MODE');
-        for (const id of ids) expect((await call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' })).status).toBe(202);
-        await waitUntil(async () => (await activeCommitJobs()) > 0, 5000);
+      const { sku, ids } = await reservations(call, 'WSLOW', 4);
+      await confirmedWhileLedgerLocked(call, ids, async () => {
         worker.child.kill('SIGTERM');
         expect(await worker.exited).toEqual({ code: 1, signal: null });
         expect(worker.lines.some((line) => line.msg === 'shutdown did not finish in time; exiting')).toBe(true);
-      } finally {
-        await locker.commit();
-      }
-      const next = await startApp('worker', env);
-      try {
-        for (const id of ids) expect((await call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout', headers: { prefer: 'wait=15' } })).body.status).toBe('committed');
-      } finally {
-        await stopApp(next);
-      }
-      expect(await ledgerCommitted(ids)).toBe(ids.length);
-      const entries = await environment.knex('ledger_entries').where({ sku, kind: 'allocation' }).count<{ count: string }[]>('* as count');
-      expect(Number(entries[0]!.count)).toBe(ids.length);
+      });
+      await committedOnceEach(call, env, sku, ids);
     } finally {
       await stopApp(api);
       await stopApp(worker);

@@ -25,6 +25,9 @@
   holdLines(lines, cursors, reservationId, expiresAt)
     Holds every line: reserved += quantity, member "<reservationId>:<quantity>" at expiresAt.
     Only after checkLines found nothing missing or short, in the same script.
+  refusal(missing, short)
+    The reply for what checkLines found: {-3, sku, ...} for missing SKUs, else {-1, ...} for short
+    lines (each with the reclaim report), or nil when neither.
   withReclaimed(reply)
     Appends to `reply`, when this call reclaimed holds, the nested array
     {now, member, expiresAt, member, expiresAt, ...} of every hold it reclaimed (at most the
@@ -117,4 +120,16 @@ local function holdLines(lines, cursors, reservationId, expiresAt)
     redis.call('ZADD', line.holdsKey, score, reservationId .. ':' .. line.quantity)
     auditHoldChange(line.skuKey, cursors[i], expiresAt, line.quantity)
   end
+end
+
+local function refusal(missing, short)
+  if #missing > 0 then
+    table.insert(missing, 1, -3)
+    return withReclaimed(missing)
+  end
+  if #short > 0 then
+    table.insert(short, 1, -1)
+    return withReclaimed(short)
+  end
+  return nil
 end
