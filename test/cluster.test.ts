@@ -15,7 +15,9 @@ import { redisKeys } from '../lib/redis/keys';
 import { ScriptRunner } from '../lib/redis/scripts';
 import { inOneSlot, slotOf } from '../lib/redis/slots';
 import { holdLines, returnLines, slotGroups, type CartLine } from '../lib/scripts/cart-lines';
+import { createCartAcrossSlots, type CartAcrossSlotsCall } from '../lib/reservations/cart-across-slots';
 import { createReservation } from '../lib/scripts/create-reservation';
+import { readReservation } from '../lib/scripts/reservation-record';
 import { inspectSku } from '../lib/scripts/inspect-sku';
 import { prepareStockChange } from '../lib/scripts/prepare-stock-change';
 import { readSku } from '../lib/scripts/read-sku';
@@ -179,5 +181,108 @@ describe('Redis Cluster', () => {
   it('is refused by the configuration until carts can span slots, with the reason', () => {
     expect(() => loadConfig({ REDIS_CLUSTER_NODES: cluster.seeds })).toThrow(/Redis Cluster is not supported yet/);
     expect(() => loadConfig({ REDIS_CLUSTER_NODES: 'localhost:99999,nohost' })).toThrow(/"localhost:99999" is not host:port[\s\S]*"nohost" is not host:port/);
+  });
+});
+
+describe('a cart across slots (the coordinator on a real cluster)', () => {
+  async function twoSlotSkus(onHandA: number, onHandB: number): Promise<{ scripts: ScriptRunner; a: string; b: string }> {
+    const scripts = new ScriptRunner(client);
+    const a = `SKU-${randomBytes(4).toString('hex')}`;
+    const b = skuInAnotherSlot(a);
+    await prepareStockChange(scripts, keys, { sku: a, ledgerSeq: 1, ledgerOnHand: onHandA, reclaimPerSkuMax: 10, holdsRebuildMax: 10 });
+    await prepareStockChange(scripts, keys, { sku: b, ledgerSeq: 1, ledgerOnHand: onHandB, reclaimPerSkuMax: 10, holdsRebuildMax: 10 });
+    return { scripts, a, b };
+  }
+
+  const cartCall = (lines: CartLine[], overrides: Partial<CartAcrossSlotsCall> = {}): CartAcrossSlotsCall => ({
+    id: randomBytes(16).toString('base64url'),
+    clientId: 'shop',
+    idempotencyKey: `key-${randomBytes(6).toString('hex')}`,
+    fingerprint: 'fp-1',
+    customerId: 'customer-1',
+    lines,
+    holdTtlMs: 60_000,
+    idempotencyTtlMs: 60_000,
+    retentionMs: 60_000,
+    reclaimPerSkuMax: 10,
+    attemptLeaseMs: 30_000,
+    ...overrides,
+  });
+
+  const reserved = async (scripts: ScriptRunner, sku: string) => {
+    const state = await readSku(scripts, keys, sku, 10);
+    return state.kind === 'found' ? state.reserved : -1;
+  };
+
+  it('holds every line, writes the pending record, replays the same cart, and refuses the key with another request', async () => {
+    const { scripts, a, b } = await twoSlotSkus(5, 5);
+    const call = cartCall([{ sku: a, quantity: 2 }, { sku: b, quantity: 3 }]);
+    const created = await createCartAcrossSlots(scripts, keys, call);
+    expect(created).toMatchObject({ kind: 'created', id: call.id });
+    expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([2, 3]);
+    expect(await readReservation(scripts, keys, call.id)).toMatchObject({ status: 'pending', clientId: 'shop', customerId: 'customer-1', lines: [{ sku: a, quantity: 2 }, { sku: b, quantity: 3 }] });
+    const again = await createCartAcrossSlots(scripts, keys, { ...call, id: randomBytes(16).toString('base64url') });
+    expect(again).toMatchObject({ kind: 'replayed', id: call.id });
+    expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([2, 3]);
+    expect(await createCartAcrossSlots(scripts, keys, { ...call, fingerprint: 'fp-other' })).toMatchObject({ kind: 'key-reused' });
+  });
+
+  it('a short slot gives back the slots held before it and forgets the attempt: a retry tries again', async () => {
+    const { scripts, a, b } = await twoSlotSkus(5, 1);
+    // Whichever slot comes first, the cart is short in one of them.
+    const call = cartCall([{ sku: a, quantity: 2 }, { sku: b, quantity: 2 }]);
+    expect(await createCartAcrossSlots(scripts, keys, call)).toMatchObject({ kind: 'insufficient', lines: [{ sku: b, requested: 2, available: 1 }] });
+    expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
+    expect(await client.get(keys.idempotency('shop', call.idempotencyKey))).toBeNull();
+    expect(await client.exists(keys.reservation(call.id))).toBe(0);
+    await prepareStockChange(scripts, keys, { sku: b, ledgerSeq: 1, ledgerOnHand: 2, reclaimPerSkuMax: 10, holdsRebuildMax: 10 });
+    expect(await createCartAcrossSlots(scripts, keys, call)).toMatchObject({ kind: 'created' });
+  });
+
+  it('a crash after the first slot: a retry within the attempt lease is told to wait; after it, it resumes the same cart, never a second', async () => {
+    const { scripts, a, b } = await twoSlotSkus(5, 5);
+    const call = cartCall([{ sku: a, quantity: 1 }, { sku: b, quantity: 1 }], { attemptLeaseMs: 300 });
+    // The designed interleaving: the process dies between its first and second holdLines.
+    let holds = 0;
+    scripts.latch = async (name) => {
+      if (name === 'holdLines' && (holds += 1) === 2) throw new Error('crashed between slots');
+    };
+    await expect(createCartAcrossSlots(scripts, keys, call)).rejects.toThrow('crashed between slots');
+    scripts.latch = undefined;
+    const [first] = slotGroups(keys, call.lines);
+    expect(await reserved(scripts, first![0]!.sku)).toBe(1);
+    expect(await client.exists(keys.reservation(call.id))).toBe(0);
+    // The retry carries a fresh id, as a new request would. While the crashed attempt's lease
+    // runs it might still be alive: one attempt at a time.
+    const early = await createCartAcrossSlots(scripts, keys, { ...call, id: randomBytes(16).toString('base64url') });
+    expect(early.kind).toBe('in-flight');
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    // After the lease: the marker resumes the first cart.
+    const retried = await createCartAcrossSlots(scripts, keys, { ...call, id: randomBytes(16).toString('base64url') });
+    expect(retried).toMatchObject({ kind: 'created', id: call.id });
+    expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 1]);
+    expect(await client.zcard(keys.skuHolds(a))).toBe(1);
+    expect(await client.zcard(keys.skuHolds(b))).toBe(1);
+  });
+
+  it('never oversells under 300 racing carts for 30 and 50 units, and 20 racing duplicates of one request make one cart (the others told to retry)', async () => {
+    const { scripts, a, b } = await twoSlotSkus(30, 50);
+    const outcomes = await Promise.all(
+      Array.from({ length: 300 }, (_, index) => createCartAcrossSlots(scripts, keys, cartCall(index % 2 === 0 ? [{ sku: a, quantity: 1 }, { sku: b, quantity: 1 }] : [{ sku: b, quantity: 1 }, { sku: a, quantity: 1 }]))),
+    );
+    expect(outcomes.filter((outcome) => outcome.kind === 'created')).toHaveLength(30);
+    expect(outcomes.filter((outcome) => outcome.kind === 'insufficient')).toHaveLength(270);
+    expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([30, 30]);
+    expect([await client.zcard(keys.skuHolds(a)), await client.zcard(keys.skuHolds(b))]).toEqual([30, 30]);
+
+    const { scripts: other, a: c, b: d } = await twoSlotSkus(10, 10);
+    const duplicate = cartCall([{ sku: c, quantity: 1 }, { sku: d, quantity: 1 }]);
+    const duplicates = await Promise.all(Array.from({ length: 20 }, () => createCartAcrossSlots(other, keys, { ...duplicate, id: randomBytes(16).toString('base64url') })));
+    const made = duplicates.filter((outcome) => outcome.kind === 'created');
+    expect(made).toHaveLength(1);
+    expect(duplicates.filter((outcome) => outcome.kind === 'in-flight')).toHaveLength(19);
+    expect([await reserved(other, c), await reserved(other, d)]).toEqual([1, 1]);
+    // Once done, the duplicates replay that cart.
+    expect(await createCartAcrossSlots(other, keys, { ...duplicate, id: randomBytes(16).toString('base64url') })).toMatchObject({ kind: 'replayed', id: (made[0] as { id: string }).id });
   });
 });

@@ -35,6 +35,9 @@ export const scriptNames = [
   'leaseRun',
   'holdLines',
   'returnLines',
+  'beginCart',
+  'finishCart',
+  'openRecord',
 ] as const;
 export type ScriptName = (typeof scriptNames)[number];
 

@@ -1,0 +1,77 @@
+// A cart whose lines, record and idempotency record live in different hash slots (Redis Cluster),
+// held with the same contract as the one-script cart on a single Redis (docs/design.md, "Redis
+// Cluster"): all lines held or none after the reply; a retry with the same Idempotency-Key and
+// request resumes or replays the same cart and never makes a second; a crash halfway leaves holds
+// that expire with the hold TTL (the cart has no record, so nobody can confirm it).
+//
+// Steps, each one atomic script on one slot, each idempotent by the reservation id:
+//   1. beginCart (idempotency slot): new (marker "holding" with id, expiry and an attempt lease),
+//      in flight (a duplicate while the lease runs: retry later), resume (after the lease: the
+//      attempt is presumed dead), or replay
+//   2. holdLines per slot group, in slot order (a fixed order, as with locks)
+//   3. a group short or missing: returnLines on the groups held so far, abortCart, refuse
+//   4. openRecord (the record's slot), then settleCart (idempotency slot)
+// What another buyer can see meanwhile: a refused cart's units held in the slots it took first,
+// from its holdLines to its returnLines (a few round trips; after a crash, until the hold TTL).
+import type { RedisKeys } from '../redis/keys';
+import type { ScriptRunner } from '../redis/scripts';
+import { holdLines, returnLines, slotGroups, type CartLine } from '../scripts/cart-lines';
+import { abortCart, beginCart, openRecord, settleCart } from '../scripts/cart-coordinator';
+import type { ShortLineReply } from '../scripts/create-reservation';
+import type { ReclaimedHold } from '../scripts/reclaimed-holds';
+
+/** A retry can resume a cart this long after its holds' expiry at the latest (the marker's ttl beyond the hold's). */
+export const cartMarkerSlackMs = 60_000;
+
+export interface CartAcrossSlotsCall {
+  readonly id: string;
+  readonly clientId: string;
+  readonly idempotencyKey: string;
+  readonly fingerprint: string;
+  readonly customerId: string | null;
+  /** Summed by SKU (no duplicates), quantities >= 1. */
+  readonly lines: readonly CartLine[];
+  readonly holdTtlMs: number;
+  readonly idempotencyTtlMs: number;
+  readonly retentionMs: number;
+  readonly reclaimPerSkuMax: number;
+  /**
+   * How long an attempt is presumed alive: a duplicate meanwhile is told to retry later; after it,
+   * the duplicate resumes the cart (IDEMPOTENCY_IN_FLIGHT_TTL_SECONDS).
+   */
+  readonly attemptLeaseMs: number;
+}
+
+export type CartAcrossSlotsResult = (
+  | { readonly kind: 'created' | 'replayed'; readonly id: string; readonly createdAtMs: number; readonly expiresAtMs: number }
+  | { readonly kind: 'insufficient'; readonly lines: readonly ShortLineReply[] }
+  | { readonly kind: 'missing'; readonly skus: readonly string[] }
+  | { readonly kind: 'key-reused' }
+  | { readonly kind: 'in-flight'; readonly retryAfterMs: number }
+) & { readonly reclaimed: readonly ReclaimedHold[] };
+
+export async function createCartAcrossSlots(scripts: ScriptRunner, keys: RedisKeys, call: CartAcrossSlotsCall): Promise<CartAcrossSlotsResult> {
+  const identity = { clientId: call.clientId, idempotencyKey: call.idempotencyKey, fingerprint: call.fingerprint };
+  const begun = await beginCart(scripts, keys, { ...identity, newId: call.id, holdTtlMs: call.holdTtlMs, markerTtlMs: call.holdTtlMs + cartMarkerSlackMs, leaseMs: call.attemptLeaseMs });
+  if (begun.kind === 'key-reused') return { kind: 'key-reused', reclaimed: [] };
+  if (begun.kind === 'in-flight') return { kind: 'in-flight', retryAfterMs: begun.retryAfterMs, reclaimed: [] };
+  if (begun.kind === 'replayed') return { kind: 'replayed', id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, reclaimed: [] };
+  const reclaimed: ReclaimedHold[] = [];
+  const held: CartLine[][] = [];
+  for (const group of slotGroups(keys, call.lines)) {
+    const result = await holdLines(scripts, keys, { reservationId: begun.id, expiresAtMs: begun.expiresAtMs, reclaimPerSkuMax: call.reclaimPerSkuMax, lines: group });
+    reclaimed.push(...result.reclaimed);
+    if (result.kind === 'held' || result.kind === 'already-held') {
+      held.push(group);
+      continue;
+    }
+    // Refused: give back what this cart holds (a resumed attempt's earlier holds included), and
+    // forget the marker, so that a retry tries again, as a refusal on a single Redis is not stored.
+    for (const taken of held) await returnLines(scripts, keys, begun.id, taken);
+    await abortCart(scripts, keys, { ...identity, id: begun.id });
+    return result.kind === 'insufficient' ? { kind: 'insufficient', lines: result.lines, reclaimed } : { kind: 'missing', skus: result.skus, reclaimed };
+  }
+  await openRecord(scripts, keys, { id: begun.id, clientId: call.clientId, customerId: call.customerId, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, lines: call.lines, retentionMs: call.retentionMs });
+  await settleCart(scripts, keys, { ...identity, id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, idempotencyTtlMs: call.idempotencyTtlMs });
+  return { kind: 'created', id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, reclaimed };
+}

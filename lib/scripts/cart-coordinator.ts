@@ -1,0 +1,62 @@
+// Typed boundary of the coordinator's scripts of a cart across slots (Redis Cluster):
+// lua/beginCart-1.lua and lua/finishCart-1.lua on the idempotency record's slot, and
+// lua/openRecord-1.lua on the reservation record's. The per-slot holds are in ./cart-lines.
+import { assert } from '../errors';
+import type { RedisKeys } from '../redis/keys';
+import type { ScriptRunner } from '../redis/scripts';
+
+export interface CartIdentity {
+  readonly clientId: string;
+  readonly idempotencyKey: string;
+  readonly fingerprint: string;
+}
+
+export type BeginCartResult =
+  | { readonly kind: 'new' | 'resumed' | 'replayed'; readonly id: string; readonly createdAtMs: number; readonly expiresAtMs: number }
+  | { readonly kind: 'key-reused' }
+  | { readonly kind: 'in-flight'; readonly retryAfterMs: number };
+
+export async function beginCart(scripts: ScriptRunner, keys: RedisKeys, cart: CartIdentity & { readonly newId: string; readonly holdTtlMs: number; readonly markerTtlMs: number; readonly leaseMs: number }): Promise<BeginCartResult> {
+  const reply = await scripts.run('beginCart', [keys.idempotency(cart.clientId, cart.idempotencyKey)], [cart.fingerprint, cart.newId, cart.holdTtlMs, cart.markerTtlMs, cart.leaseMs]);
+  if (reply[0] === -2) return { kind: 'key-reused' };
+  if (reply[0] === -4) return { kind: 'in-flight', retryAfterMs: Number(reply[1]) };
+  const kind = reply[0] === 1 ? 'new' : reply[0] === 3 ? 'resumed' : 'replayed';
+  assert(reply[0] === 1 || reply[0] === 2 || reply[0] === 3, `beginCart replied ${String(reply[0])}`);
+  return { kind, id: String(reply[1]), createdAtMs: Number(reply[2]), expiresAtMs: Number(reply[3]) };
+}
+
+export type FinishCartResult = 'done' | 'nothing-to-do' | 'another-cart';
+
+function finishResult(reply: ReadonlyArray<unknown>): FinishCartResult {
+  assert(reply[0] === 1 || reply[0] === 0 || reply[0] === -1, `finishCart replied ${String(reply[0])}`);
+  return reply[0] === 1 ? 'done' : reply[0] === 0 ? 'nothing-to-do' : 'another-cart';
+}
+
+/** The cart is complete: its marker becomes the record a replay answers from. */
+export async function settleCart(scripts: ScriptRunner, keys: RedisKeys, cart: CartIdentity & { readonly id: string; readonly createdAtMs: number; readonly expiresAtMs: number; readonly idempotencyTtlMs: number }): Promise<FinishCartResult> {
+  return finishResult(await scripts.run('finishCart', [keys.idempotency(cart.clientId, cart.idempotencyKey)], ['settle', cart.fingerprint, cart.id, cart.createdAtMs, cart.expiresAtMs, cart.idempotencyTtlMs]));
+}
+
+/** The cart was refused: its marker is forgotten, so a retry tries again. */
+export async function abortCart(scripts: ScriptRunner, keys: RedisKeys, cart: CartIdentity & { readonly id: string }): Promise<FinishCartResult> {
+  return finishResult(await scripts.run('finishCart', [keys.idempotency(cart.clientId, cart.idempotencyKey)], ['abort', cart.fingerprint, cart.id]));
+}
+
+export interface OpenRecord {
+  readonly id: string;
+  readonly clientId: string;
+  readonly customerId: string | null;
+  readonly createdAtMs: number;
+  readonly expiresAtMs: number;
+  readonly lines: ReadonlyArray<{ readonly sku: string; readonly quantity: number }>;
+  readonly retentionMs: number;
+}
+
+/** Writes the pending record once (true), or finds it written (false). */
+export async function openRecord(scripts: ScriptRunner, keys: RedisKeys, record: OpenRecord): Promise<boolean> {
+  assert(record.lines.length >= 1, 'a record has at least one line');
+  const encoded = record.lines.map((line) => `${line.sku}:${line.quantity}`).join(',');
+  const reply = await scripts.run('openRecord', [keys.reservation(record.id)], [record.clientId, record.customerId ?? '', record.createdAtMs, record.expiresAtMs, encoded, record.retentionMs]);
+  assert(reply[0] === 1 || reply[0] === 2, `openRecord replied ${String(reply[0])}`);
+  return reply[0] === 1;
+}
