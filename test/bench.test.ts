@@ -3,12 +3,12 @@
 // that must catch the naive read-modify-write overselling, report none for the atomic
 // strategies, write the documented JSON fields and the chart, and leave nothing behind.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { oversellDemandFactor, oversellPhase } from '../bench/contention/driver';
 import type { Strategy, StockLine } from '../bench/contention/strategies';
 import { createPostgres } from '../lib/postgres/connection';
@@ -35,7 +35,9 @@ describe('npm run bench', () => {
   it('runs, catches the naive strategy overselling, writes JSON and SVG, and cleans up', async () => {
     const script = path.join(__dirname, '..', 'dist', 'bench', 'contention-lab.js');
     expect(existsSync(script), 'npm test builds dist/ first').toBe(true);
-    const out = path.join(mkdtempSync(path.join(tmpdir(), 'stockhold-bench-')), 'out.json');
+    const directory = mkdtempSync(path.join(tmpdir(), 'stockhold-bench-'));
+    onTestFinished(() => rmSync(directory, { recursive: true, force: true }));
+    const out = path.join(directory, 'out.json');
     await promisify(execFile)(process.execPath, [script, '--duration', '1', '--concurrency', '32', '--json', out, '--only', 'naive-read-modify-write,pg-conditional-update,redis-lua-reservation'], {
       env: { ...process.env, DATABASE_URL: testDatabaseUrl, REDIS_URL: testRedisUrl },
       timeout: 120_000,
