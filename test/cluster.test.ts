@@ -15,7 +15,7 @@ import { redisKeys } from '../lib/redis/keys';
 import { ScriptRunner } from '../lib/redis/scripts';
 import { inOneSlot, slotOf } from '../lib/redis/slots';
 import { holdLines, returnLines, slotGroups, type CartLine } from '../lib/scripts/cart-lines';
-import { createCartAcrossSlots, type CartAcrossSlotsCall } from '../lib/reservations/cart-across-slots';
+import { confirmCartAcrossSlots, createCartAcrossSlots, type CartAcrossSlotsCall } from '../lib/reservations/cart-across-slots';
 import { createReservation } from '../lib/scripts/create-reservation';
 import { readReservation } from '../lib/scripts/reservation-record';
 import { inspectSku } from '../lib/scripts/inspect-sku';
@@ -284,5 +284,77 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
     expect([await reserved(other, c), await reserved(other, d)]).toEqual([1, 1]);
     // Once done, the duplicates replay that cart.
     expect(await createCartAcrossSlots(other, keys, { ...duplicate, id: randomBytes(16).toString('base64url') })).toMatchObject({ kind: 'replayed', id: (made[0] as { id: string }).id });
+  });
+
+  describe('confirming it', () => {
+    async function createdCart(holdTtlMs = 60_000) {
+      const { scripts, a, b } = await twoSlotSkus(5, 5);
+      const call = cartCall([{ sku: a, quantity: 1 }, { sku: b, quantity: 2 }], { holdTtlMs });
+      expect(await createCartAcrossSlots(scripts, keys, call)).toMatchObject({ kind: 'created' });
+      return { scripts, a, b, id: call.id, lines: call.lines };
+    }
+    const score = (sku: string, member: string) => client.zscore(keys.skuHolds(sku), member);
+
+    it('pins every slot, then confirms the record once; again it is already confirmed', async () => {
+      const { scripts, a, b, id } = await createdCart();
+      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed', fence: 2 });
+      expect([await score(a, `${id}:1`), await score(b, `${id}:2`)]).toEqual(['inf', 'inf']);
+      expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'confirmed', fence: 2 });
+      expect(await confirmCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'already', status: 'confirmed', fence: 2 });
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 2]);
+    });
+
+    it('a hold gone in one slot: the record expires first, then every slot gives its holds back', async () => {
+      const { scripts, a, b, id, lines } = await createdCart();
+      // As if one slot had reclaimed it: that slot's hold is gone.
+      const [first] = slotGroups(keys, lines);
+      await returnLines(scripts, keys, id, first!);
+      expect(await confirmCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'expired' });
+      expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'expired' });
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
+      expect([await client.zcard(keys.skuHolds(a)), await client.zcard(keys.skuHolds(b))]).toEqual([0, 0]);
+    });
+
+    it('pinned before its expiry, a cart is confirmed after it: its units were held throughout', async () => {
+      const { scripts, a, b, id } = await createdCart(300);
+      // The designed interleaving: the hold expires between the pins and the record's step, and
+      // another request reads (and reclaims on) both SKUs meanwhile.
+      scripts.latch = async (name) => {
+        if (name !== 'settleRecord') return;
+        scripts.latch = undefined;
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        await readSku(scripts, keys, a, 10);
+        await readSku(scripts, keys, b, 10);
+      };
+      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed' });
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 2]);
+    });
+
+    it('a stale attempt whose pin finds a hold the commit already applied leaves the confirmed cart alone', async () => {
+      const { scripts, id, lines } = await createdCart();
+      const groups = slotGroups(keys, lines);
+      // The designed interleaving: attempt B has read the record pending; before its first pin,
+      // attempt A confirms, and the commit applies the first slot's allocation (its hold removed).
+      scripts.latch = async (name) => {
+        if (name !== 'pinLines') return;
+        scripts.latch = undefined;
+        expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed' });
+        const applied = groups[0]![0]!;
+        await client.zrem(keys.skuHolds(applied.sku), `${id}:${applied.quantity}`);
+      };
+      expect(await confirmCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'already', status: 'confirmed', fence: 2 });
+      // The other slot's hold is still pinned: B gave nothing back.
+      const other = groups[1]![0]!;
+      expect(await score(other.sku, `${id}:${other.quantity}`)).toBe('inf');
+      expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'confirmed' });
+    });
+
+    it('20 confirms racing: one confirms the record, the others find it confirmed; fence 2', async () => {
+      const { scripts, id } = await createdCart();
+      const outcomes = await Promise.all(Array.from({ length: 20 }, () => confirmCartAcrossSlots(scripts, keys, id)));
+      expect(outcomes.filter((outcome) => outcome.kind === 'confirmed')).toHaveLength(1);
+      expect(outcomes.filter((outcome) => outcome.kind === 'already')).toHaveLength(19);
+      expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'confirmed', fence: 2 });
+    });
   });
 });

@@ -38,6 +38,8 @@ export const scriptNames = [
   'beginCart',
   'finishCart',
   'openRecord',
+  'pinLines',
+  'settleRecord',
 ] as const;
 export type ScriptName = (typeof scriptNames)[number];
 

@@ -15,8 +15,9 @@
 // from its holdLines to its returnLines (a few round trips; after a crash, until the hold TTL).
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
-import { holdLines, returnLines, slotGroups, type CartLine } from '../scripts/cart-lines';
-import { abortCart, beginCart, openRecord, settleCart } from '../scripts/cart-coordinator';
+import { holdLines, pinLines, returnLines, slotGroups, type CartLine } from '../scripts/cart-lines';
+import { abortCart, beginCart, openRecord, settleCart, settleRecord } from '../scripts/cart-coordinator';
+import { readReservation } from '../scripts/reservation-record';
 import type { ShortLineReply } from '../scripts/create-reservation';
 import type { ReclaimedHold } from '../scripts/reclaimed-holds';
 
@@ -74,4 +75,51 @@ export async function createCartAcrossSlots(scripts: ScriptRunner, keys: RedisKe
   await openRecord(scripts, keys, { id: begun.id, clientId: call.clientId, customerId: call.customerId, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, lines: call.lines, retentionMs: call.retentionMs });
   await settleCart(scripts, keys, { ...identity, id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, idempotencyTtlMs: call.idempotencyTtlMs });
   return { kind: 'created', id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, reclaimed };
+}
+
+export type ConfirmAcrossSlotsResult =
+  | { readonly kind: 'confirmed'; readonly fence: number; readonly confirmedAtMs: number }
+  | { readonly kind: 'already'; readonly status: string; readonly fence: number }
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'released' }
+  | { readonly kind: 'expired' };
+
+function notPending(status: string, fence: number): ConfirmAcrossSlotsResult {
+  if (status === 'released') return { kind: 'released' };
+  if (status === 'expired') return { kind: 'expired' };
+  return { kind: 'already', status, fence };
+}
+
+/**
+ * Confirms a cart across slots: pins every slot's holds (in slot order), then confirms the record.
+ * Pins first, so its units are held without a gap: a pinned hold never expires, and a record is
+ * confirmed only once every hold is pinned, even past its expiry. A slot that cannot pin (a hold
+ * gone or expired) means no attempt can pin it any more: the record expires (if still pending),
+ * then every slot's holds are given back. Two confirms racing pin the same holds (idempotent) and one of them
+ * confirms the record (the other finds it confirmed). A release racing a confirm: whichever
+ * reaches the record first wins; the loser's effect on the holds is undone by the winner's next
+ * step or, after a crash, is a pinned hold whose record is not confirmed, which the reconciler must
+ * give back (not built yet: docs/design.md, "Redis Cluster").
+ */
+export async function confirmCartAcrossSlots(scripts: ScriptRunner, keys: RedisKeys, id: string): Promise<ConfirmAcrossSlotsResult> {
+  const record = await readReservation(scripts, keys, id);
+  if (record === undefined) return { kind: 'missing' };
+  if (record.status !== 'pending') return notPending(record.status, record.fence);
+  const groups = slotGroups(keys, record.lines);
+  for (const group of groups) {
+    const pinned = await pinLines(scripts, keys, id, group);
+    if (pinned.kind === 'pinned') continue;
+    // The record first: only a record this attempt moved from pending to expired (or found
+    // expired) lets its holds go. Found confirmed instead, another attempt pinned every hold and
+    // the one missing here was applied by the commit: the holds are the ledger's, leave them.
+    const expired = await settleRecord(scripts, keys, id, 'expire');
+    if (expired.kind === 'missing') return { kind: 'missing' };
+    if (expired.kind === 'not-pending' && expired.status !== 'expired') return notPending(expired.status, expired.fence);
+    for (const each of groups) await returnLines(scripts, keys, id, each);
+    return { kind: 'expired' };
+  }
+  const confirmed = await settleRecord(scripts, keys, id, 'confirm');
+  if (confirmed.kind === 'confirmed') return confirmed;
+  if (confirmed.kind === 'missing') return { kind: 'missing' };
+  return confirmed.kind === 'not-pending' ? notPending(confirmed.status, confirmed.fence) : { kind: 'expired' };
 }

@@ -60,3 +60,18 @@ export async function openRecord(scripts: ScriptRunner, keys: RedisKeys, record:
   assert(reply[0] === 1 || reply[0] === 2, `openRecord replied ${String(reply[0])}`);
   return reply[0] === 1;
 }
+
+export type SettleRecordResult =
+  | { readonly kind: 'confirmed'; readonly fence: number; readonly confirmedAtMs: number }
+  | { readonly kind: 'expired' }
+  | { readonly kind: 'not-pending'; readonly status: string; readonly fence: number }
+  | { readonly kind: 'missing' };
+
+/** The record's step: pending -> confirmed (after every slot pinned) or -> expired (a hold was gone). */
+export async function settleRecord(scripts: ScriptRunner, keys: RedisKeys, id: string, to: 'confirm' | 'expire'): Promise<SettleRecordResult> {
+  const reply = await scripts.run('settleRecord', [keys.reservation(id)], [to]);
+  if (reply[0] === -1) return { kind: 'missing' };
+  if (reply[0] === 2) return { kind: 'not-pending', status: String(reply[1]), fence: Number(reply[2]) };
+  assert(reply[0] === 1, `settleRecord replied ${String(reply[0])}`);
+  return to === 'confirm' ? { kind: 'confirmed', fence: Number(reply[1]), confirmedAtMs: Number(reply[2]) } : { kind: 'expired' };
+}

@@ -82,3 +82,12 @@ export async function returnLines(scripts: ScriptRunner, keys: RedisKeys, reserv
   const reply = await scripts.run('returnLines', redisKeys, [reservationId, ...args]);
   return Number(reply[0]);
 }
+
+/** Pins this reservation's holds on one slot's lines (score +inf), all or none; `gone` when a hold is missing or expired. */
+export async function pinLines(scripts: ScriptRunner, keys: RedisKeys, reservationId: string, lines: readonly CartLine[]): Promise<{ readonly kind: 'pinned' } | { readonly kind: 'gone'; readonly skus: readonly string[] }> {
+  const { redisKeys, args } = lineKeysAndArgs(keys, lines);
+  const reply = await scripts.run('pinLines', redisKeys, [reservationId, ...args]);
+  if (reply[0] === 1) return { kind: 'pinned' };
+  assert(reply[0] === -1, `pinLines replied ${String(reply[0])}`);
+  return { kind: 'gone', skus: reply.slice(1).map(String) };
+}
