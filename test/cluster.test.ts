@@ -15,7 +15,7 @@ import { redisKeys } from '../lib/redis/keys';
 import { ScriptRunner } from '../lib/redis/scripts';
 import { inOneSlot, slotOf } from '../lib/redis/slots';
 import { holdLines, returnLines, slotGroups, type CartLine } from '../lib/scripts/cart-lines';
-import { confirmCartAcrossSlots, createCartAcrossSlots, type CartAcrossSlotsCall } from '../lib/reservations/cart-across-slots';
+import { confirmCartAcrossSlots, createCartAcrossSlots, rejectCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsCall } from '../lib/reservations/cart-across-slots';
 import { createReservation } from '../lib/scripts/create-reservation';
 import { readReservation } from '../lib/scripts/reservation-record';
 import { inspectSku } from '../lib/scripts/inspect-sku';
@@ -347,6 +347,29 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
       const other = groups[1]![0]!;
       expect(await score(other.sku, `${id}:${other.quantity}`)).toBe('inf');
       expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'confirmed' });
+    });
+
+    it('released: the record first, then every slot; again it gives back nothing more; a confirmed cart is not releasable', async () => {
+      const { scripts, a, b, id } = await createdCart();
+      expect(await releaseCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'released', status: 'released' });
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
+      expect(await releaseCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'already', status: 'released' });
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
+      expect(await confirmCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'released' });
+      const other = await createdCart();
+      expect(await confirmCartAcrossSlots(other.scripts, keys, other.id)).toMatchObject({ kind: 'confirmed' });
+      expect(await releaseCartAcrossSlots(other.scripts, keys, other.id)).toEqual({ kind: 'not-releasable', status: 'confirmed' });
+      expect([await reserved(other.scripts, other.a), await reserved(other.scripts, other.b)]).toEqual([1, 2]);
+    });
+
+    it('rejected by the ledger: only at the job\'s fence; the pinned holds of every slot are given back', async () => {
+      const { scripts, a, b, id, lines } = await createdCart();
+      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed', fence: 2 });
+      expect(await rejectCartAcrossSlots(scripts, keys, { reservationId: id, fence: 1, lines, retentionMs: 60_000 })).toEqual({ kind: 'unchanged', status: 'confirmed', unitsReturned: 0 });
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 2]);
+      expect(await rejectCartAcrossSlots(scripts, keys, { reservationId: id, fence: 2, lines, retentionMs: 60_000 })).toEqual({ kind: 'rejected', status: 'rejected', unitsReturned: 3 });
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
+      expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'rejected' });
     });
 
     it('20 confirms racing: one confirms the record, the others find it confirmed; fence 2', async () => {

@@ -112,14 +112,51 @@ export async function confirmCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
     // The record first: only a record this attempt moved from pending to expired (or found
     // expired) lets its holds go. Found confirmed instead, another attempt pinned every hold and
     // the one missing here was applied by the commit: the holds are the ledger's, leave them.
-    const expired = await settleRecord(scripts, keys, id, 'expire');
+    const expired = await settleRecord(scripts, keys, id, { to: 'expire' });
     if (expired.kind === 'missing') return { kind: 'missing' };
-    if (expired.kind === 'not-pending' && expired.status !== 'expired') return notPending(expired.status, expired.fence);
+    if (expired.kind === 'unchanged' && expired.status !== 'expired') return notPending(expired.status, expired.fence);
     for (const each of groups) await returnLines(scripts, keys, id, each);
     return { kind: 'expired' };
   }
-  const confirmed = await settleRecord(scripts, keys, id, 'confirm');
+  const confirmed = await settleRecord(scripts, keys, id, { to: 'confirm' });
   if (confirmed.kind === 'confirmed') return confirmed;
   if (confirmed.kind === 'missing') return { kind: 'missing' };
-  return confirmed.kind === 'not-pending' ? notPending(confirmed.status, confirmed.fence) : { kind: 'expired' };
+  return confirmed.kind === 'unchanged' ? notPending(confirmed.status, confirmed.fence) : { kind: 'expired' };
+}
+
+export type ReleaseAcrossSlotsResult =
+  | { readonly kind: 'released' | 'already'; readonly status: 'released' | 'expired' }
+  | { readonly kind: 'not-releasable'; readonly status: string }
+  | { readonly kind: 'missing' };
+
+/**
+ * Releases a pending cart across slots: the record first (pending -> released, or expired past its
+ * expiry), then every slot's holds given back. Releasing again gives them back again (a crash
+ * between the steps heals on the retry; otherwise the holds expire with their TTL). A release
+ * racing a confirm: the record decides; if the confirm pinned holds before losing, they are pinned
+ * holds of a record that is not confirmed, for the reconciler (not built yet).
+ */
+export async function releaseCartAcrossSlots(scripts: ScriptRunner, keys: RedisKeys, id: string): Promise<ReleaseAcrossSlotsResult> {
+  const record = await readReservation(scripts, keys, id);
+  if (record === undefined) return { kind: 'missing' };
+  const settled = await settleRecord(scripts, keys, id, { to: 'release' });
+  if (settled.kind === 'missing') return { kind: 'missing' };
+  const status = settled.kind === 'settled' ? settled.status : settled.kind === 'unchanged' ? settled.status : 'confirmed';
+  if (status !== 'released' && status !== 'expired') return { kind: 'not-releasable', status };
+  for (const group of slotGroups(keys, record.lines)) await returnLines(scripts, keys, id, group);
+  return { kind: settled.kind === 'settled' ? 'released' : 'already', status };
+}
+
+/**
+ * The ledger refused a confirmed cart across slots: the record (fenced: confirmed at the job's
+ * fence) -> rejected, then every slot's holds (pinned) given back. When Redis lost the record, the
+ * holds the job names are still given back. A crash between the steps leaves pinned holds: the
+ * reconciler re-queues their commit, the ledger answers rejected again, and this runs again.
+ */
+export async function rejectCartAcrossSlots(scripts: ScriptRunner, keys: RedisKeys, job: { readonly reservationId: string; readonly fence: number; readonly lines: readonly CartLine[]; readonly retentionMs: number }): Promise<{ readonly kind: 'rejected' | 'unchanged'; readonly status: string; readonly unitsReturned: number }> {
+  const settled = await settleRecord(scripts, keys, job.reservationId, { to: 'reject', fence: job.fence, retentionMs: job.retentionMs });
+  if (settled.kind === 'unchanged') return { kind: 'unchanged', status: settled.status, unitsReturned: 0 };
+  let unitsReturned = 0;
+  for (const group of slotGroups(keys, job.lines)) unitsReturned += await returnLines(scripts, keys, job.reservationId, group);
+  return settled.kind === 'missing' ? { kind: 'unchanged', status: 'missing', unitsReturned } : { kind: 'rejected', status: 'rejected', unitsReturned };
 }

@@ -61,17 +61,27 @@ export async function openRecord(scripts: ScriptRunner, keys: RedisKeys, record:
   return reply[0] === 1;
 }
 
+export type SettleRecordStep =
+  | { readonly to: 'confirm' | 'expire' | 'release' }
+  | { readonly to: 'reject'; readonly fence: number; readonly retentionMs: number };
+
 export type SettleRecordResult =
   | { readonly kind: 'confirmed'; readonly fence: number; readonly confirmedAtMs: number }
-  | { readonly kind: 'expired' }
-  | { readonly kind: 'not-pending'; readonly status: string; readonly fence: number }
+  /** expire, release (released, or expired when past its expiry), reject: the status set now. */
+  | { readonly kind: 'settled'; readonly status: 'expired' | 'released' | 'rejected' }
+  /** The step does not apply to the record as it is (not pending; for reject, not confirmed at the fence). */
+  | { readonly kind: 'unchanged'; readonly status: string; readonly fence: number }
   | { readonly kind: 'missing' };
 
-/** The record's step: pending -> confirmed (after every slot pinned) or -> expired (a hold was gone). */
-export async function settleRecord(scripts: ScriptRunner, keys: RedisKeys, id: string, to: 'confirm' | 'expire'): Promise<SettleRecordResult> {
-  const reply = await scripts.run('settleRecord', [keys.reservation(id)], [to]);
+/** The record's step of a cart across slots (lua/settleRecord-1.lua). */
+export async function settleRecord(scripts: ScriptRunner, keys: RedisKeys, id: string, step: SettleRecordStep): Promise<SettleRecordResult> {
+  const args: Array<string | number> = step.to === 'reject' ? ['reject', step.fence, step.retentionMs] : [step.to];
+  const reply = await scripts.run('settleRecord', [keys.reservation(id)], args);
   if (reply[0] === -1) return { kind: 'missing' };
-  if (reply[0] === 2) return { kind: 'not-pending', status: String(reply[1]), fence: Number(reply[2]) };
+  if (reply[0] === 2) return { kind: 'unchanged', status: String(reply[1]), fence: Number(reply[2]) };
   assert(reply[0] === 1, `settleRecord replied ${String(reply[0])}`);
-  return to === 'confirm' ? { kind: 'confirmed', fence: Number(reply[1]), confirmedAtMs: Number(reply[2]) } : { kind: 'expired' };
+  if (step.to === 'confirm') return { kind: 'confirmed', fence: Number(reply[1]), confirmedAtMs: Number(reply[2]) };
+  const status = String(reply[1]);
+  assert(status === 'expired' || status === 'released' || status === 'rejected', `settleRecord set ${status}`);
+  return { kind: 'settled', status };
 }
