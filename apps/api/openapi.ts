@@ -117,6 +117,7 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
           finishedAt: { type: 'string', format: 'date-time' },
           skusChecked: { type: 'integer' },
           holdsExpired: { type: 'integer' },
+          pinsReleased: { type: 'integer', description: 'Reservations whose pinned holds were given back because they never became confirmed' },
           commitsRequeued: { type: 'integer' },
           skusRebuilt: { type: 'integer' },
           driftCorrected: { type: 'integer' },

@@ -42,7 +42,7 @@ export class Reconciler {
   ) {
     this.scripts = scripts;
     this.skus = new SkuReconciliation(knex, scripts, keys, projection, config, metrics);
-    this.stuck = new StuckCommits(queue, reservations, config);
+    this.stuck = new StuckCommits(queue, reservations, config, scripts, keys);
     this.leaseKey = `${config.redisKeyPrefix}reconcile:lease`;
     this.log = new ReconcileLog(knex, config.reconcileLogRetentionDays);
   }
@@ -87,6 +87,7 @@ export class Reconciler {
       ['state', report.skusRebuilt],
       ['holds_expired', report.holdsExpired],
       ['commits_requeued', report.commitsRequeued],
+      ['pins_released', report.pinsReleased],
       ['debits_released', report.debitsReleased],
     ];
     for (const [field, count] of byField) if (count > 0) metrics.reconcileCorrections.inc({ field }, count);
@@ -108,7 +109,9 @@ export class Reconciler {
         break;
       }
       const candidates = await withPostgres(() => this.skus.reconcilePage(page, runId, dryRun, tally));
-      tally.commitsRequeued += await this.stuck.requeue(candidates, Date.now(), dryRun);
+      const stuck = await this.stuck.requeue(candidates, Date.now(), dryRun);
+      tally.commitsRequeued += stuck.requeued;
+      tally.pinsReleased += stuck.pinsReleased;
       after = page[page.length - 1] as string;
       if (page.length < pageSize) break;
     }
@@ -122,6 +125,7 @@ export class Reconciler {
       skusChecked: tally.skusChecked,
       holdsExpired: tally.holdsExpired,
       commitsRequeued: tally.commitsRequeued,
+      pinsReleased: tally.pinsReleased,
       skusRebuilt: tally.skusRebuilt,
       driftCorrected: tally.driftCorrected,
       onHandCorrected: tally.onHandCorrected,

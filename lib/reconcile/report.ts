@@ -18,6 +18,8 @@ export interface ReconcileReport {
   readonly finishedAt: string;
   readonly skusChecked: number;
   readonly holdsExpired: number;
+  /** Reservations whose pinned holds were given back: never confirmed (a cart across slots). */
+  readonly pinsReleased: number;
   readonly commitsRequeued: number;
   readonly skusRebuilt: number;
   readonly driftCorrected: number;
@@ -42,6 +44,7 @@ export interface ReconcileReport {
 export class RunTally {
   skusChecked = 0;
   holdsExpired = 0;
+  pinsReleased = 0;
   commitsRequeued = 0;
   skusRebuilt = 0;
   driftCorrected = 0;

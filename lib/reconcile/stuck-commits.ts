@@ -6,6 +6,9 @@ import type { Job } from 'bullmq';
 import { commitJobOf, type CommitJob, type LedgerJob } from '../commits/commit-jobs';
 import type { CommitQueue } from '../commits/commit-queue';
 import type { Config } from '../config';
+import type { RedisKeys } from '../redis/keys';
+import type { ScriptRunner } from '../redis/scripts';
+import { releaseCartAcrossSlots } from '../reservations/cart-across-slots';
 import type { ReservationService } from '../reservations/reservation-service';
 import type { StuckCandidate } from './sku-reconciliation';
 
@@ -16,19 +19,37 @@ export class StuckCommits {
     private readonly queue: CommitQueue,
     private readonly reservations: ReservationService,
     private readonly config: Config,
+    private readonly scripts: ScriptRunner,
+    private readonly keys: RedisKeys,
   ) {}
 
-  /** Queues again the confirmed reservations older than the grace period. Returns how many. */
-  async requeue(candidates: readonly StuckCandidate[], nowMs: number, dryRun: boolean): Promise<number> {
+  /**
+   * Queues again the confirmed reservations older than the grace period, and gives back pinned
+   * holds whose reservation never became confirmed (a cart across slots whose confirm crashed
+   * after its pins, or lost a race with a release): released ones at once, expired ones once the
+   * grace period has passed beyond their expiry (an attempt that pinned them may confirm past
+   * the expiry, but not that late). Returns how many of each.
+   */
+  async requeue(candidates: readonly StuckCandidate[], nowMs: number, dryRun: boolean): Promise<{ requeued: number; pinsReleased: number }> {
     let requeued = 0;
+    let pinsReleased = 0;
     for (const candidate of candidates) {
       const reservation = await this.reservations.readFromRedis(candidate.id);
-      if (reservation === undefined || reservation.status !== 'confirmed' || reservation.confirmedAtMs === null) continue;
+      if (reservation === undefined) continue;
+      if (reservation.status === 'released' || (reservation.status === 'expired' && nowMs - reservation.expiresAtMs >= this.config.reconcileCommitGraceMs)) {
+        if (!dryRun) {
+          const released = await releaseCartAcrossSlots(this.scripts, this.keys, reservation.id);
+          if (released.kind !== 'released' && released.kind !== 'already') continue;
+        }
+        pinsReleased += 1;
+        continue;
+      }
+      if (reservation.status !== 'confirmed' || reservation.confirmedAtMs === null) continue;
       if (nowMs - reservation.confirmedAtMs < this.config.reconcileCommitGraceMs) continue;
       const job = commitJobOf(reservation);
       if (await this.requeueJob(reservation.id, job, dryRun)) requeued += 1;
     }
-    return requeued;
+    return { requeued, pinsReleased };
   }
 
   /** Retries jobs that ran out of attempts, at most RECONCILE_FAILED_JOBS_MAX a run. */
