@@ -116,6 +116,8 @@ export class PrivateRedisCluster {
     try {
       execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { stdio: 'ignore' });
       await until(async () => (await Promise.all(nodes.map((node) => clusterStateOk(node.port)))).every(Boolean), 'the cluster');
+      // Every primary's replicas online (synced), so WAIT can count them from the first write.
+      await until(async () => (await Promise.all(nodes.map((node) => replicasOnline(node.port)))).reduce((sum, count) => sum + count, 0) >= primaries * replicas, 'the replicas');
     } catch (error) {
       await cluster.remove();
       throw error;
@@ -130,6 +132,19 @@ export class PrivateRedisCluster {
 
   async remove(): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.remove()));
+  }
+}
+
+async function replicasOnline(port: number): Promise<number> {
+  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    return (await probe.info('replication')).split('\n').filter((line) => /^slave\d+:.*state=online/.test(line)).length;
+  } catch {
+    return 0;
+  } finally {
+    probe.disconnect();
   }
 }
 

@@ -178,8 +178,8 @@ describe('Redis Cluster', () => {
     }
   });
 
-  it('is refused by the configuration until carts can span slots, with the reason', () => {
-    expect(() => loadConfig({ REDIS_CLUSTER_NODES: cluster.seeds })).toThrow(/Redis Cluster is not supported yet/);
+  it('is refused by the configuration until cluster mode is offered, with the reason', () => {
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: cluster.seeds })).toThrow(/Redis Cluster is not offered yet/);
     expect(() => loadConfig({ REDIS_CLUSTER_NODES: 'localhost:99999,nohost' })).toThrow(/"localhost:99999" is not host:port[\s\S]*"nohost" is not host:port/);
   });
 });

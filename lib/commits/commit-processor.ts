@@ -12,6 +12,7 @@ import type { ScriptRunner } from '../redis/scripts';
 import type { ProjectedEntry } from '../scripts/apply-entries';
 import { finishReservation } from '../scripts/finish-reservation';
 import { rejectReservation } from '../scripts/reject-reservation';
+import { rejectCartAcrossSlots } from '../reservations/cart-across-slots';
 import type { LedgerProjection } from '../stock/ledger-projection';
 import type { CancelJob, CommitJob, LedgerJob } from './commit-jobs';
 import { GroupCommitter } from './group-committer';
@@ -65,7 +66,10 @@ export class CommitProcessor {
     const outcome = await this.submit(job);
     const retentionMs = this.config.reservationRetentionSeconds * 1000;
     if (outcome.ledger === 'rejected') {
-      const rejected = await rejectReservation(this.scripts, this.keys, { reservationId: job.reservationId, fence: job.fence, lines: job.lines, retentionMs });
+      const rejected =
+        this.config.redisClusterNodes === null
+          ? await rejectReservation(this.scripts, this.keys, { reservationId: job.reservationId, fence: job.fence, lines: job.lines, retentionMs })
+          : await rejectCartAcrossSlots(this.scripts, this.keys, { reservationId: job.reservationId, fence: job.fence, lines: job.lines, retentionMs });
       if (rejected.kind === 'rejected') this.metrics.transitions.inc({ to: 'rejected' });
       return { ledger: 'rejected', redis: rejected.kind === 'rejected' ? `rejected, ${rejected.unitsReturned} units released` : `unchanged (${rejected.status})` };
     }

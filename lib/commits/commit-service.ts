@@ -8,6 +8,7 @@ import type { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { confirmReservation, requestCancel } from '../scripts/reservation-record';
+import { confirmCartAcrossSlots } from '../reservations/cart-across-slots';
 import type { Reservation, ReservationService } from '../reservations/reservation-service';
 import { commitJobOf } from './commit-jobs';
 import type { CommitQueue } from './commit-queue';
@@ -35,7 +36,8 @@ export class CommitService {
    * BullMQ still has it), so a confirmation whose job was lost can be pushed again by its client.
    */
   async confirm(reservation: Reservation, requestId?: string): Promise<Reservation> {
-    const result = await confirmReservation(this.scripts, this.keys, reservation.id, reservation.lines);
+    // On a Redis Cluster a cart is confirmed slot by slot, pins first (cart-across-slots).
+    const result = this.config.redisClusterNodes === null ? await confirmReservation(this.scripts, this.keys, reservation.id, reservation.lines) : await confirmCartAcrossSlots(this.scripts, this.keys, reservation.id);
     switch (result.kind) {
       case 'confirmed': {
         const confirmed: Reservation = { ...reservation, status: 'confirmed', fence: result.fence, confirmedAtMs: result.confirmedAtMs };

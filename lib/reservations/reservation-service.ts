@@ -8,8 +8,9 @@ import { withPostgres } from '../postgres/connection';
 import { reservationIdAt } from '../random-ids';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
-import { createReservation, type ShortLineReply } from '../scripts/create-reservation';
-import { readReservation, releaseReservation } from '../scripts/reservation-record';
+import { createReservation, type CreateReservationCall, type ShortLineReply } from '../scripts/create-reservation';
+import { createCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsResult } from './cart-across-slots';
+import { readReservation, releaseReservation, type ReleaseResult } from '../scripts/reservation-record';
 import type { SkuState } from '../stock/sku-state';
 
 export interface ReservationLine {
@@ -46,8 +47,11 @@ export interface CreateReservation {
 
 export interface ReservationLimits {
   readonly idempotencyTtlSeconds: number;
+  readonly idempotencyInFlightTtlSeconds: number;
   readonly reservationRetentionSeconds: number;
   readonly reclaimPerSkuMax: number;
+  /** Set: Redis is a cluster, and a cart is held slot by slot (./cart-across-slots). */
+  readonly redisClusterNodes: readonly unknown[] | null;
 }
 
 export const reservationIdPattern = /^[A-Za-z0-9_-]{22}$/;
@@ -122,13 +126,15 @@ export class ReservationService {
       reclaimPerSkuMax: this.limits.reclaimPerSkuMax,
     };
     for (let attempt = 1; attempt <= createAttemptsMax; attempt += 1) {
-      const result = await createReservation(this.scripts, this.keys, call);
+      const result = this.limits.redisClusterNodes === null ? await createReservation(this.scripts, this.keys, call) : await this.createAcrossSlots(call);
       if (result.reclaimed.length > 0) this.metrics.holdsReclaimed(result.reclaimed);
       switch (result.kind) {
         case 'created':
         case 'replayed': {
           const reservation: Reservation = {
-            id: result.kind === 'replayed' ? result.id : call.id,
+            // The one-script cart answers the id only on a replay; a cart across slots always does
+            // (a resumed attempt's id is the first attempt's).
+            id: 'id' in result ? result.id : call.id,
             status: 'pending',
             clientId: request.clientId,
             customerId: request.customerId,
@@ -154,6 +160,18 @@ export class ReservationService {
       }
     }
     throw new Error(`createReservation still found SKUs missing after ${createAttemptsMax} attempts`);
+  }
+
+  /** A cart on a Redis Cluster: held slot by slot (./cart-across-slots). */
+  private createAcrossSlots(call: CreateReservationCall): Promise<CartAcrossSlotsResult> {
+    return createCartAcrossSlots(this.scripts, this.keys, { ...call, attemptLeaseMs: this.limits.idempotencyInFlightTtlSeconds * 1000 });
+  }
+
+  private async releaseAcrossSlots(id: string): Promise<ReleaseResult> {
+    const result = await releaseCartAcrossSlots(this.scripts, this.keys, id);
+    if (result.kind === 'released' || result.kind === 'already') return result;
+    if (result.kind === 'missing') return { kind: 'missing' };
+    return { kind: 'not-releasable', status: result.status };
   }
 
   /**
@@ -207,7 +225,7 @@ export class ReservationService {
   async release(reservation: Reservation): Promise<ReservationStatus> {
     // Read from the ledger: past pending for good, whether or not Redis still has its record.
     if (reservation.status === 'committed' || reservation.status === 'cancelled' || reservation.status === 'rejected') throw errors.notReleasable(reservation.id, reservation.status);
-    const result = await releaseReservation(this.scripts, this.keys, reservation.id, reservation.lines);
+    const result = this.limits.redisClusterNodes === null ? await releaseReservation(this.scripts, this.keys, reservation.id, reservation.lines) : await this.releaseAcrossSlots(reservation.id);
     if (result.kind === 'released' && result.status === 'released') {
       this.metrics.transitions.inc({ to: 'released' });
       this.metrics.holdEnded('released', reservation.createdAtMs, Date.now());

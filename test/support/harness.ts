@@ -95,6 +95,11 @@ export interface HarnessOptions {
    * code walks every SKU of the ledger (the reconciler), so other files' SKUs never show up.
    */
   readonly ownDatabase?: boolean;
+  /**
+   * Run on this Redis Cluster (seeds host:port): the configuration refuses REDIS_CLUSTER_NODES
+   * until cluster mode is complete, so the harness sets it past the check, for the cluster tests.
+   */
+  readonly clusterSeeds?: ReadonlyArray<{ readonly host: string; readonly port: number }>;
 }
 
 export async function startHarness(overrides: Record<string, string> = {}, options: HarnessOptions = {}): Promise<Harness> {
@@ -105,7 +110,8 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
     ownDatabaseUrl = url.toString();
     await prepareDatabaseAt(ownDatabaseUrl);
   }
-  const config = testConfig({ ...(ownDatabaseUrl === undefined ? {} : { DATABASE_URL: ownDatabaseUrl }), ...overrides });
+  const loaded = testConfig({ ...(ownDatabaseUrl === undefined ? {} : { DATABASE_URL: ownDatabaseUrl }), ...overrides });
+  const config: Config = options.clusterSeeds === undefined ? loaded : Object.freeze({ ...loaded, redisClusterNodes: options.clusterSeeds, redisConfirmReplicas: Number(overrides.REDIS_CONFIRM_REPLICAS ?? 1) });
   const stockhold = await createStockhold(config);
   const app = createApp(stockhold, errorsOnly);
   const server: Server = await new Promise((resolve) => {
