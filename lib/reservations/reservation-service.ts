@@ -56,6 +56,9 @@ export interface ReservationLimits {
 
 export const reservationIdPattern = /^[A-Za-z0-9_-]{22}$/;
 const createAttemptsMax = 2;
+/** On a cluster, how long a duplicate waits for the running attempt of its request, and how often it looks. */
+export const duplicateWaitMs = 2000;
+export const duplicatePollMs = 20;
 
 /** Sums lines of the same SKU and orders them by SKU, so equal carts are equal. */
 export function normaliseLines(lines: readonly ReservationLine[]): ReservationLine[] {
@@ -162,9 +165,18 @@ export class ReservationService {
     throw new Error(`createReservation still found SKUs missing after ${createAttemptsMax} attempts`);
   }
 
-  /** A cart on a Redis Cluster: held slot by slot (./cart-across-slots). */
-  private createAcrossSlots(call: CreateReservationCall): Promise<CartAcrossSlotsResult> {
-    return createCartAcrossSlots(this.scripts, this.keys, { ...call, attemptLeaseMs: this.limits.idempotencyInFlightTtlSeconds * 1000 });
+  /**
+   * A cart on a Redis Cluster: held slot by slot (./cart-across-slots). A duplicate of a request
+   * whose attempt is still running waits for it (bounded, as the one-script cart's duplicate
+   * simply finds it done) and answers its replay; past the bound, 409 in flight with Retry-After.
+   */
+  private async createAcrossSlots(call: CreateReservationCall): Promise<CartAcrossSlotsResult> {
+    const deadline = Date.now() + duplicateWaitMs;
+    for (;;) {
+      const result = await createCartAcrossSlots(this.scripts, this.keys, { ...call, attemptLeaseMs: this.limits.idempotencyInFlightTtlSeconds * 1000 });
+      if (result.kind !== 'in-flight' || Date.now() >= deadline) return result;
+      await new Promise((resolve) => setTimeout(resolve, duplicatePollMs));
+    }
   }
 
   private async releaseAcrossSlots(id: string): Promise<ReleaseResult> {

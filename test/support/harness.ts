@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import pino from 'pino';
+import { inject } from 'vitest';
 import { createApp } from '../../apps/api/app';
 import { startWorker } from '../../apps/worker/worker';
 import { loadConfig, type Config } from '../../lib/config';
@@ -102,6 +103,16 @@ export interface HarnessOptions {
   readonly clusterSeeds?: ReadonlyArray<{ readonly host: string; readonly port: number }>;
 }
 
+/** The cluster this run's tests share (the cluster run only), as harness seeds. */
+function runClusterSeeds(): Array<{ host: string; port: number }> | undefined {
+  const seeds = inject('clusterSeeds');
+  if (seeds === undefined || seeds === '') return undefined;
+  return seeds.split(',').map((seed) => {
+    const [host, port] = seed.split(':');
+    return { host: host as string, port: Number(port) };
+  });
+}
+
 export async function startHarness(overrides: Record<string, string> = {}, options: HarnessOptions = {}): Promise<Harness> {
   let ownDatabaseUrl: string | undefined;
   if (options.ownDatabase === true) {
@@ -111,7 +122,10 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
     await prepareDatabaseAt(ownDatabaseUrl);
   }
   const loaded = testConfig({ ...(ownDatabaseUrl === undefined ? {} : { DATABASE_URL: ownDatabaseUrl }), ...overrides });
-  const config: Config = options.clusterSeeds === undefined ? loaded : Object.freeze({ ...loaded, redisClusterNodes: options.clusterSeeds, redisConfirmReplicas: Number(overrides.REDIS_CONFIRM_REPLICAS ?? 1) });
+  // The cluster run (vitest.cluster.config.mts) puts every harness on its cluster, unless a test
+  // points the harness at a Redis of its own.
+  const clusterSeeds = options.clusterSeeds ?? (overrides.REDIS_URL === undefined ? runClusterSeeds() : undefined);
+  const config: Config = clusterSeeds === undefined ? loaded : Object.freeze({ ...loaded, redisClusterNodes: clusterSeeds, redisConfirmReplicas: Number(overrides.REDIS_CONFIRM_REPLICAS ?? 1) });
   const stockhold = await createStockhold(config);
   const app = createApp(stockhold, errorsOnly);
   const server: Server = await new Promise((resolve) => {

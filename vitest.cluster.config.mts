@@ -1,0 +1,22 @@
+import { defineConfig } from 'vitest/config';
+import base from './vitest.config.mts';
+
+// The same tests again, with every Stockhold the harness starts running on a real Redis Cluster
+// (three primaries, three replicas; started once by test/support/cluster-setup.ts). Left out:
+// the files that drive a single Redis directly by design (the Lua script tests, outages on a
+// private Redis, FLUSHDB chaos, the queue tests that name BullMQ's single-Redis prefix) and those
+// that start the real processes from dist/ (their environment is a single Redis).
+const singleRedisOnly = [
+  'lua-scripts', 'lua-model', 'outages', 'commit-outages', 'reconciler-chaos', 'commit-exactly-once',
+  'queue-dashboard', 'admin-jobs', 'shutdown', 'logs', 'metrics-processes', 'bench', 'migrations',
+  'config', 'deploy', 'chaos-checker', 'chaos-proxy', 'cluster', 'cluster-api', 'confirm-replication',
+];
+
+export default defineConfig({
+  test: {
+    ...base.test,
+    include: ['test/**/*.test.ts'],
+    exclude: singleRedisOnly.map((name) => `test/${name}.test.ts`),
+    globalSetup: ['test/support/global-setup.ts', 'test/support/cluster-setup.ts'],
+  },
+});
