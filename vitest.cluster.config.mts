@@ -9,7 +9,7 @@ import base from './vitest.config.mts';
 const singleRedisOnly = [
   'lua-scripts', 'lua-model', 'outages', 'commit-outages', 'reconciler-chaos', 'commit-exactly-once',
   'queue-dashboard', 'admin-jobs', 'shutdown', 'logs', 'metrics-processes', 'bench', 'migrations',
-  'config', 'deploy', 'chaos-checker', 'chaos-proxy', 'cluster', 'cluster-api', 'confirm-replication',
+  'config', 'deploy', 'chaos-checker', 'chaos-proxy', 'cluster', 'cluster-api', 'cluster-failover', 'confirm-replication',
 ];
 
 export default defineConfig({

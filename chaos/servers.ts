@@ -77,7 +77,7 @@ export class PrivateRedis {
   /** SIGKILL: Redis dies as in a crash, and with no persistence it comes back empty. */
   async kill(): Promise<void> {
     const child = this.process;
-    if (child === undefined || child.exitCode !== null) return;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
       child.kill('SIGKILL');
