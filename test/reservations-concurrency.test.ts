@@ -70,7 +70,19 @@ describe('concurrent reservations', () => {
     expect(viewB.reserved).toBe(unitsB);
     expect(await holdsOf(a)).toBe(unitsA);
     expect(await holdsOf(b)).toBe(unitsB);
-    expect(viewB.available).toBe(0);
+    if (harness.config.redisClusterNodes === null) {
+      expect(viewB.available).toBe(0);
+      return;
+    }
+    // On a Redis Cluster a cart is held slot by slot: units held by a cart that is then refused
+    // (short in its other slot) come back after, and buyers refused meanwhile saw them taken
+    // (docs/design.md, "Redis Cluster"). What is left is sold exactly by a second wave.
+    const left = viewB.available as number;
+    const wave = await Promise.all(
+      Array.from({ length: left + 5 }, () => harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku: b, quantity: 1 }] } })),
+    );
+    expect(wave.filter((result) => result.status === 201)).toHaveLength(left);
+    expect((await harness.call('GET', `/v1/skus/${b}`)).body).toMatchObject({ reserved: 40, available: 0 });
   });
 
   it('releases racing with reservations leave counters equal to the live holds', async () => {

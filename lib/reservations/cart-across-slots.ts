@@ -17,7 +17,7 @@ import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { holdLines, pinLines, returnLines, slotGroups, type CartLine } from '../scripts/cart-lines';
 import { abortCart, beginCart, openRecord, settleCart, settleRecord } from '../scripts/cart-coordinator';
-import { readReservation } from '../scripts/reservation-record';
+import { readReservation, type ConfirmResult } from '../scripts/reservation-record';
 import type { ShortLineReply } from '../scripts/create-reservation';
 import type { ReclaimedHold } from '../scripts/reclaimed-holds';
 
@@ -77,12 +77,8 @@ export async function createCartAcrossSlots(scripts: ScriptRunner, keys: RedisKe
   return { kind: 'created', id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, reclaimed };
 }
 
-export type ConfirmAcrossSlotsResult =
-  | { readonly kind: 'confirmed'; readonly fence: number; readonly confirmedAtMs: number }
-  | { readonly kind: 'already'; readonly status: string; readonly fence: number }
-  | { readonly kind: 'missing' }
-  | { readonly kind: 'released' }
-  | { readonly kind: 'expired' };
+/** The same answers as the one-script confirm's (confirmReservation). */
+export type ConfirmAcrossSlotsResult = ConfirmResult;
 
 function notPending(status: string, fence: number): ConfirmAcrossSlotsResult {
   if (status === 'released') return { kind: 'released' };
