@@ -5,6 +5,7 @@
 // no label carries a SKU, customer or reservation id. Metrics live in the process: nothing of
 // them is in Redis.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PrivateRedis } from '../chaos/servers';
 import { newReservationId as createReservationId } from '../lib/reservations/reservation-service';
 import { createSku, idempotencyKey, startHarness, uniqueName, type Harness } from './support/harness';
 import { parseExposition, value, type Exposition } from './support/prometheus-text';
@@ -160,8 +161,10 @@ describe('GET /metrics', () => {
 
 describe('unavailable', () => {
   it('counts a reservation refused with 503 because Redis is down, and readiness 0', async () => {
-    // Nothing listens on port 1: every Redis command fails at once (the start-up wait is 5 s).
-    const down = await startHarness({ REDIS_URL: 'redis://127.0.0.1:1/0', REDIS_COMMAND_TIMEOUT_MS: '200' });
+    // A private Redis, killed once the service is up (as in outages.test.ts).
+    const redis = await PrivateRedis.start();
+    const down = await startHarness({ REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: '200' });
+    await redis.kill();
     try {
       const response = await down.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku: 'ANY', quantity: 1 }] } });
       expect(response.status).toBe(503);
@@ -171,6 +174,7 @@ describe('unavailable', () => {
       expect(value(exposition, 'stockhold_metrics_sample_failures_total', { sample: 'queue_jobs' })).toBeGreaterThanOrEqual(1);
     } finally {
       await down.close();
+      await redis.remove();
     }
   }, 30_000);
 });
