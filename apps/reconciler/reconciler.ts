@@ -6,8 +6,7 @@
 import { Queue, Worker } from 'bullmq';
 import { createWorkerConnection } from '../../lib/redis/connection';
 import type { Logger } from 'pino';
-import { bullPrefix } from '../../lib/commits/commit-queue';
-import { queueNames } from '../../lib/queues';
+import { bullPrefix, queueNames } from '../../lib/queues';
 import { StockholdError } from '../../lib/errors';
 import type { ReconcileReport } from '../../lib/reconcile/report';
 import type { Stockhold } from '../../lib/stockhold';

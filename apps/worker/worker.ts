@@ -5,7 +5,8 @@ import { createWorkerConnection } from '../../lib/redis/connection';
 import type { Logger } from 'pino';
 import { commitQueueName, type LedgerJob } from '../../lib/commits/commit-jobs';
 import { CommitProcessor, type ProcessResult } from '../../lib/commits/commit-processor';
-import { backoffStrategyName, bullPrefix, cappedExponentialBackoff } from '../../lib/commits/commit-queue';
+import { backoffStrategyName, cappedExponentialBackoff } from '../../lib/commits/commit-queue';
+import { bullPrefix } from '../../lib/queues';
 import type { Stockhold } from '../../lib/stockhold';
 
 /** A crashed worker's job is re-run this many times before BullMQ gives up on it. */

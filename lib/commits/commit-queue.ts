@@ -9,7 +9,6 @@ import { commitQueueName, jobIdOf, type LedgerJob } from './commit-jobs';
 
 export const backoffStrategyName = 'capped-exponential';
 
-export { bullPrefix };
 
 /** Exponential from `baseMs`, capped at `maxMs`, with up to 20 % jitter so retries spread out. */
 export function cappedExponentialBackoff(baseMs: number, maxMs: number) {

@@ -137,7 +137,7 @@ export async function releaseCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
   if (record === undefined) return { kind: 'missing' };
   const settled = await settleRecord(scripts, keys, id, { to: 'release' });
   if (settled.kind === 'missing') return { kind: 'missing' };
-  const status = settled.kind === 'settled' ? settled.status : settled.kind === 'unchanged' ? settled.status : 'confirmed';
+  const status = settled.kind === 'confirmed' ? 'confirmed' : settled.status;
   if (status !== 'released' && status !== 'expired') return { kind: 'not-releasable', status };
   for (const group of slotGroups(keys, record.lines)) await returnLines(scripts, keys, id, group);
   return { kind: settled.kind === 'settled' ? 'released' : 'already', status };
