@@ -4,11 +4,12 @@ import base from './vitest.config.mts';
 // The same tests again, with every Stockhold the harness starts running on a real Redis Cluster
 // (three primaries, three replicas; started once by test/support/cluster-setup.ts). Left out:
 // the files that drive a single Redis directly by design (the Lua script tests, outages on a
-// private Redis, FLUSHDB chaos, the queue tests that name BullMQ's single-Redis prefix) and those
-// that start the real processes from dist/ (their environment is a single Redis).
+// private Redis, FLUSHDB chaos, the queue tests that name BullMQ's single-Redis prefix), those
+// that need no Redis, and those that start a cluster of their own. The files that start the real
+// processes from dist/ (shutdown, logs, metrics-processes) run here too, with REDIS_CLUSTER_NODES.
 const singleRedisOnly = [
   'lua-scripts', 'lua-model', 'outages', 'commit-outages', 'reconciler-chaos', 'commit-exactly-once',
-  'queue-dashboard', 'admin-jobs', 'shutdown', 'logs', 'metrics-processes', 'bench', 'migrations',
+  'queue-dashboard', 'admin-jobs', 'bench', 'migrations',
   'config', 'deploy', 'chaos-checker', 'chaos-proxy', 'cluster', 'cluster-api', 'cluster-failover', 'confirm-replication',
 ];
 

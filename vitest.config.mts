@@ -8,12 +8,6 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     reporters: ['default', './test/support/summary-reporter.ts'],
     globalSetup: ['test/support/global-setup.ts'],
-    // ioredis's Cluster client rejects a command it had delayed during a slot refresh with this
-    // message, and once (in the cluster run, while a harness was closing) such a rejection reached
-    // no handler: its caller is not found yet. Cluster mode is not offered (lib/config.ts refuses
-    // it) until it is (docs/design.md, "Redis Cluster"). Exactly that error is let pass; any other
-    // unhandled error still fails the run.
-    onUnhandledError: (error: Error) => (error.message === "Cluster isn't ready and enableOfflineQueue options is false" ? false : undefined),
     testTimeout: 60_000,
     hookTimeout: 60_000,
     fileParallelism: true,

@@ -84,6 +84,15 @@ export class PrivateRedis {
     });
   }
 
+  /** SIGSTOP: the server stops answering (and replicating) with its connections open, until resume(). */
+  pause(): void {
+    this.process?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.process?.kill('SIGCONT');
+  }
+
   /** Deletes what Redis persisted (the AOF), so that the next start comes back empty. */
   forgetPersistedData(): void {
     for (const entry of readdirSync(this.directory)) rmSync(path.join(this.directory, entry), { recursive: true, force: true });

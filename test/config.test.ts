@@ -20,6 +20,16 @@ describe('loadConfig', () => {
     expect(config.apiKeys.map((key) => key.clientId)).toEqual(['checkout-dev', 'fulfillment-dev', 'admin-dev']);
   });
 
+  it('takes REDIS_CLUSTER_NODES as the seeds of a cluster (confirms then wait for one replica by default) and refuses malformed seeds', () => {
+    const config = loadConfig({ REDIS_CLUSTER_NODES: '127.0.0.1:7001, redis-2:7002,[::1]:7003' });
+    expect(config.redisClusterNodes).toEqual([{ host: '127.0.0.1', port: 7001 }, { host: 'redis-2', port: 7002 }, { host: '::1', port: 7003 }]);
+    expect(config.redisConfirmReplicas).toBe(1);
+    expect(loadConfig({}).redisClusterNodes).toBeNull();
+    expect(loadConfig({}).redisConfirmReplicas).toBe(0);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: '127.0.0.1:7001,nope' })).toThrow(/"nope" is not host:port/);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: '127.0.0.1:70000' })).toThrow(/is not host:port/);
+  });
+
   it('refuses to start in production without API_KEYS', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/API_KEYS is required/);
   });

@@ -232,7 +232,7 @@ describe('reconciler and npm', () => {
 });
 
 async function activeCommitJobs(): Promise<number> {
-  return environment.redis.llen(`${environment.prefix}bull:commits:active`);
+  return environment.redis.llen(`${environment.bullPrefix}:commits:active`);
 }
 
 function alive(pid: number): boolean {

@@ -1,6 +1,7 @@
 // Serves the API on the configured port; resolves with a function that stops it.
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import { redisMode } from '../../lib/config';
 import type { Stockhold } from '../../lib/stockhold';
 import { createApp } from './app';
 
@@ -17,7 +18,7 @@ export async function startApi(stockhold: Stockhold, logger: Logger, port = stoc
   server.keepAliveTimeout = keepAliveTimeoutMs;
   server.requestTimeout = requestTimeoutMs;
   const address = server.address();
-  logger.info({ port: typeof address === 'object' && address !== null ? address.port : port }, 'API listening');
+  logger.info({ port: typeof address === 'object' && address !== null ? address.port : port, redis: redisMode(stockhold.config) }, 'API listening');
   // Stopping: no new connections; requests in flight finish and are answered with
   // "Connection: close", and keep-alive connections are closed as soon as they are idle.
   let stopping = false;

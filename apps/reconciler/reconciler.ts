@@ -6,6 +6,7 @@
 import { Queue, Worker } from 'bullmq';
 import { createWorkerConnection } from '../../lib/redis/connection';
 import type { Logger } from 'pino';
+import { redisMode } from '../../lib/config';
 import { bullPrefix, queueNames } from '../../lib/queues';
 import { StockholdError } from '../../lib/errors';
 import type { ReconcileReport } from '../../lib/reconcile/report';
@@ -61,7 +62,7 @@ export async function startReconciler(stockhold: Stockhold, logger: Logger): Pro
   );
   worker.on('failed', (_job, error) => logger.error({ err: error }, 'reconcile run failed'));
   worker.on('error', (error) => logger.warn({ err: error }, 'reconciler worker error'));
-  logger.info({ intervalMs: config.reconcileIntervalMs }, 'reconciler scheduled');
+  logger.info({ intervalMs: config.reconcileIntervalMs, redis: redisMode(config) }, 'reconciler scheduled');
   return {
     stop: async () => {
       clearInterval(keeper);

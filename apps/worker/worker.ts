@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { commitQueueName, type LedgerJob } from '../../lib/commits/commit-jobs';
 import { CommitProcessor, type ProcessResult } from '../../lib/commits/commit-processor';
 import { backoffStrategyName, cappedExponentialBackoff } from '../../lib/commits/commit-queue';
+import { redisMode } from '../../lib/config';
 import { bullPrefix } from '../../lib/queues';
 import type { Stockhold } from '../../lib/stockhold';
 
@@ -43,7 +44,7 @@ export async function startWorker(stockhold: Stockhold, logger: Logger): Promise
     logger[final ? 'error' : 'warn']({ jobId: job?.id, reservationId: job?.data.reservationId, requestId: job?.data.requestId, attemptsMade: job?.attemptsMade, err: error }, final ? 'commit job failed for good' : 'commit job failed; will retry');
   });
   worker.on('error', (error) => logger.warn({ err: error }, 'commit worker error'));
-  logger.info({ concurrency: config.commitConcurrency, batchMax: config.commitBatchMax }, 'commit worker started');
+  logger.info({ concurrency: config.commitConcurrency, batchMax: config.commitBatchMax, redis: redisMode(config) }, 'commit worker started');
   return {
     worker,
     stop: async () => {

@@ -44,7 +44,7 @@ export class CommitService {
         this.metrics.transitions.inc({ to: 'confirmed' });
         this.metrics.holdEnded('confirmed', reservation.createdAtMs, result.confirmedAtMs);
         await this.queueCommit(confirmed, requestId);
-        await this.awaitReplicas(reservation.id);
+        await this.awaitReplicas(reservation);
         return confirmed;
       }
       case 'already': {
@@ -54,9 +54,7 @@ export class CommitService {
         if (result.status === 'confirmed') {
           await this.queueCommit(current, requestId);
           // A retry after a 503 below answers only once the confirmation is on the replicas too.
-          // This connection may not be the one that confirmed: a write of its own, after the
-          // confirmation in the primary's replication stream, makes the WAIT cover it.
-          await this.awaitReplicas(reservation.id, true);
+          await this.awaitReplicas(current, true);
         }
         return current;
       }
@@ -122,16 +120,22 @@ export class CommitService {
 
   /**
    * With REDIS_CONFIRM_REPLICAS set, a confirmation is answered only once that many replicas of
-   * the record's primary have it (WAIT): a failover right after cannot lose it. Short of that
-   * within REDIS_CONFIRM_WAIT_MS: 503 with Retry-After; the confirm is applied on the primary, and
-   * a retry finds it confirmed and waits again. (The commit job needs no wait: a confirmed hold
-   * whose job is lost is re-queued by the reconciler.)
+   * every primary it wrote have it (WAIT on each, side by side): the record's primary and, on a
+   * cluster, the primaries of the cart's SKUs, which hold its pinned holds. A failover right after
+   * cannot lose it, nor turn a pinned hold back into one that expires. Short of that within
+   * REDIS_CONFIRM_WAIT_MS: 503 with Retry-After; the confirm is applied on the primaries, and a
+   * retry finds it confirmed and waits again. (The commit job needs no wait: a confirmed hold whose
+   * job is lost is re-queued by the reconciler.)
    */
-  private async awaitReplicas(id: string, witness = false): Promise<void> {
+  private async awaitReplicas(reservation: Reservation, witness = false): Promise<void> {
     const wanted = this.config.redisConfirmReplicas;
     if (wanted === 0) return;
-    if (witness) await withRedis(() => this.scripts.redis.set(this.keys.replicationWitness(id), '1', 'PX', replicationWitnessTtlMs));
-    const acknowledged = await withRedis(() => waitForReplicas(this.scripts.redis, this.keys.reservation(id), wanted, this.config.redisConfirmWaitMs));
+    const written = [this.keys.reservation(reservation.id), ...reservation.lines.map((line) => this.keys.skuState(line.sku))];
+    // A retry may come in on another connection than the one that confirmed: a write of its own
+    // on each primary, after the confirmation in that primary's replication stream, makes the
+    // WAIT cover it.
+    if (witness) await withRedis(() => Promise.all(written.map((key) => this.scripts.redis.set(this.keys.replicationWitness(key), '1', 'PX', replicationWitnessTtlMs))));
+    const acknowledged = await withRedis(() => waitForReplicas(this.scripts.redis, written, wanted, this.config.redisConfirmWaitMs));
     if (acknowledged < wanted) throw errors.confirmationNotReplicated(wanted, acknowledged);
   }
 

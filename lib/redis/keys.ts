@@ -6,8 +6,8 @@ export interface RedisKeys {
   /** Set for a short while when the ledger has no such SKU, so repeats do not reach Postgres. */
   skuUnknown(sku: string): string;
   reservation(id: string): string;
-  /** A short-lived key in the record's slot, written so a WAIT on this connection covers the record. */
-  replicationWitness(id: string): string;
+  /** A short-lived key in `key`'s slot, written so a WAIT on this connection covers what `key`'s primary has. */
+  replicationWitness(key: string): string;
   idempotency(clientId: string, idempotencyKey: string): string;
 }
 
@@ -17,7 +17,7 @@ export function redisKeys(prefix: string): RedisKeys {
     skuHolds: (sku) => `${prefix}holds:{${sku}}`,
     skuUnknown: (sku) => `${prefix}nosku:{${sku}}`,
     reservation: (id) => `${prefix}res:{${id}}`,
-    replicationWitness: (id) => `${prefix}res:{${id}}:rw`,
+    replicationWitness: (key) => `${key}:rw`,
     idempotency: (clientId, idempotencyKey) => `${prefix}idem:${clientId}:${idempotencyKey}`,
   };
 }

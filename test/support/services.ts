@@ -6,8 +6,11 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createPostgres, dropDatabase } from '../../lib/postgres/connection';
 import { prepareDatabaseAt } from '../../lib/postgres/migrations';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
+import { inject } from 'vitest';
+import { bullPrefix } from '../../lib/queues';
 import { deleteKeysWithPrefix } from '../../lib/redis/delete-keys';
+import type { RedisClient } from '../../lib/redis/connection';
 import type { Knex } from 'knex';
 import { secrets, testDatabaseUrl, testRedisUrl } from './harness';
 
@@ -108,24 +111,35 @@ export function spawnService(command: string, args: readonly string[], env: Reco
 export interface Environment {
   readonly env: Record<string, string>;
   readonly knex: Knex;
-  readonly redis: Redis;
+  /** The Redis the services use: the run's cluster in the cluster run, else the test Redis. */
+  readonly redis: RedisClient;
   readonly prefix: string;
+  /** Where the services' BullMQ keys live (`<prefix>bull`, or `<prefix>{bull}` on a cluster). */
+  readonly bullPrefix: string;
   close(): Promise<void>;
 }
 
+/**
+ * The services run on the cluster this run provides (the cluster run, vitest.cluster.config.mts:
+ * REDIS_CLUSTER_NODES in their environment), else on the test Redis.
+ */
 export async function privateEnvironment(extra: Record<string, string> = {}): Promise<Environment> {
+  const seeds = inject('clusterSeeds');
+  const onCluster = seeds !== undefined && seeds !== '';
   const url = new URL(testDatabaseUrl);
   url.pathname = `/stockhold_test_${randomBytes(6).toString('hex')}`;
   const databaseUrl = url.toString();
   await prepareDatabaseAt(databaseUrl);
   const prefix = `t:${randomBytes(4).toString('hex')}:`;
   const knex = createPostgres({ url: databaseUrl, poolMax: 4, statementTimeoutMs: 60_000, connectTimeoutMs: 2000, applicationName: 'stockhold-test' });
-  const redis = new Redis(testRedisUrl);
+  const redis: RedisClient = onCluster ? new Cluster(seeds.split(',').map((seed) => ({ host: seed.split(':')[0]!, port: Number(seed.split(':')[1]) })), { scaleReads: 'master' }) : new Redis(testRedisUrl);
+  const redisEnv: Record<string, string> = onCluster ? { REDIS_CLUSTER_NODES: seeds } : { REDIS_URL: testRedisUrl };
   return {
-    env: { NODE_ENV: 'test', DATABASE_URL: databaseUrl, REDIS_URL: testRedisUrl, REDIS_KEY_PREFIX: prefix, API_KEYS: apiKeys, LOG_LEVEL: 'info', ...extra },
+    env: { NODE_ENV: 'test', DATABASE_URL: databaseUrl, ...redisEnv, REDIS_KEY_PREFIX: prefix, API_KEYS: apiKeys, LOG_LEVEL: 'info', ...extra },
     knex,
     redis,
     prefix,
+    bullPrefix: bullPrefix({ redisKeyPrefix: prefix, redisClusterNodes: onCluster ? [] : null }),
     async close() {
       await deleteKeysWithPrefix(redis, prefix);
       redis.disconnect();
@@ -142,6 +156,9 @@ export async function startApp(app: 'api' | 'worker' | 'reconciler' | 'all', env
   const service = spawnService(process.execPath, [script], { PORT: '0', ...env });
   const ready: Record<typeof app, string> = { api: 'API listening', all: 'API listening', worker: 'commit worker started', reconciler: 'reconciler scheduled' };
   const line = await service.waitForLog((entry) => entry.msg === ready[app]);
+  // The process runs on what this run provides: a cluster in the cluster run, else the test Redis.
+  const expected = env.REDIS_CLUSTER_NODES === undefined ? 'single' : 'cluster';
+  if (line.redis !== expected) throw new Error(`${app} started on ${String(line.redis)} Redis, expected ${expected}`);
   return Object.assign(service, { port: typeof line.port === 'number' ? line.port : 0 });
 }
 
