@@ -2,7 +2,7 @@
 // recorded operations, the faults and a dump of the ledger, and returns violations; so it is
 // tested with histories it must reject (test/chaos-checker.test.ts). The operational checks
 // (Redis agrees with the ledger, exactly the ledger's stock can be sold) are in final-checks.ts.
-import { dataLossFaults, type Fault, type Line, type Operation, type Violation } from './history';
+import { dataLossFaults, holdLossFaults, type Fault, type Line, type Operation, type Violation } from './history';
 
 export interface LedgerEntry {
   readonly id: number;
@@ -37,7 +37,10 @@ export interface CheckInput {
   readonly startOnHand: ReadonlyMap<string, number>;
 }
 
-/** Acknowledged operations that a Redis data-loss fault legitimately took away, by kind. */
+/**
+ * Acknowledged operations that a Redis data-loss fault legitimately took away, by kind (reservation
+ * keys also by a cluster primary's failover).
+ */
 export interface Lost {
   confirms: number;
   cancels: number;
@@ -53,8 +56,9 @@ export function checkHistory(input: CheckInput): CheckResult {
   const violations: Violation[] = [];
   const lost: Lost = { confirms: 0, cancels: 0, reservationKeys: 0 };
   const dataLossTimes = input.faults.filter((fault) => dataLossFaults.includes(fault.kind));
+  const holdLossTimes = input.faults.filter((fault) => holdLossFaults.includes(fault.kind));
   checkHttp(input.operations, violations);
-  checkIdempotency(input.operations, dataLossTimes, violations, lost);
+  checkIdempotency(input.operations, holdLossTimes, violations, lost);
   checkConfirms(input, dataLossTimes, violations, lost);
   checkLedger(input, violations);
   return { violations, lost };
@@ -79,7 +83,7 @@ export function checkHttp(operations: readonly Operation[], violations: Violatio
 }
 
 /** One Idempotency-Key, one effect: the same reservation every time; a replay is never refused. */
-export function checkIdempotency(operations: readonly Operation[], dataLossTimes: readonly Fault[], violations: Violation[], lost: Lost): void {
+export function checkIdempotency(operations: readonly Operation[], lossTimes: readonly Fault[], violations: Violation[], lost: Lost): void {
   const firstByKey = new Map<string, Operation>();
   for (const operation of operations) {
     if (operation.idempotencyKey === undefined || operation.outcome !== 'ok') continue;
@@ -90,7 +94,7 @@ export function checkIdempotency(operations: readonly Operation[], dataLossTimes
       continue;
     }
     if (first.reservationId === operation.reservationId) continue;
-    if (lostBetween(dataLossTimes, first.invokeMs, operation.completeMs)) {
+    if (lostBetween(lossTimes, first.invokeMs, operation.completeMs)) {
       lost.reservationKeys += 1;
       continue;
     }
@@ -102,7 +106,7 @@ export function checkIdempotency(operations: readonly Operation[], dataLossTimes
     // A reservation's key lives only in Redis; a stock change's is also in the ledger, which
     // must answer the replay even after Redis lost everything.
     const original = firstByKey.get(operation.idempotencyKey ?? '');
-    if (operation.kind === 'replay-reserve' && original !== undefined && lostBetween(dataLossTimes, original.invokeMs, operation.completeMs)) {
+    if (operation.kind === 'replay-reserve' && original !== undefined && lostBetween(lossTimes, original.invokeMs, operation.completeMs)) {
       lost.reservationKeys += 1;
       continue;
     }

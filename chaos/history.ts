@@ -79,9 +79,17 @@ export type FaultKind =
   | 'postgres-stall'
   | 'stock-race'
   | 'redis-flushall'
-  | 'redis-restart-empty';
+  | 'redis-restart-empty'
+  | 'redis-primary-kill';
 
 export const dataLossFaults: readonly FaultKind[] = ['redis-flushall', 'redis-restart-empty'];
+
+/**
+ * Faults that may take acknowledged holds (and a reservation's idempotency record) with them, but
+ * never an acknowledged confirm: a cluster primary killed before its replica had the hold
+ * (replication is asynchronous; a confirm is answered only after WAIT).
+ */
+export const holdLossFaults: readonly FaultKind[] = [...dataLossFaults, 'redis-primary-kill'];
 
 export interface Fault {
   readonly kind: FaultKind;

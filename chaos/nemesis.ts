@@ -6,7 +6,7 @@ import { Client } from 'pg';
 import type { Fault, FaultKind } from './history';
 import type { FaultProxy } from './proxy';
 import type { Random } from './random';
-import type { PrivatePostgres, PrivateRedis } from './servers';
+import type { PrivatePostgres, PrivateRedis, PrivateRedisCluster } from './servers';
 import type { Service } from './processes';
 import { sleep, type ChaosClient } from './workload';
 
@@ -16,14 +16,18 @@ export interface Timeouts {
   readonly commitLockDurationMs: number;
 }
 
+/** One Redis behind a fault proxy, or a Redis Cluster (three primaries, three replicas) reached directly. */
+export type RedisSetup =
+  | { readonly kind: 'single'; readonly server: PrivateRedis; readonly proxy: FaultProxy }
+  | { readonly kind: 'cluster'; readonly cluster: PrivateRedisCluster };
+
 export interface Cluster {
   readonly apis: readonly Service[];
   readonly workers: readonly Service[];
   readonly reconcilers: readonly Service[];
-  readonly redis: PrivateRedis;
+  readonly redis: RedisSetup;
   readonly postgres: PrivatePostgres;
   readonly databaseName: string;
-  readonly redisProxy: FaultProxy;
   readonly postgresProxy: FaultProxy;
   readonly timeouts: Timeouts;
 }
@@ -46,9 +50,27 @@ const faultWeights: Record<FaultKind, number> = {
   'stock-race': 6,
   'redis-flushall': 0,
   'redis-restart-empty': 0,
+  'redis-primary-kill': 0,
 };
 
 export const dataLossWeights: Partial<Record<FaultKind, number>> = { 'redis-flushall': 3, 'redis-restart-empty': 3 };
+
+/**
+ * On a Redis Cluster: a primary killed (its replica takes over) instead of the one Redis restarted;
+ * no proxy in front of the nodes (a client follows the addresses the nodes announce), so no Redis
+ * latency or stall; no data-loss faults.
+ */
+export const redisClusterWeights: Partial<Record<FaultKind, number>> = {
+  'redis-primary-kill': 12,
+  'redis-restart': 0,
+  'redis-latency': 0,
+  'redis-stall': 0,
+  'redis-flushall': 0,
+  'redis-restart-empty': 0,
+};
+
+/** After a primary is killed and started again, the cluster must be whole (replicas synced) within this. */
+export const clusterRecoveryMs = 30_000;
 
 export const gapMsMin = 300;
 export const gapMsMax = 2500;
@@ -65,7 +87,7 @@ export class Nemesis {
     dataLoss: boolean,
     only: readonly FaultKind[] | undefined,
   ) {
-    const weights = { ...faultWeights, ...(dataLoss ? dataLossWeights : {}) };
+    const weights = { ...faultWeights, ...(dataLoss ? dataLossWeights : {}), ...(cluster.redis.kind === 'cluster' ? redisClusterWeights : {}) };
     if (only !== undefined) for (const kind of Object.keys(weights) as FaultKind[]) if (!only.includes(kind)) weights[kind] = 0;
     this.weights = weights;
   }
@@ -112,28 +134,44 @@ export class Nemesis {
       }
       case 'redis-restart':
       case 'redis-restart-empty': {
+        const server = this.single().server;
         const downMs = random.int(100, 1500);
         record('redis', `${downMs} ms down`);
-        await cluster.redis.kill();
-        if (kind === 'redis-restart-empty') cluster.redis.forgetPersistedData();
+        await server.kill();
+        if (kind === 'redis-restart-empty') server.forgetPersistedData();
         await sleep(downMs);
-        return cluster.redis.start();
+        return server.start();
+      }
+      case 'redis-primary-kill': {
+        const redis = this.onCluster();
+        const primary = random.pick(await redis.primaries());
+        const downMs = random.int(500, 3000);
+        record(`redis :${primary.port}`, `primary killed, ${downMs} ms down, back as a replica`);
+        await primary.kill();
+        await sleep(downMs);
+        await primary.start();
+        // One failure at a time, as one replica per primary can survive: the next fault waits
+        // until the old primary is back as a synced replica.
+        if (!(await redis.whole(clusterRecoveryMs))) throw new Error(`the Redis Cluster was not whole again within ${clusterRecoveryMs} ms after killing :${primary.port}`);
+        return;
       }
       case 'redis-client-kill':
         record('redis');
-        return this.withRedis(async (redis) => void (await redis.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes')));
+        await Promise.all(this.redisPorts().map((port) => this.withRedis(port, async (redis) => void (await redis.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes')))));
+        return;
       case 'redis-pause-writes': {
         const pauseMs = timeouts.redisCommandTimeoutMs + random.int(200, 1500);
-        record('redis', `${pauseMs} ms`);
-        await this.withRedis(async (redis) => void (await redis.call('CLIENT', 'PAUSE', String(pauseMs), 'WRITE')));
+        const port = cluster.redis.kind === 'single' ? cluster.redis.server.port : random.pick(await cluster.redis.cluster.primaries()).port;
+        record(`redis :${port}`, `${pauseMs} ms`);
+        await this.withRedis(port, async (redis) => void (await redis.call('CLIENT', 'PAUSE', String(pauseMs), 'WRITE')));
         return sleep(pauseMs);
       }
       case 'redis-flushall':
         record('redis');
-        return this.withRedis(async (redis) => void (await redis.flushall()));
+        return this.withRedis(this.single().server.port, async (redis) => void (await redis.flushall()));
       case 'redis-latency':
       case 'postgres-latency': {
-        const proxy = kind === 'redis-latency' ? cluster.redisProxy : cluster.postgresProxy;
+        const proxy = kind === 'redis-latency' ? this.single().proxy : cluster.postgresProxy;
         const latencyMs = random.int(20, 300);
         const lastsMs = random.int(1000, 4000);
         record(kind === 'redis-latency' ? 'redis' : 'postgres', `${latencyMs} ms for ${lastsMs} ms`);
@@ -143,7 +181,7 @@ export class Nemesis {
       }
       case 'redis-stall':
       case 'postgres-stall': {
-        const proxy = kind === 'redis-stall' ? cluster.redisProxy : cluster.postgresProxy;
+        const proxy = kind === 'redis-stall' ? this.single().proxy : cluster.postgresProxy;
         const stallMs = random.int(500, 4000);
         const reset = random.chance(0.4);
         record(kind === 'redis-stall' ? 'redis' : 'postgres', `${stallMs} ms${reset ? ', then reset' : ''}`);
@@ -182,9 +220,23 @@ export class Nemesis {
     }
   }
 
-  /** A direct connection (not through the proxy), so the nemesis itself is never faulted. */
-  private async withRedis(action: (redis: Redis) => Promise<void>): Promise<void> {
-    const redis = new Redis(this.cluster.redis.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  private single(): Extract<RedisSetup, { kind: 'single' }> {
+    if (this.cluster.redis.kind !== 'single') throw new Error('this fault needs the single Redis (its weight is 0 on a cluster)');
+    return this.cluster.redis;
+  }
+
+  private onCluster(): PrivateRedisCluster {
+    if (this.cluster.redis.kind !== 'cluster') throw new Error('this fault needs a Redis Cluster (its weight is 0 on one Redis)');
+    return this.cluster.redis.cluster;
+  }
+
+  private redisPorts(): number[] {
+    return this.cluster.redis.kind === 'single' ? [this.cluster.redis.server.port] : this.cluster.redis.cluster.nodes.map((node) => node.port);
+  }
+
+  /** A direct connection to one Redis node (not through the proxy), so the nemesis itself is never faulted. */
+  private async withRedis(port: number, action: (redis: Redis) => Promise<void>): Promise<void> {
+    const redis = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     redis.on('error', () => undefined);
     try {
       await redis.connect();
@@ -211,8 +263,10 @@ export class Nemesis {
 
   /** Undoes whatever may still be in effect, so the system can go quiet. */
   async healAll(): Promise<void> {
-    this.cluster.redisProxy.setLatency(0);
-    this.cluster.redisProxy.setStalled(false);
+    if (this.cluster.redis.kind === 'single') {
+      this.cluster.redis.proxy.setLatency(0);
+      this.cluster.redis.proxy.setStalled(false);
+    }
     this.cluster.postgresProxy.setLatency(0);
     this.cluster.postgresProxy.setStalled(false);
     for (const service of [...this.cluster.apis, ...this.cluster.workers, ...this.cluster.reconcilers]) service.resume();

@@ -92,7 +92,7 @@ export function formatSummary(summary: Summary, seed: number, durationS: number)
   lines.push(`liveness: reserve attempts outside fault windows answered (not 503): ${share} of ${summary.reserveAttemptsOutsideFaults}`);
   const lag = summary.commitLagAfterHealMs;
   lines.push(`commit lag after a fault heals: median ${lag.median ?? 'n/a'} ms, max ${lag.max ?? 'n/a'} ms (over ${lag.faults} faults with confirms)`);
-  lines.push(`lost with Redis data (data-loss mode): ${summary.lost.confirms} acknowledged confirms, ${summary.lost.cancels} acknowledged cancels, ${summary.lost.reservationKeys} reservation idempotency records`);
+  lines.push(`lost with Redis data (data-loss mode; a failover takes only reservation keys): ${summary.lost.confirms} acknowledged confirms, ${summary.lost.cancels} acknowledged cancels, ${summary.lost.reservationKeys} reservation idempotency records`);
   return lines.join('\n');
 }
 

@@ -11,11 +11,11 @@ import { checkHistory, type CheckResult, type LedgerDump } from './checker';
 import { checkAgreement, drainCommits, dumpLedger, sellOut, waitHoldsCleared, waitReady, type FinalSetting, type FinalTimings } from './final-checks';
 import { endpoint, send, type ApiEndpoint } from './http-client';
 import type { Fault, FaultKind, Operation, Violation } from './history';
-import { Nemesis, type Cluster, type Timeouts } from './nemesis';
+import { Nemesis, type Cluster, type RedisSetup, type Timeouts } from './nemesis';
 import { Service } from './processes';
 import { FaultProxy } from './proxy';
 import { Random } from './random';
-import { freePort, PrivatePostgres, PrivateRedis } from './servers';
+import { freePort, PrivatePostgres, PrivateRedis, PrivateRedisCluster } from './servers';
 import { ChaosClient, Recorder, sleep, type Secrets } from './workload';
 
 export interface RunOptions {
@@ -24,6 +24,8 @@ export interface RunOptions {
   readonly clients: number;
   readonly skus: number;
   readonly dataLoss: boolean;
+  /** On a Redis Cluster (three primaries, three replicas) instead of one Redis. */
+  readonly redisCluster: boolean;
   readonly only: readonly FaultKind[] | undefined;
   readonly distDirectory: string;
   readonly log: (line: string) => void;
@@ -50,12 +52,12 @@ export const timeouts: Timeouts = { redisCommandTimeoutMs: 1000, postgresStateme
 export const reconcileIntervalMs = 2000;
 export const commitGraceMs = 4000;
 
-function serviceEnvironment(redisPort: number, postgresPort: number): Record<string, string> {
+function serviceEnvironment(redis: RedisSetup, postgresPort: number): Record<string, string> {
   return {
     NODE_ENV: 'production',
     API_KEYS: apiKeys,
     LOG_LEVEL: 'warn',
-    REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    ...(redis.kind === 'single' ? { REDIS_URL: `redis://127.0.0.1:${redis.proxy.listenPort}` } : { REDIS_CLUSTER_NODES: redis.cluster.seeds }),
     DATABASE_URL: `postgres://postgres@127.0.0.1:${postgresPort}/${databaseName}`,
     REDIS_COMMAND_TIMEOUT_MS: String(timeouts.redisCommandTimeoutMs),
     POSTGRES_STATEMENT_TIMEOUT_MS: String(timeouts.postgresStatementTimeoutMs),
@@ -82,14 +84,12 @@ interface Started {
 
 async function startCluster(options: RunOptions): Promise<Started> {
   const logDirectory = mkdtempSync(path.join(tmpdir(), 'stockhold-chaos-'));
-  const redis = await PrivateRedis.start({ appendOnly: true });
+  const redis = await startRedis(options.redisCluster);
   const postgres = await PrivatePostgres.start();
   await prepareDatabaseAt(postgres.url(databaseName));
-  const redisProxy = new FaultProxy(await freePort(), redis.port);
   const postgresProxy = new FaultProxy(await freePort(), postgres.port);
-  await redisProxy.start();
   await postgresProxy.start();
-  const env = serviceEnvironment(redisProxy.listenPort, postgresProxy.listenPort);
+  const env = serviceEnvironment(redis, postgresProxy.listenPort);
   const script = (name: string) => path.join(options.distDirectory, 'apps', name, 'main.js');
   const apiPorts = [await freePort(), await freePort()];
   const apis = apiPorts.map((port, index) => new Service({ name: `api-${index + 1}`, script: script('api'), env: { ...env, PORT: String(port) } }, logDirectory));
@@ -98,8 +98,17 @@ async function startCluster(options: RunOptions): Promise<Started> {
   const services = [...apis, ...workers, ...reconcilers];
   for (const service of services) service.start();
   const knex = createPostgres({ url: postgres.url(databaseName), poolMax: 4, statementTimeoutMs: 30_000, connectTimeoutMs: 5000 });
-  const cluster: Cluster = { apis, workers, reconcilers, redis, postgres, databaseName, redisProxy, postgresProxy, timeouts };
+  const cluster: Cluster = { apis, workers, reconcilers, redis, postgres, databaseName, postgresProxy, timeouts };
   return { cluster, services, apis: apiPorts.map(endpoint), knex, logDirectory };
+}
+
+/** One Redis (AOF, fsync always) behind a fault proxy, or a 3+3 Redis Cluster (AOF on every node). */
+async function startRedis(onCluster: boolean): Promise<RedisSetup> {
+  if (onCluster) return { kind: 'cluster', cluster: await PrivateRedisCluster.start({ primaries: 3, replicasPerPrimary: 1, appendOnly: true }) };
+  const server = await PrivateRedis.start({ appendOnly: true });
+  const proxy = new FaultProxy(await freePort(), server.port);
+  await proxy.start();
+  return { kind: 'single', server, proxy };
 }
 
 async function createSkus(apis: readonly ApiEndpoint[], skus: readonly string[]): Promise<void> {
@@ -112,9 +121,14 @@ async function createSkus(apis: readonly ApiEndpoint[], skus: readonly string[])
 async function stopCluster(started: Started): Promise<void> {
   await Promise.all(started.services.map((service) => service.stop()));
   await started.knex.destroy();
-  await started.cluster.redisProxy.stop();
   await started.cluster.postgresProxy.stop();
-  await started.cluster.redis.remove();
+  const redis = started.cluster.redis;
+  if (redis.kind === 'single') {
+    await redis.proxy.stop();
+    await redis.server.remove();
+  } else {
+    await redis.cluster.remove();
+  }
   await started.cluster.postgres.remove();
 }
 
@@ -149,7 +163,7 @@ async function drive(options: RunOptions, root: Random, started: Started): Promi
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
   const stopped = () => Date.now() >= stopAt;
-  options.log(`chaos: seed ${options.seed}, ${options.clients} clients, ${options.durationS} s, ${options.dataLoss ? 'with' : 'without'} Redis data loss; logs in ${started.logDirectory}`);
+  options.log(`chaos: seed ${options.seed}, ${options.clients} clients, ${options.durationS} s, ${options.redisCluster ? 'on a Redis Cluster (3 primaries, 3 replicas)' : 'on one Redis'}, ${options.dataLoss ? 'with' : 'without'} Redis data loss; logs in ${started.logDirectory}`);
   const progress = setInterval(() => options.log(`chaos: ${recorder.operations.length} operations, ${nemesis.faults.length} faults`), 10_000);
   try {
     await Promise.all([nemesis.loop(stopped).then(() => nemesis.healAll()), ...clients.map((client) => client.loop(stopped))]);

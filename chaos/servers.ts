@@ -113,15 +113,15 @@ export const clusterNodeTimeoutMs = 1000;
  * (a failover) through `nodes`.
  */
 export class PrivateRedisCluster {
-  private constructor(readonly nodes: readonly PrivateRedis[]) {}
+  private constructor(readonly nodes: readonly PrivateRedis[], private readonly replicaCount: number) {}
 
-  static async start(options: { readonly primaries?: number; readonly replicasPerPrimary?: number } = {}): Promise<PrivateRedisCluster> {
+  static async start(options: { readonly primaries?: number; readonly replicasPerPrimary?: number; readonly appendOnly?: boolean } = {}): Promise<PrivateRedisCluster> {
     const primaries = options.primaries ?? 3;
     const replicas = options.replicasPerPrimary ?? 1;
     const nodes: PrivateRedis[] = [];
     const extraArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(clusterNodeTimeoutMs)];
-    for (let index = 0; index < primaries * (1 + replicas); index += 1) nodes.push(await PrivateRedis.start({ extraArgs }));
-    const cluster = new PrivateRedisCluster(nodes);
+    for (let index = 0; index < primaries * (1 + replicas); index += 1) nodes.push(await PrivateRedis.start({ extraArgs, ...(options.appendOnly === true ? { appendOnly: true } : {}) }));
+    const cluster = new PrivateRedisCluster(nodes, primaries * replicas);
     try {
       execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { stdio: 'ignore' });
       await until(async () => (await Promise.all(nodes.map((node) => clusterStateOk(node.port)))).every(Boolean), 'the cluster');
@@ -139,8 +139,44 @@ export class PrivateRedisCluster {
     return this.nodes.map((node) => `127.0.0.1:${node.port}`).join(',');
   }
 
+  /** The nodes that answer as primaries now (a killed one answers nothing and is not among them). */
+  async primaries(): Promise<PrivateRedis[]> {
+    const roles = await Promise.all(this.nodes.map(async (node) => ((await roleOf(node.port)) === 'master' ? node : undefined)));
+    return roles.filter((node): node is PrivateRedis => node !== undefined);
+  }
+
+  /**
+   * Waits until every node answers, the cluster reports its state ok and every replica is online
+   * (synced with its primary), so one more primary can fail without losing a slot; false past
+   * `timeoutMs`.
+   */
+  async whole(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const states = await Promise.all(this.nodes.map((node) => clusterStateOk(node.port)));
+      const online = (await Promise.all(this.nodes.map((node) => replicasOnline(node.port)))).reduce((sum, count) => sum + count, 0);
+      if (states.every(Boolean) && online >= this.replicaCount) return true;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return false;
+  }
+
   async remove(): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.remove()));
+  }
+}
+
+async function roleOf(port: number): Promise<string | undefined> {
+  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    const role = (await probe.call('ROLE')) as unknown[];
+    return String(role[0]);
+  } catch {
+    return undefined;
+  } finally {
+    probe.disconnect();
   }
 }
 
