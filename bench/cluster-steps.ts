@@ -1,12 +1,18 @@
 // `npm run bench:cluster`: what a cart costs on a real Redis Cluster (three primaries, three
-// replicas, started here on loopback) next to a single Redis (started here too), measured at the
-// script level, since the service does not run on a cluster yet (docs/design.md, "Redis
-// Cluster"): today's one-script cart on the single Redis, and on the cluster a cart's per-slot
-// step (`holdLines`) for a one-slot cart and for a two-slot cart (one step per slot, in slot
-// order). For each: carts/s from this process (64 in flight) and the Redis CPU per cart, from
-// every primary's `INFO commandstats` (usec of EVALSHA/EVAL), which states what one Redis core
-// can take beyond what two cores here can drive. Alternating rounds; medians and ratios.
+// replicas, started here on loopback) next to a single Redis (started here too), in two parts.
+// 1. Script level: today's one-script cart on the single Redis, and on the cluster a cart's
+//    per-slot step (`holdLines`) for a one-slot cart and for a two-slot cart (one step per slot,
+//    in slot order): carts/s from this process (64 in flight) and the Redis CPU per cart, from
+//    every primary's `INFO commandstats` (usec of EVALSHA/EVAL).
+// 2. Whole reservations over HTTP: the API as shipped (one process) on the single Redis and on the
+//    cluster (REDIS_CLUSTER_NODES), POST /v1/reservations driven by autocannon, one-line carts and
+//    two-slot carts; req/s, p50/p99 and the Redis CPU per reservation (every command, every
+//    primary), which states what one Redis core can take beyond what two cores here can drive.
+// Alternating rounds; medians and ratios from the same run.
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import autocannon from 'autocannon';
 import { Cluster, type Redis } from 'ioredis';
 import { PrivateRedis, PrivateRedisCluster } from '../chaos/servers';
 import { createClusterClient, createRedis, type RedisClient } from '../lib/redis/connection';
@@ -22,9 +28,13 @@ for (let index = 2; index < process.argv.length; index += 2) flags.set(String(pr
 const durationMs = Number(flags.get('duration') ?? 5) * 1000;
 const rounds = Number(flags.get('rounds') ?? 3);
 const inFlight = 64;
+/** HTTP connections autocannon keeps open to the API. */
+const connections = 64;
+const secret = 'bench-checkout-secret';
 if (!(durationMs >= 1000 && durationMs <= 120_000 && rounds >= 1 && rounds <= 10)) throw new Error('--duration 1-120 (s), --rounds 1-10');
 
-const keys = redisKeys(`bench:${randomBytes(3).toString('hex')}:`);
+const keyPrefix = `bench:${randomBytes(3).toString('hex')}:`;
+const keys = redisKeys(keyPrefix);
 const stockUnits = 1_000_000_000;
 const holdTtlMs = 900_000;
 
@@ -47,6 +57,49 @@ async function scriptCpuUsec(client: RedisClient): Promise<number> {
     for (const command of ['evalsha', 'eval']) usec += Number(new RegExp(`cmdstat_${command}:calls=\\d+,usec=(\\d+)`).exec(info)?.[1] ?? 0);
   }
   return usec;
+}
+
+/** usec of every command on every primary since the last reset (scripts and plain commands). */
+async function allCommandsCpuUsec(client: RedisClient): Promise<number> {
+  let usec = 0;
+  for (const node of primaries(client)) for (const match of (await node.info('commandstats')).matchAll(/usec=(\d+),/g)) usec += Number(match[1]);
+  return usec;
+}
+
+/** The API as shipped (bench/stockhold-api-server), in its own process; resolves with its port. */
+function startApi(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
+  return new Promise((resolve, reject) => {
+    const child = fork(path.join(__dirname, 'stockhold-api-server.js'), [], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    child.once('message', (message: { port: number }) => resolve({ child, port: message.port }));
+    child.once('exit', (code) => reject(new Error(`the API exited with ${code}`)));
+  });
+}
+
+let httpRuns = 0;
+
+interface HttpTarget {
+  readonly name: string;
+  readonly port: number;
+  readonly client: RedisClient;
+  readonly body: string;
+}
+
+async function runHttp(target: HttpTarget, seconds: number): Promise<{ requestsPerSecond: number; p50Ms: number; p99Ms: number; cpuUsecPerReservation: number; unexpected: number }> {
+  await resetStats(target.client);
+  // A fresh key per request across every run, so that no request is a replay or a reused key.
+  const run = (httpRuns += 1);
+  let counter = 0;
+  const result = await autocannon({
+    url: `http://127.0.0.1:${target.port}/v1/reservations`,
+    connections,
+    duration: seconds,
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
+    body: target.body,
+    requests: [{ setupRequest: (request: any) => ({ ...request, headers: { ...request.headers, 'idempotency-key': `bc-${process.pid}-${run}-${(counter += 1)}` } }) }],
+  });
+  const created = result['2xx'];
+  return { requestsPerSecond: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, cpuUsecPerReservation: (await allCommandsCpuUsec(target.client)) / Math.max(created, 1), unexpected: result.non2xx + result.errors };
 }
 
 async function resetStats(client: RedisClient): Promise<void> {
@@ -140,6 +193,42 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`2-slot / 1-slot cart on the cluster: ${(rate(cluster2.name) / rate(cluster1.name)).toFixed(2)}x the rate, ${(cpu(cluster2.name) / cpu(cluster1.name)).toFixed(2)}x the Redis CPU\n`);
     process.stdout.write(`cluster 1-slot step / single Redis 1-line cart: ${(rate(cluster1.name) / rate(single1.name)).toFixed(2)}x the rate, ${(cpu(cluster1.name) / cpu(single1.name)).toFixed(2)}x the Redis CPU\n`);
+
+    // Part 2: whole reservations through the API as shipped.
+    const apiEnv = { REDIS_KEY_PREFIX: keyPrefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: 'warn', NODE_ENV: 'production', METRICS_ENABLED: 'true' };
+    const singleApi = await startApi({ ...apiEnv, REDIS_URL: single.url });
+    const clusterApi = await startApi({ ...apiEnv, REDIS_CLUSTER_NODES: cluster.seeds, REDIS_CONFIRM_REPLICAS: '1' });
+    try {
+      const body = (lines: typeof oneLine) => JSON.stringify({ lines, ttlSeconds: 900 });
+      const httpTargets: HttpTarget[] = [
+        { name: 'HTTP single Redis, 1-line cart', port: singleApi.port, client: singleClient, body: body(oneLine) },
+        { name: 'HTTP cluster, 1-line cart', port: clusterApi.port, client: clusterClient, body: body(oneLine) },
+        { name: 'HTTP cluster, 2-slot cart', port: clusterApi.port, client: clusterClient, body: body(twoLines) },
+      ];
+      const httpResults = new Map<string, Array<Awaited<ReturnType<typeof runHttp>>>>();
+      for (const target of httpTargets) await runHttp(target, 2); // warm-up
+      for (let round = 1; round <= rounds; round += 1) {
+        for (const target of round % 2 === 1 ? httpTargets : [...httpTargets].reverse()) {
+          const result = await runHttp(target, durationMs / 1000);
+          httpResults.set(target.name, [...(httpResults.get(target.name) ?? []), result]);
+          process.stdout.write(`round ${round} ${target.name.padEnd(34)} ${result.requestsPerSecond.toFixed(0).padStart(6)} req/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms  Redis CPU ${result.cpuUsecPerReservation.toFixed(1)} µs/reservation  unexpected ${result.unexpected}\n`);
+        }
+      }
+      const of = (name: string, pick: (result: Awaited<ReturnType<typeof runHttp>>) => number) => median(httpResults.get(name)!.map(pick));
+      process.stdout.write(`\nmedians of ${rounds} rounds, ${durationMs / 1000} s each, ${connections} connections, one API process:\n`);
+      for (const target of httpTargets) {
+        const usec = of(target.name, (result) => result.cpuUsecPerReservation);
+        process.stdout.write(`${target.name.padEnd(34)} ${of(target.name, (result) => result.requestsPerSecond).toFixed(0).padStart(6)} req/s  p50 ${of(target.name, (result) => result.p50Ms)} ms  p99 ${of(target.name, (result) => result.p99Ms)} ms  ${usec.toFixed(1)} µs Redis CPU = ${(1e6 / usec).toFixed(0)} reservations/s per Redis core\n`);
+      }
+      const [singleHttp, cluster1Http, cluster2Http] = httpTargets.map((target) => target.name) as [string, string, string];
+      const rateOf = (name: string) => of(name, (result) => result.requestsPerSecond);
+      const cpuOf = (name: string) => of(name, (result) => result.cpuUsecPerReservation);
+      process.stdout.write(`cluster 1-line / single Redis 1-line: ${(rateOf(cluster1Http) / rateOf(singleHttp)).toFixed(2)}x the rate, ${(cpuOf(cluster1Http) / cpuOf(singleHttp)).toFixed(2)}x the Redis CPU\n`);
+      process.stdout.write(`cluster 2-slot / cluster 1-line: ${(rateOf(cluster2Http) / rateOf(cluster1Http)).toFixed(2)}x the rate, ${(cpuOf(cluster2Http) / cpuOf(cluster1Http)).toFixed(2)}x the Redis CPU\n`);
+    } finally {
+      singleApi.child.kill('SIGTERM');
+      clusterApi.child.kill('SIGTERM');
+    }
   } finally {
     singleClient.disconnect();
     clusterClient.disconnect();
