@@ -16,6 +16,7 @@ import { ScriptRunner } from '../lib/redis/scripts';
 import { inOneSlot, slotOf } from '../lib/redis/slots';
 import { holdLines, returnLines, slotGroups, type CartLine } from '../lib/scripts/cart-lines';
 import { confirmCartAcrossSlots, createCartAcrossSlots, rejectCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsCall } from '../lib/reservations/cart-across-slots';
+import { abortCart } from '../lib/scripts/cart-coordinator';
 import { createReservation } from '../lib/scripts/create-reservation';
 import { readReservation } from '../lib/scripts/reservation-record';
 import { inspectSku } from '../lib/scripts/inspect-sku';
@@ -133,8 +134,8 @@ describe('Redis Cluster', () => {
     expect(await holdLines(scripts, keys, call(groups[0]!))).toMatchObject({ kind: 'already-held' });
     // The other slot is short: the first group is given back, once.
     expect(await holdLines(scripts, keys, call(groups[1]!))).toMatchObject({ kind: 'insufficient', lines: [{ sku: b, requested: 2, available: 1 }] });
-    expect(await returnLines(scripts, keys, reservationId, groups[0]!)).toBe(2);
-    expect(await returnLines(scripts, keys, reservationId, groups[0]!)).toBe(0);
+    expect(await returnLines(scripts, keys, reservationId, groups[0]!, 'keep-pinned')).toBe(2);
+    expect(await returnLines(scripts, keys, reservationId, groups[0]!, 'keep-pinned')).toBe(0);
     expect(await readSku(scripts, keys, a, 10)).toMatchObject({ kind: 'found', onHand: 5, reserved: 0 });
     expect(await readSku(scripts, keys, b, 10)).toMatchObject({ kind: 'found', onHand: 1, reserved: 0 });
     expect(await client.zcard(keys.skuHolds(a))).toBe(0);
@@ -161,7 +162,7 @@ describe('Redis Cluster', () => {
         for (const group of groups) {
           const result = await holdLines(scripts, keys, { reservationId, expiresAtMs: Date.now() + 60_000, reclaimPerSkuMax: 10, lines: group });
           if (result.kind !== 'held') {
-            for (const taken of done) await returnLines(scripts, keys, reservationId, taken);
+            for (const taken of done) await returnLines(scripts, keys, reservationId, taken, 'keep-pinned');
             return;
           }
           done.push(group);
@@ -178,8 +179,8 @@ describe('Redis Cluster', () => {
     }
   });
 
-  it('is refused by the configuration until cluster mode is offered, with the reason', () => {
-    expect(() => loadConfig({ REDIS_CLUSTER_NODES: cluster.seeds })).toThrow(/Redis Cluster is not offered yet/);
+  it('takes this cluster\'s seeds in the configuration, and refuses malformed ones', () => {
+    expect(loadConfig({ REDIS_CLUSTER_NODES: cluster.seeds }).redisClusterNodes).toHaveLength(cluster.nodes.length);
     expect(() => loadConfig({ REDIS_CLUSTER_NODES: 'localhost:99999,nohost' })).toThrow(/"localhost:99999" is not host:port[\s\S]*"nohost" is not host:port/);
   });
 });
@@ -265,6 +266,30 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
     expect(await client.zcard(keys.skuHolds(b))).toBe(1);
   });
 
+  it('an attempt that stalled past its lease while the key got another cart does not make a second reservation', async () => {
+    const { scripts, a, b } = await twoSlotSkus(5, 5);
+    const call = cartCall([{ sku: a, quantity: 1 }, { sku: b, quantity: 1 }], { attemptLeaseMs: 200 });
+    const others = new ScriptRunner(client);
+    let otherCart = '';
+    // The designed interleaving (the reviewer's): attempt A holds every slot and stalls before its
+    // last step; meanwhile a takeover was refused and forgot the key (abortCart), and a retry made
+    // cart C under it. Then A goes on.
+    scripts.latch = async (name) => {
+      if (name !== 'finishCart') return;
+      scripts.latch = undefined;
+      expect(await abortCart(others, keys, { clientId: call.clientId, idempotencyKey: call.idempotencyKey, fingerprint: call.fingerprint, id: call.id })).toBe('done');
+      const c = await createCartAcrossSlots(others, keys, { ...call, id: randomBytes(16).toString('base64url') });
+      expect(c.kind).toBe('created');
+      otherCart = c.kind === 'created' ? c.id : '';
+    };
+    const stale = await createCartAcrossSlots(scripts, keys, call);
+    expect(stale.kind).toBe('in-flight');
+    // One reservation for the key: A's record released, its holds given back; C's stand.
+    expect(await readReservation(scripts, keys, call.id)).toMatchObject({ status: 'released' });
+    expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 1]);
+    expect(await createCartAcrossSlots(scripts, keys, { ...call, id: randomBytes(16).toString('base64url') })).toMatchObject({ kind: 'replayed', id: otherCart });
+  });
+
   it('never oversells under 300 racing carts for 30 and 50 units, and 20 racing duplicates of one request make one cart (the others told to retry)', async () => {
     const { scripts, a, b } = await twoSlotSkus(30, 50);
     const outcomes = await Promise.all(
@@ -308,7 +333,7 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
       const { scripts, a, b, id, lines } = await createdCart();
       // As if one slot had reclaimed it: that slot's hold is gone.
       const [first] = slotGroups(keys, lines);
-      await returnLines(scripts, keys, id, first!);
+      await returnLines(scripts, keys, id, first!, 'all');
       expect(await confirmCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'expired' });
       expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'expired' });
       expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
@@ -370,6 +395,30 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
       expect(await rejectCartAcrossSlots(scripts, keys, { reservationId: id, fence: 2, lines, retentionMs: 60_000 })).toEqual({ kind: 'rejected', status: 'rejected', unitsReturned: 3 });
       expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
       expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'rejected' });
+    });
+
+    it('a reject that died after the record\'s step: the job\'s re-run finds it rejected and gives the pinned holds back', async () => {
+      const { scripts, a, b, id, lines } = await createdCart();
+      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed', fence: 2 });
+      // The designed interleaving: the first run moves the record and dies before any returnLines.
+      scripts.latch = async (name) => {
+        if (name === 'returnLines') throw new Error('died after the record\'s step');
+      };
+      await expect(rejectCartAcrossSlots(scripts, keys, { reservationId: id, fence: 2, lines, retentionMs: 60_000 })).rejects.toThrow('died after');
+      scripts.latch = undefined;
+      expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'rejected' });
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 2]);
+      expect(await rejectCartAcrossSlots(scripts, keys, { reservationId: id, fence: 2, lines, retentionMs: 60_000 })).toEqual({ kind: 'unchanged', status: 'rejected', unitsReturned: 3 });
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
+    });
+
+    it('a create\'s compensation never gives back a pinned hold: that cart was confirmed by an attempt that took over', async () => {
+      const { scripts, a, b, id, lines } = await createdCart();
+      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed' });
+      // A stale attempt of the same cart, refused in one slot, compensates the slots it held.
+      for (const group of slotGroups(keys, lines)) expect(await returnLines(scripts, keys, id, group, 'keep-pinned')).toBe(0);
+      expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 2]);
+      expect(await client.zscore(keys.skuHolds(a), `${id}:1`)).toBe('inf');
     });
 
     it('20 confirms racing: one confirms the record, the others find it confirmed; fence 2', async () => {

@@ -43,8 +43,10 @@ export class CommitService {
         const confirmed: Reservation = { ...reservation, status: 'confirmed', fence: result.fence, confirmedAtMs: result.confirmedAtMs };
         this.metrics.transitions.inc({ to: 'confirmed' });
         this.metrics.holdEnded('confirmed', reservation.createdAtMs, result.confirmedAtMs);
-        await this.queueCommit(confirmed, requestId);
+        // The replicas first, then the job: a confirm answered 503 here (not acknowledged) gets no
+        // job from this attempt; if its pins stand, the reconciler re-queues it after the grace.
         await this.awaitReplicas(reservation);
+        await this.queueCommit(confirmed, requestId);
         return confirmed;
       }
       case 'already': {
@@ -52,9 +54,9 @@ export class CommitService {
         if (result.status === 'rejected') throw errors.reservationRejected(reservation.id);
         const current = (await this.reservations.readFromRedis(reservation.id)) ?? reservation;
         if (result.status === 'confirmed') {
-          await this.queueCommit(current, requestId);
           // A retry after a 503 below answers only once the confirmation is on the replicas too.
           await this.awaitReplicas(current, true);
+          await this.queueCommit(current, requestId);
         }
         return current;
       }

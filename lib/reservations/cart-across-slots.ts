@@ -68,12 +68,22 @@ export async function createCartAcrossSlots(scripts: ScriptRunner, keys: RedisKe
     }
     // Refused: give back what this cart holds (a resumed attempt's earlier holds included), and
     // forget the marker, so that a retry tries again, as a refusal on a single Redis is not stored.
-    for (const taken of held) await returnLines(scripts, keys, begun.id, taken);
+    for (const taken of held) await returnLines(scripts, keys, begun.id, taken, 'keep-pinned');
     await abortCart(scripts, keys, { ...identity, id: begun.id });
     return result.kind === 'insufficient' ? { kind: 'insufficient', lines: result.lines, reclaimed } : { kind: 'missing', skus: result.skus, reclaimed };
   }
   await openRecord(scripts, keys, { id: begun.id, clientId: call.clientId, customerId: call.customerId, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, lines: call.lines, retentionMs: call.retentionMs });
-  await settleCart(scripts, keys, { ...identity, id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, idempotencyTtlMs: call.idempotencyTtlMs });
+  const settled = await settleCart(scripts, keys, { ...identity, id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, idempotencyTtlMs: call.idempotencyTtlMs });
+  if (settled === 'another-cart') {
+    // This attempt stalled past its lease, another took the key over, was refused and forgot it,
+    // and a third made another cart under the key: this cart must not live beside it (one key, one
+    // reservation). Its record is released before anyone learns its id, its holds given back
+    // (pinned ones stay: nobody can have confirmed it), and the caller is told to retry, which
+    // answers the key's cart.
+    await settleRecord(scripts, keys, begun.id, { to: 'release' });
+    for (const group of held) await returnLines(scripts, keys, begun.id, group, 'keep-pinned');
+    return { kind: 'in-flight', retryAfterMs: 1, reclaimed };
+  }
   return { kind: 'created', id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, reclaimed };
 }
 
@@ -111,7 +121,7 @@ export async function confirmCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
     const expired = await settleRecord(scripts, keys, id, { to: 'expire' });
     if (expired.kind === 'missing') return { kind: 'missing' };
     if (expired.kind === 'unchanged' && expired.status !== 'expired') return notPending(expired.status, expired.fence);
-    for (const each of groups) await returnLines(scripts, keys, id, each);
+    for (const each of groups) await returnLines(scripts, keys, id, each, 'all');
     return { kind: 'expired' };
   }
   const confirmed = await settleRecord(scripts, keys, id, { to: 'confirm' });
@@ -139,7 +149,7 @@ export async function releaseCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
   if (settled.kind === 'missing') return { kind: 'missing' };
   const status = settled.kind === 'confirmed' ? 'confirmed' : settled.status;
   if (status !== 'released' && status !== 'expired') return { kind: 'not-releasable', status };
-  for (const group of slotGroups(keys, record.lines)) await returnLines(scripts, keys, id, group);
+  for (const group of slotGroups(keys, record.lines)) await returnLines(scripts, keys, id, group, 'all');
   return { kind: settled.kind === 'settled' ? 'released' : 'already', status };
 }
 
@@ -151,8 +161,11 @@ export async function releaseCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
  */
 export async function rejectCartAcrossSlots(scripts: ScriptRunner, keys: RedisKeys, job: { readonly reservationId: string; readonly fence: number; readonly lines: readonly CartLine[]; readonly retentionMs: number }): Promise<{ readonly kind: 'rejected' | 'unchanged'; readonly status: string; readonly unitsReturned: number }> {
   const settled = await settleRecord(scripts, keys, job.reservationId, { to: 'reject', fence: job.fence, retentionMs: job.retentionMs });
-  if (settled.kind === 'unchanged') return { kind: 'unchanged', status: settled.status, unitsReturned: 0 };
+  // Found rejected already: an earlier run moved the record and died before giving every hold
+  // back; giving back again is idempotent, so this run finishes it.
+  if (settled.kind === 'unchanged' && settled.status !== 'rejected') return { kind: 'unchanged', status: settled.status, unitsReturned: 0 };
   let unitsReturned = 0;
-  for (const group of slotGroups(keys, job.lines)) unitsReturned += await returnLines(scripts, keys, job.reservationId, group);
+  for (const group of slotGroups(keys, job.lines)) unitsReturned += await returnLines(scripts, keys, job.reservationId, group, 'all');
+  if (settled.kind === 'unchanged') return { kind: 'unchanged', status: 'rejected', unitsReturned };
   return settled.kind === 'missing' ? { kind: 'unchanged', status: 'missing', unitsReturned } : { kind: 'rejected', status: 'rejected', unitsReturned };
 }

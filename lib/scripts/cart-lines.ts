@@ -76,10 +76,14 @@ export async function holdLines(scripts: ScriptRunner, keys: RedisKeys, call: Ho
   }
 }
 
-/** Gives back this reservation's holds on one slot's lines; returns the units given back. */
-export async function returnLines(scripts: ScriptRunner, keys: RedisKeys, reservationId: string, lines: readonly CartLine[]): Promise<number> {
+/**
+ * Gives back this reservation's holds on one slot's lines; returns the units given back.
+ * `keep-pinned` (a create's compensation) leaves pinned holds: another attempt of the same cart
+ * confirmed them. `all` (release, reject, a confirm that found the cart expired) takes them too.
+ */
+export async function returnLines(scripts: ScriptRunner, keys: RedisKeys, reservationId: string, lines: readonly CartLine[], pinned: 'keep-pinned' | 'all'): Promise<number> {
   const { redisKeys, args } = lineKeysAndArgs(keys, lines);
-  const reply = await scripts.run('returnLines', redisKeys, [reservationId, ...args]);
+  const reply = await scripts.run('returnLines', redisKeys, [reservationId, pinned, ...args]);
   return Number(reply[0]);
 }
 

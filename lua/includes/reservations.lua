@@ -5,9 +5,11 @@
 
   recordLines(encoded)                  the lines as a list of {sku, quantity}
   lineKeys(lines, first)                the {skuKey, holdsKey} of each line, checked against the lines
-  returnHolds(lines, keys, id)          removes the reservation's holds that are still indexed and
-                                        gives their units back (to a SKU state that still exists);
-                                        returns the units given back
+  returnHolds(lines, keys, id, keepPinned)
+                                        removes the reservation's holds that are still indexed and
+                                        gives their units back (to a SKU state that still exists),
+                                        pinned ones (+inf) too unless keepPinned; returns the units
+                                        given back
 ]]
 local function recordLines(encoded)
   local lines = {}
@@ -31,13 +33,14 @@ local function lineKeys(lines, first)
   return keys
 end
 
-local function returnHolds(lines, keys, reservationId)
+local function returnHolds(lines, keys, reservationId, keepPinned)
   -- Check every line before the first write: Redis keeps writes made before an error.
   local held = {}
   for i, line in ipairs(lines) do
     local member = reservationId .. ':' .. line.quantity
     local score = redis.call('ZSCORE', keys[i].holdsKey, member)
-    if score then
+    -- keepPinned: a pinned hold (score +inf) belongs to a confirmed cart and stays.
+    if score and not (keepPinned and tonumber(score) == math.huge) then
       -- A hold that outlived its SKU state (Redis lost part of the SKU) is simply removed: the
       -- state, when rebuilt, sums the holds that are left.
       local stateLost = redis.call('HEXISTS', keys[i].skuKey, 'pos') == 0
