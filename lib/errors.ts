@@ -84,8 +84,14 @@ export const errors = {
   reservationCancelled: (id: string) => new StockholdError('reservation_cancelled', `Reservation ${id} was cancelled`),
   notCommitted: (id: string, status: string, retryAfterSeconds?: number) =>
     new StockholdError('reservation_not_committed', `Reservation ${id} is ${status}: only a committed reservation can be cancelled (release a pending one, or wait for the commit)`, { reservationStatus: status }, retryAfterSeconds),
-  reservationRejected: (id: string) =>
-    new StockholdError('reservation_rejected', `Reservation ${id} was rejected: the ledger did not have its stock when it was committed; nothing was allocated and its hold was released`, { reason: 'insufficient_stock_in_ledger' }),
+  reservationRejected: (id: string, reason = 'insufficient_stock_in_ledger') =>
+    new StockholdError(
+      'reservation_rejected',
+      reason === 'holds_lost_in_failover'
+        ? `Reservation ${id} was rejected: a Redis failover took its holds before its confirm was acknowledged; nothing was allocated`
+        : `Reservation ${id} was rejected: the ledger did not have its stock when it was committed; nothing was allocated and its hold was released`,
+      { reason },
+    ),
   jobNotFound: (queue: string, jobId: string) => new StockholdError('job_not_found', `No job ${jobId} in queue ${queue}`, { queue, jobId }),
   jobNotFailed: (queue: string, jobId: string, jobState: string) =>
     new StockholdError('job_not_failed', `Job ${jobId} in queue ${queue} is ${jobState}, not failed: only a failed job can be retried`, { queue, jobId, jobState }),

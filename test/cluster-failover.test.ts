@@ -5,7 +5,7 @@
 // never below zero, and Redis agrees with it), and the cost is printed: holds acknowledged in the
 // window that were lost, and how long until requests succeeded again.
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateRedisCluster } from '../chaos/servers';
 import { slotOf } from '../lib/redis/slots';
@@ -16,7 +16,8 @@ let harness: Harness;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
-  cluster = await PrivateRedisCluster.start({ primaries: 3, replicasPerPrimary: 1 });
+  // AOF on every node, so that a node killed and started again comes back with what it had.
+  cluster = await PrivateRedisCluster.start({ primaries: 3, replicasPerPrimary: 1, appendOnly: true });
   harness = await startHarness(
     { COMMIT_BATCH_WAIT_MS: '1', RECONCILE_COMMIT_GRACE_MS: '1000', REDIS_CONFIRM_WAIT_MS: '500', REDIS_COMMAND_TIMEOUT_MS: '1500', COMMIT_BACKOFF_BASE_MS: '50', COMMIT_BACKOFF_MAX_MS: '500' },
     { ownDatabase: true, clusterSeeds: cluster.nodes.map((node) => ({ host: '127.0.0.1', port: node.port })) },
@@ -43,11 +44,15 @@ async function ownerPort(key: string): Promise<number> {
 
 /** The port of the replica of the primary on `primaryPort`, asked of the cluster itself. */
 async function replicaPort(primaryPort: number): Promise<number> {
-  const nodes = String(await harness.stockhold.redis.cluster('NODES')).trim().split('\n').map((line) => line.split(' '));
-  const primary = nodes.find((fields) => fields[1]!.split('@')[0]!.endsWith(`:${primaryPort}`));
-  const replica = nodes.find((fields) => fields[2]!.includes('slave') && fields[3] === primary![0]);
-  expect(replica, `a replica of ${primaryPort}`).toBeDefined();
-  return Number(replica![1]!.split('@')[0]!.split(':').at(-1));
+  // Asked of every node until one knows it: after a failover the nodes' views converge in a while.
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    const nodes = String(await harness.stockhold.redis.cluster('NODES')).trim().split('\n').map((line) => line.split(' '));
+    const primary = nodes.find((fields) => fields[1]!.split('@')[0]!.endsWith(`:${primaryPort}`));
+    const replica = nodes.find((fields) => fields[2]!.includes('slave') && !fields[2]!.includes('fail') && fields[3] === primary?.[0]);
+    if (replica !== undefined) return Number(replica[1]!.split('@')[0]!.split(':').at(-1));
+    await sleep(100);
+  }
+  throw new Error(`no replica of ${primaryPort} known within 10 s`);
 }
 
 /**
@@ -56,6 +61,35 @@ async function replicaPort(primaryPort: number): Promise<number> {
  * failing a moment ago), so the failover test below kills another one.
  */
 let stalledPrimary = 0;
+
+/** A one-unit reservation whose record lives on another primary than its SKU. */
+async function reservationApart(sku: string, ttlSeconds = 900): Promise<string> {
+  const skuPrimary = await ownerPort(harness.stockhold.keys.skuState(sku));
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const created = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }], ttlSeconds } });
+    expect(created.status).toBe(201);
+    if ((await ownerPort(harness.stockhold.keys.reservation(created.body.id))) !== skuPrimary) return created.body.id as string;
+  }
+  throw new Error('no reservation whose record lives on another primary than its SKU in 50 tries');
+}
+
+async function roleOf(port: number): Promise<string> {
+  const probe = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  probe.on('error', () => undefined);
+  try {
+    return String(((await probe.call('ROLE')) as unknown[])[0]);
+  } finally {
+    probe.disconnect();
+  }
+}
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
 
 describe('a confirm waits for the replicas of every primary it wrote', () => {
   // The worst interleaving without it: the confirm pins the cart's hold on the SKU's primary and
@@ -67,13 +101,7 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
     const sku = `FW-${randomBytes(4).toString('hex')}`;
     expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10 } })).status).toBe(200);
     const skuPrimary = await ownerPort(harness.stockhold.keys.skuState(sku));
-    let id = '';
-    for (let attempt = 0; attempt < 50 && id === ''; attempt += 1) {
-      const created = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }] } });
-      expect(created.status).toBe(201);
-      if ((await ownerPort(harness.stockhold.keys.reservation(created.body.id))) !== skuPrimary) id = created.body.id;
-    }
-    expect(id, 'a reservation whose record lives on another primary than its SKU').not.toBe('');
+    const id = await reservationApart(sku);
     const replicaOfSkuPrimary = await replicaPort(skuPrimary);
     const stopped = cluster.nodes.find((node) => node.port === replicaOfSkuPrimary)!;
     stalledPrimary = skuPrimary;
@@ -101,6 +129,93 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
       probe.disconnect();
     }
   }, 60_000);
+
+  // Between the pin and the WAIT, the SKU's slot changes owner (a graceful CLUSTER FAILOVER here;
+  // a crash in production, which can lose the pin). A WAIT on the new owner says nothing about a
+  // write the old one took, and on a connection that sent nothing it answers at once: the slot's
+  // owner is compared with the one before the first write.
+  it('answers 503 when the SKU\'s slot changed owner between the pin and the WAIT', async () => {
+    const sku = `FX-${randomBytes(4).toString('hex')}`;
+    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10 } })).status).toBe(200);
+    const skuPrimary = await ownerPort(harness.stockhold.keys.skuState(sku));
+    const id = await reservationApart(sku);
+    const replica = await replicaPort(skuPrimary);
+    const scripts = harness.stockhold.scripts;
+    scripts.latch = async (name) => {
+      if (name !== 'settleRecord') return;
+      scripts.latch = undefined;
+      const probe = new Redis(replica, '127.0.0.1');
+      try {
+        await probe.cluster('FAILOVER');
+      } finally {
+        probe.disconnect();
+      }
+      await until(async () => (await roleOf(replica)) === 'master' && (await roleOf(skuPrimary)) === 'slave', 'the graceful failover');
+      await new Promise<void>((resolve) => (harness.stockhold.redis as Cluster).refreshSlotsCache(() => resolve()));
+      await until(async () => (await ownerPort(harness.stockhold.keys.skuState(sku))) === replica, 'the new slot map');
+    };
+    try {
+      const refused = await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' });
+      expect(refused.status).toBe(503);
+      expect(refused.body).toMatchObject({ code: 'backend_unavailable', replicasAcknowledged: 0 });
+    } finally {
+      scripts.latch = undefined;
+    }
+    // The graceful failover kept the pin: the retry pins again (nothing to do), WAITs on the new
+    // owner, whose replica is the old primary, and answers.
+    let retried = await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' });
+    for (let attempt = 0; attempt < 50 && retried.status === 503; attempt += 1) {
+      await sleep(100);
+      retried = await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' });
+    }
+    expect([200, 202]).toContain(retried.status);
+    expect(await cluster.whole(30_000)).toBe(true);
+  }, 60_000);
+
+  // The reviewer's interleaving: a confirm answered 503 (the SKU primary's replica is down, so the
+  // pin is on the primary only); the primary dies, the replica comes back from its own AOF without
+  // the pin and takes over (CLUSTER FAILOVER TAKEOVER), the hold expires. Once the old primary is
+  // back as a replica, a WAIT would succeed: the retry must not answer 202 for units it no longer
+  // holds, and the worker must not allocate them. (A stopped replica would not do: its socket
+  // buffers the stream while it is stopped, and it reads the pin when it resumes.)
+  it('a confirm answered 503 whose pin a failover lost is never acknowledged: the worker rejects it (holds lost), allocating nothing', async () => {
+    const sku = `FL-${randomBytes(4).toString('hex')}`;
+    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10 } })).status).toBe(200);
+    const skuPrimary = await ownerPort(harness.stockhold.keys.skuState(sku));
+    if (skuPrimary === stalledPrimary) stalledPrimary = 0;
+    const id = await reservationApart(sku, 2);
+    const replicaPortOfSku = await replicaPort(skuPrimary);
+    const replica = cluster.nodes.find((node) => node.port === replicaPortOfSku)!;
+    const victim = cluster.nodes.find((node) => node.port === skuPrimary)!;
+    await replica.kill();
+    expect((await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' })).status).toBe(503);
+    await victim.kill();
+    await replica.start();
+    const takeover = new Redis(replica.port, '127.0.0.1');
+    try {
+      await takeover.cluster('FAILOVER', 'TAKEOVER');
+    } finally {
+      takeover.disconnect();
+    }
+    await until(async () => (await roleOf(replica.port)) === 'master', 'the replica promoted without the pin');
+    await victim.start();
+    expect(await cluster.whole(30_000), 'the old primary back as a synced replica').toBe(true);
+    // Past the hold's expiry (2 s from its creation; the failover took longer than that already).
+    await sleep(2_200);
+    let retried = await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' });
+    for (let attempt = 0; attempt < 100 && retried.status === 503; attempt += 1) {
+      await sleep(100);
+      retried = await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' });
+    }
+    expect(retried.status).toBe(409);
+    expect(retried.body).toMatchObject({ code: 'reservation_rejected', reason: 'holds_lost_in_failover' });
+    const row = await harness.stockhold.knex('reservations').first('status', 'reject_reason').where({ id });
+    expect(row).toMatchObject({ status: 'rejected', reject_reason: 'holds_lost_in_failover' });
+    expect(await harness.stockhold.knex('ledger_entries').where({ reservation_id: id }).count<{ count: string }[]>('* as count')).toEqual([{ count: '0' }]);
+    // Its unit is back on offer (the hold expired and was reclaimed): all 10 less the other tries' holds.
+    const view = await harness.call('GET', `/v1/skus/${sku}`, { as: 'checkout' });
+    expect(view.body.onHand).toBe(10);
+  }, 90_000);
 });
 
 describe('failover', () => {

@@ -3,20 +3,18 @@
 import type { Config } from '../config';
 import { errors } from '../errors';
 import { withRedis } from '../redis/connection';
-import { waitForReplicas } from '../redis/replication';
+import { slotOwners, waitForReplicas, type SlotOwners } from '../redis/replication';
 import type { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { confirmReservation, requestCancel } from '../scripts/reservation-record';
-import { confirmCartAcrossSlots } from '../reservations/cart-across-slots';
+import { confirmCartAcrossSlots, repinCart } from '../reservations/cart-across-slots';
 import type { Reservation, ReservationService } from '../reservations/reservation-service';
 import { commitJobOf } from './commit-jobs';
 import type { CommitQueue } from './commit-queue';
 
 export const waitPollIntervalMs = 20;
 export const waitSecondsMax = 30;
-/** The replication witness key outlives the WAIT it serves by far, then goes. */
-export const replicationWitnessTtlMs = 60_000;
 
 export class CommitService {
   constructor(
@@ -36,8 +34,13 @@ export class CommitService {
    * BullMQ still has it), so a confirmation whose job was lost can be pushed again by its client.
    */
   async confirm(reservation: Reservation, requestId?: string): Promise<Reservation> {
+    const written = this.keysWrittenBy(reservation);
+    // Who owns each slot before the first write: a failover between a write and its WAIT means
+    // the write may be lost, which no WAIT on the new owner can tell.
+    const ownersBefore = slotOwners(this.scripts.redis, written);
+    const onCluster = this.config.redisClusterNodes !== null;
     // On a Redis Cluster a cart is confirmed slot by slot, pins first (cart-across-slots).
-    const result = this.config.redisClusterNodes === null ? await confirmReservation(this.scripts, this.keys, reservation.id, reservation.lines) : await confirmCartAcrossSlots(this.scripts, this.keys, reservation.id);
+    const result = onCluster ? await confirmCartAcrossSlots(this.scripts, this.keys, reservation.id) : await confirmReservation(this.scripts, this.keys, reservation.id, reservation.lines);
     switch (result.kind) {
       case 'confirmed': {
         const confirmed: Reservation = { ...reservation, status: 'confirmed', fence: result.fence, confirmedAtMs: result.confirmedAtMs };
@@ -45,17 +48,27 @@ export class CommitService {
         this.metrics.holdEnded('confirmed', reservation.createdAtMs, result.confirmedAtMs);
         // The replicas first, then the job: a confirm answered 503 here (not acknowledged) gets no
         // job from this attempt; if its pins stand, the reconciler re-queues it after the grace.
-        await this.awaitReplicas(reservation);
+        await this.awaitReplicas(written, ownersBefore);
         await this.queueCommit(confirmed, requestId);
         return confirmed;
       }
       case 'already': {
         if (result.status === 'cancelled') throw errors.reservationCancelled(reservation.id);
-        if (result.status === 'rejected') throw errors.reservationRejected(reservation.id);
+        if (result.status === 'rejected') throw errors.reservationRejected(reservation.id, (await this.reservations.readFromLedger(reservation.id))?.rejectReason);
         const current = (await this.reservations.readFromRedis(reservation.id)) ?? reservation;
         if (result.status === 'confirmed') {
-          // A retry after a 503 below answers only once the confirmation is on the replicas too.
-          await this.awaitReplicas(current, true);
+          // A retry after a 503 below. On a cluster, an earlier attempt's pins may have been lost
+          // with a primary before its replica had them: pin again (idempotent) before answering.
+          if (onCluster && (await repinCart(this.scripts, this.keys, reservation.id, current.lines)) === 'gone') {
+            const decided = await this.reservations.readFromLedger(reservation.id);
+            if (decided !== undefined) return decided;
+            // Its units may have been sold again: the worker records it rejected (holds lost), and
+            // the next retry answers that. Never acknowledged, so nothing acknowledged is lost.
+            await this.queueCommit(current, requestId);
+            throw errors.confirmationNotReplicated(this.config.redisConfirmReplicas, 0);
+          }
+          // Answered only once the confirmation is on the replicas too.
+          await this.awaitReplicas(written, ownersBefore);
           await this.queueCommit(current, requestId);
         }
         return current;
@@ -63,7 +76,7 @@ export class CommitService {
       case 'missing':
         // Redis has forgotten it: only the ledger's committed, cancelled or rejected copy is left.
         if (reservation.status === 'cancelled') throw errors.reservationCancelled(reservation.id);
-        if (reservation.status === 'rejected') throw errors.reservationRejected(reservation.id);
+        if (reservation.status === 'rejected') throw errors.reservationRejected(reservation.id, reservation.rejectReason);
         if (reservation.status === 'committed') return reservation;
         throw errors.reservationNotFound(reservation.id);
       case 'released':
@@ -83,7 +96,7 @@ export class CommitService {
       throw errors.notCommitted(id, live.status, live.status === 'confirmed' ? 1 : undefined);
     }
     if (committed.status === 'cancelled') return committed;
-    if (committed.status === 'rejected') throw errors.reservationRejected(id);
+    if (committed.status === 'rejected') throw errors.reservationRejected(id, committed.rejectReason);
     const result = await requestCancel(this.scripts, this.keys, {
       id,
       fence: committed.fence,
@@ -120,24 +133,23 @@ export class CommitService {
     return current;
   }
 
+  /** The keys a confirm writes: the record's and, on a cluster, each SKU's (its pinned holds). */
+  private keysWrittenBy(reservation: Reservation): string[] {
+    return [this.keys.reservation(reservation.id), ...reservation.lines.map((line) => this.keys.skuState(line.sku))];
+  }
+
   /**
    * With REDIS_CONFIRM_REPLICAS set, a confirmation is answered only once that many replicas of
-   * every primary it wrote have it (WAIT on each, side by side): the record's primary and, on a
-   * cluster, the primaries of the cart's SKUs, which hold its pinned holds. A failover right after
-   * cannot lose it, nor turn a pinned hold back into one that expires. Short of that within
-   * REDIS_CONFIRM_WAIT_MS: 503 with Retry-After; the confirm is applied on the primaries, and a
-   * retry finds it confirmed and waits again. (The commit job needs no wait: a confirmed hold whose
-   * job is lost is re-queued by the reconciler.)
+   * every primary it wrote have it (lib/redis/replication.ts: a witness and WAIT pipelined on
+   * each primary, side by side; a slot that changed owner since `ownersBefore` counts 0). A
+   * failover right after cannot lose it, nor turn a pinned hold back into one that expires. Short
+   * of that within REDIS_CONFIRM_WAIT_MS: 503 with Retry-After; the confirm is applied on the
+   * primaries, and a retry finds it confirmed and waits again.
    */
-  private async awaitReplicas(reservation: Reservation, witness = false): Promise<void> {
+  private async awaitReplicas(written: readonly string[], ownersBefore: SlotOwners): Promise<void> {
     const wanted = this.config.redisConfirmReplicas;
     if (wanted === 0) return;
-    const written = [this.keys.reservation(reservation.id), ...reservation.lines.map((line) => this.keys.skuState(line.sku))];
-    // A retry may come in on another connection than the one that confirmed: a write of its own
-    // on each primary, after the confirmation in that primary's replication stream, makes the
-    // WAIT cover it.
-    if (witness) await withRedis(() => Promise.all(written.map((key) => this.scripts.redis.set(this.keys.replicationWitness(key), '1', 'PX', replicationWitnessTtlMs))));
-    const acknowledged = await withRedis(() => waitForReplicas(this.scripts.redis, written, wanted, this.config.redisConfirmWaitMs));
+    const acknowledged = await withRedis(() => waitForReplicas(this.scripts.redis, { keys: written, replicas: wanted, timeoutMs: this.config.redisConfirmWaitMs, witness: (key) => this.keys.replicationWitness(key), ownersBefore }));
     if (acknowledged < wanted) throw errors.confirmationNotReplicated(wanted, acknowledged);
   }
 

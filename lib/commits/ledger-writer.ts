@@ -18,6 +18,11 @@ import { entryColumns, projectedEntry } from '../stock/ledger-projection';
 import type { CancelJob, CommitJob } from './commit-jobs';
 
 export const rejectReason = 'insufficient_stock_in_ledger';
+/**
+ * A confirm that was never acknowledged (its WAIT fell short) whose pinned holds a Redis failover
+ * took: the units may have been sold again, so nothing is allocated.
+ */
+export const holdsLostReason = 'holds_lost_in_failover';
 
 export interface CommitOutcome {
   readonly ledger: 'committed' | 'already-committed' | 'rejected';
@@ -82,7 +87,7 @@ async function entriesOf(transaction: Knex.Transaction, reservationIds: readonly
   return (await transaction('ledger_entries').select(...entryColumns).whereIn('reservation_id', [...reservationIds]).andWhere({ kind }).orderBy('id')).map(projectedEntry);
 }
 
-function reservationRow(job: CommitJob, status: 'committed' | 'rejected') {
+function reservationRow(job: CommitJob, status: 'committed' | 'rejected', reason: string = rejectReason) {
   return {
     id: job.reservationId,
     client_id: job.clientId,
@@ -93,7 +98,7 @@ function reservationRow(job: CommitJob, status: 'committed' | 'rejected') {
     created_at: new Date(job.createdAtMs),
     expires_at: new Date(job.expiresAtMs),
     confirmed_at: new Date(job.confirmedAtMs),
-    ...(status === 'rejected' ? { committed_at: null, rejected_at: new Date(), reject_reason: rejectReason } : {}),
+    ...(status === 'rejected' ? { committed_at: null, rejected_at: new Date(), reject_reason: reason } : {}),
   };
 }
 
@@ -140,6 +145,26 @@ export class LedgerWriter {
     await transaction('reservations').insert(reservationRow(job, 'rejected'));
     await appendEvents(transaction, [{ type: 'reservation.rejected', requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines, reason: rejectReason, sku: short.sku } }]);
     return { ledger: 'rejected', entries: [] };
+  }
+
+  /** The ledger's decision on a reservation, if it has one. */
+  async statusOf(reservationId: string): Promise<string | undefined> {
+    const row = await this.knex('reservations').first('status').where({ id: reservationId });
+    return row?.status as string | undefined;
+  }
+
+  /**
+   * Records a confirmed reservation whose holds a Redis failover lost (holdsLostReason) as
+   * rejected, allocating nothing; the ledger's earlier decision stands if it has one.
+   */
+  async rejectHoldsLost(job: CommitJob): Promise<CommitOutcome> {
+    return this.knex.transaction(async (transaction) => {
+      const earlier = await transaction('reservations').first('status').where({ id: job.reservationId }).forUpdate();
+      if (earlier !== undefined) return { ledger: earlier.status === 'rejected' ? 'rejected' : 'already-committed', entries: earlier.status === 'rejected' ? [] : await entriesOf(transaction, [job.reservationId], 'allocation') };
+      await transaction('reservations').insert(reservationRow(job, 'rejected', holdsLostReason));
+      await appendEvents(transaction, [{ type: 'reservation.rejected', requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines, reason: holdsLostReason } }]);
+      return { ledger: 'rejected', entries: [] };
+    });
   }
 
   /** Returns a committed reservation's units to stock, once, if the job's fence is the newest. */

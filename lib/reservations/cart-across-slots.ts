@@ -130,6 +130,19 @@ export async function confirmCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
   return confirmed.kind === 'unchanged' ? notPending(confirmed.status, confirmed.fence) : { kind: 'expired' };
 }
 
+/**
+ * Pins a confirmed cart's holds again, slot by slot (idempotent: a pinned hold stays pinned). A pin
+ * a Redis failover lost (the promoted replica had the hold pending) is put back while the hold
+ * lives; `gone` when a hold is missing or expired, which for a cart the ledger has not decided
+ * means its units may have been sold again.
+ */
+export async function repinCart(scripts: ScriptRunner, keys: RedisKeys, id: string, lines: readonly CartLine[]): Promise<'pinned' | 'gone'> {
+  for (const group of slotGroups(keys, lines)) {
+    if ((await pinLines(scripts, keys, id, group)).kind !== 'pinned') return 'gone';
+  }
+  return 'pinned';
+}
+
 export type ReleaseAcrossSlotsResult =
   | { readonly kind: 'released' | 'already'; readonly status: 'released' | 'expired' }
   | { readonly kind: 'not-releasable'; readonly status: string }

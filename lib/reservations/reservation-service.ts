@@ -33,6 +33,8 @@ export interface Reservation {
   readonly confirmedAtMs: number | null;
   /** A committed reservation whose cancellation is queued. */
   readonly cancelRequested: boolean;
+  /** Why the ledger rejected it (read from the ledger only). */
+  readonly rejectReason?: string;
 }
 
 export interface CreateReservation {
@@ -227,6 +229,7 @@ export class ReservationService {
       fence: Number(row.fence),
       confirmedAtMs: new Date(row.confirmed_at).getTime(),
       cancelRequested: false,
+      ...(row.reject_reason === null || row.reject_reason === undefined ? {} : { rejectReason: String(row.reject_reason) }),
     };
   }
 
