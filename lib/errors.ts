@@ -102,11 +102,19 @@ export const errors = {
     new StockholdError('idempotency_key_reused', 'This Idempotency-Key was already used with a different request'),
   idempotencyKeyInFlight: (retryAfterSeconds: number) =>
     new StockholdError('idempotency_key_in_flight', 'A request with this Idempotency-Key is still being processed', {}, retryAfterSeconds),
-  /** The confirmation is on the primary but not yet on enough replicas: safe to retry (the same confirm). */
-  confirmationNotReplicated: (wanted: number, acknowledged: number) => {
-    const error = new StockholdError('backend_unavailable', `The confirmation reached ${acknowledged} of the ${wanted} Redis replicas it must be on before it is answered; retry the confirm`, { backend: 'redis', replicasWanted: wanted, replicasAcknowledged: acknowledged }, 1);
-    return error;
-  },
+  /**
+   * A write is on its primary but not known to be on enough replicas: safe to retry with the same
+   * request (a confirm stands and is answered once replicated; a stock change was rolled back).
+   */
+  notReplicated: (what: 'confirmation' | 'stock change', wanted: number, acknowledged: number) =>
+    new StockholdError(
+      'backend_unavailable',
+      what === 'confirmation'
+        ? `The confirmation reached ${acknowledged} of the ${wanted} Redis replicas it must be on before it is answered; retry the confirm`
+        : `The stock change's debit reached ${acknowledged} of the ${wanted} Redis replicas it must be on before the change commits; nothing changed, retry it`,
+      { backend: 'redis', replicasWanted: wanted, replicasAcknowledged: acknowledged },
+      1,
+    ),
   backendUnavailable: (backend: 'redis' | 'postgres', cause: unknown) => {
     const error = new StockholdError('backend_unavailable', `The ${backend} backend is unavailable; retry later, with the same Idempotency-Key for a mutation`, { backend }, 1);
     error.cause = cause;

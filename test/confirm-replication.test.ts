@@ -76,3 +76,31 @@ describe('REDIS_CONFIRM_REPLICAS=1', () => {
     expect(retried.body.status).toBe('confirmed');
   }, 60_000);
 });
+
+describe('REDIS_CONFIRM_REPLICAS=1 and stock decreases', () => {
+  // The interleaving it closes: a decrease stages its debit, the ledger commits, the primary dies
+  // before its replica has the debit, and the promoted replica offers the units the ledger no
+  // longer has (until the entry is applied): the ledger then rejects an acknowledged confirm.
+  it('commits a decrease only once its debit is on the replica: 503 and nothing changed while it cannot', async () => {
+    const sku = await createSku(harness, 10, 'WAITD');
+    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 8 } })).status).toBe(200);
+    await replica.kill();
+    try {
+      const refused = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 5 } });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect(refused.body).toMatchObject({ code: 'backend_unavailable', replicasWanted: 1, replicasAcknowledged: 0 });
+      // Nothing changed: the ledger, Redis (no debit left pending: all 8 on offer).
+      expect(Number((await harness.stockhold.knex('skus').first('on_hand').where({ sku })).on_hand)).toBe(8);
+      expect((await harness.call('GET', `/v1/skus/${sku}`, { as: 'checkout' })).body).toMatchObject({ onHand: 8, available: 8 });
+      // An increase is not held up: it is applied only after its COMMIT (losing it undersells).
+      expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 9 } })).status).toBe(200);
+    } finally {
+      await replica.start();
+      await linkUp();
+    }
+    const retried = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 5 } });
+    expect(retried.status).toBe(200);
+    expect(retried.body).toMatchObject({ onHand: 5 });
+  }, 60_000);
+});

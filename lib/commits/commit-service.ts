@@ -65,7 +65,7 @@ export class CommitService {
             // Its units may have been sold again: the worker records it rejected (holds lost), and
             // the next retry answers that. Never acknowledged, so nothing acknowledged is lost.
             await this.queueCommit(current, requestId);
-            throw errors.confirmationNotReplicated(this.config.redisConfirmReplicas, 0);
+            throw errors.notReplicated('confirmation', this.config.redisConfirmReplicas, 0);
           }
           // Answered only once the confirmation is on the replicas too.
           await this.awaitReplicas(written, ownersBefore);
@@ -150,7 +150,7 @@ export class CommitService {
     const wanted = this.config.redisConfirmReplicas;
     if (wanted === 0) return;
     const acknowledged = await withRedis(() => waitForReplicas(this.scripts.redis, { keys: written, replicas: wanted, timeoutMs: this.config.redisConfirmWaitMs, witness: (key) => this.keys.replicationWitness(key), ownersBefore }));
-    if (acknowledged < wanted) throw errors.confirmationNotReplicated(wanted, acknowledged);
+    if (acknowledged < wanted) throw errors.notReplicated('confirmation', wanted, acknowledged);
   }
 
   private async queueCommit(reservation: Reservation, requestId: string | undefined): Promise<void> {

@@ -18,7 +18,9 @@ import type { Metrics } from '../metrics/metrics';
 import { assert, errors, StockholdError } from '../errors';
 import type { IdempotencyScope, IdempotencyStore } from '../idempotency/idempotency-store';
 import { withPostgres } from '../postgres/connection';
+import { withRedis } from '../redis/connection';
 import type { RedisKeys } from '../redis/keys';
+import { slotOwners, waitForReplicas, type SlotOwners } from '../redis/replication';
 import type { ScriptRunner } from '../redis/scripts';
 import type { ProjectedEntry } from '../scripts/apply-entries';
 import { prepareStockChange } from '../scripts/prepare-stock-change';
@@ -30,6 +32,9 @@ export interface StockLimits {
   readonly stockOnHandMax: number;
   readonly reclaimPerSkuMax: number;
   readonly holdsRebuildMax: number;
+  /** Replicas that must have a staged debit before the decrease commits (REDIS_CONFIRM_REPLICAS). */
+  readonly redisConfirmReplicas: number;
+  readonly redisConfirmWaitMs: number;
 }
 
 /** Rounds of "Redis is behind, apply the missing entries" one stock change makes, at most. */
@@ -156,6 +161,7 @@ export class StockService {
 
   private async stageInTransaction(transaction: Knex.Transaction, request: ChangeRequest, debitId: string, progress: { debitStaged: boolean }): Promise<StagedChange> {
     const { sku } = request;
+    const ownersBefore = slotOwners(this.scripts.redis, [this.keys.skuState(sku)]);
     const row = await this.lockRow(transaction, request);
     const delta = request.deltaFrom(row.onHand);
     const onHandAfter = row.onHand + delta;
@@ -165,10 +171,27 @@ export class StockService {
     const debit = delta < 0 && onHandAfter >= 0 ? { id: debitId, units: -delta } : undefined;
     const reserved = await this.prepareRedis(transaction, sku, row, debit);
     if (onHandAfter < 0) throw errors.stockBelowReserved(sku, onHandAfter, reserved);
-    if (debit !== undefined) progress.debitStaged = true;
+    if (debit !== undefined) {
+      progress.debitStaged = true;
+      await this.awaitDebitReplicated(sku, ownersBefore);
+    }
     if (delta === 0) return { delta, onHandAfter, reserved, entry: null };
     const entry = await this.appendEntry(transaction, request, row, delta, onHandAfter, debit?.id ?? null);
     return { delta, onHandAfter, reserved, entry };
+  }
+
+  /**
+   * With REDIS_CONFIRM_REPLICAS set, a decrease commits only once its staged debit is on the
+   * replicas of the SKU's primary: a failover that lost the debit while the ledger committed the
+   * decrease would have the promoted replica offer units the ledger no longer has (until the entry
+   * is applied), and the ledger would then reject an acknowledged confirm. Short of that: 503, the
+   * transaction rolled back and the debit released by id (change()).
+   */
+  private async awaitDebitReplicated(sku: string, ownersBefore: SlotOwners): Promise<void> {
+    const wanted = this.limits.redisConfirmReplicas;
+    if (wanted === 0) return;
+    const acknowledged = await withRedis(() => waitForReplicas(this.scripts.redis, { keys: [this.keys.skuState(sku)], replicas: wanted, timeoutMs: this.limits.redisConfirmWaitMs, witness: (key) => this.keys.replicationWitness(key), ownersBefore }));
+    if (acknowledged < wanted) throw errors.notReplicated('stock change', wanted, acknowledged);
   }
 
   /** Locks the projection row; a retried key is answered from the ledger before any check. */
