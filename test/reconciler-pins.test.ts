@@ -64,4 +64,42 @@ describe('pinned holds of a reservation that never became confirmed', () => {
     expect((await harness.call('POST', '/v1/reconcile')).body.pinsReleased).toBe(0);
     expect(await reserved(sku)).toBe(2);
   });
+
+  it('record lost (its primary failed over before its replica had it): given back once the grace has passed since the reservation was made, the ledger undecided, no job on its way', async () => {
+    const sku = await createSku(harness, 5, 'PINLOST');
+    const id = await pinnedReservation(sku, 600);
+    await harness.stockhold.redis.del(harness.stockhold.keys.reservation(id));
+    // Made a moment ago: inside the grace, left alone.
+    expect((await harness.call('POST', '/v1/reconcile')).body.pinsReleased).toBe(0);
+    expect(await reserved(sku)).toBe(2);
+    await sleep(600);
+    expect((await harness.call('POST', '/v1/reconcile?dryRun=true')).body.pinsReleased).toBe(1);
+    expect(await reserved(sku)).toBe(2);
+    expect((await harness.call('POST', '/v1/reconcile')).body.pinsReleased).toBe(1);
+    expect(await reserved(sku)).toBe(0);
+    expect((await harness.call('POST', '/v1/reconcile')).body.pinsReleased).toBe(0);
+  });
+
+  it('record lost but the ledger committed it: left for the commit\'s Redis step, never given back', async () => {
+    const sku = await createSku(harness, 5, 'PINLEDG');
+    const id = await pinnedReservation(sku, 600);
+    await harness.stockhold.knex('reservations').insert({ id, client_id: 'checkout-dev', customer_id: null, lines: JSON.stringify([{ sku, quantity: 2 }]), status: 'committed', fence: 2, created_at: new Date(), expires_at: new Date(Date.now() + 600_000), confirmed_at: new Date(), committed_at: new Date() });
+    await harness.stockhold.redis.del(harness.stockhold.keys.reservation(id));
+    await sleep(600);
+    expect((await harness.call('POST', '/v1/reconcile')).body.pinsReleased).toBe(0);
+    expect(await reserved(sku)).toBe(2);
+  });
+
+  it('rejected, a reject that died before giving its holds back (its job gone): given back by the next run', async () => {
+    const sku = await createSku(harness, 5, 'PINREJ');
+    const created = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 2 }] } });
+    const id = created.body.id as string;
+    expect(await pinLines(harness.stockhold.scripts, harness.stockhold.keys, id, [{ sku, quantity: 2 }])).toEqual({ kind: 'pinned' });
+    expect(await settleRecord(harness.stockhold.scripts, harness.stockhold.keys, id, { to: 'confirm' })).toMatchObject({ kind: 'confirmed', fence: 2 });
+    expect(await settleRecord(harness.stockhold.scripts, harness.stockhold.keys, id, { to: 'reject', fence: 2, retentionMs: 60_000 })).toMatchObject({ kind: 'settled', status: 'rejected' });
+    expect(await reserved(sku)).toBe(2);
+    expect((await harness.call('POST', '/v1/reconcile')).body.pinsReleased).toBe(1);
+    expect(await reserved(sku)).toBe(0);
+  });
 });
+

@@ -29,8 +29,11 @@ interface LedgerRow {
   seq: string;
 }
 
+/** A confirmed (pinned) hold found on a SKU: its reservation, the SKU and its quantity. */
 export interface StuckCandidate {
   readonly id: string;
+  readonly sku: string;
+  readonly quantity: number;
 }
 
 export class SkuReconciliation {
@@ -58,7 +61,7 @@ export class SkuReconciliation {
             }
             await this.reconcileOnHand(transaction, row, inspection, dryRun, tally);
             if (inspection.confirmedTruncated) tally.confirmedTruncated += 1;
-            return inspection.confirmed.map((hold) => ({ id: hold.id }));
+            return inspection.confirmed.map((hold) => ({ id: hold.id, sku: row.sku, quantity: hold.quantity }));
           } catch (error) {
             tally.fail(row.sku, error);
             return [];

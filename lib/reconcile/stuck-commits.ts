@@ -8,7 +8,9 @@ import type { CommitQueue } from '../commits/commit-queue';
 import type { Config } from '../config';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
-import { releaseCartAcrossSlots } from '../reservations/cart-across-slots';
+import { createdAtOfReservationId } from '../random-ids';
+import { rejectCartAcrossSlots, releaseCartAcrossSlots } from '../reservations/cart-across-slots';
+import { returnLines } from '../scripts/cart-lines';
 import type { ReservationService } from '../reservations/reservation-service';
 import type { StuckCandidate } from './sku-reconciliation';
 
@@ -28,14 +30,29 @@ export class StuckCommits {
    * holds whose reservation never became confirmed (a cart across slots whose confirm crashed
    * after its pins, or lost a race with a release): released ones at once, expired ones once the
    * grace period has passed beyond their expiry (an attempt that pinned them may confirm past
-   * the expiry, but not that late). Returns how many of each.
+   * the expiry, but not that late). Also those of a rejected reservation (a reject that died
+   * before giving every hold back, its job gone), and those whose record Redis no longer has (its
+   * primary failed over before the replica had it, or it outlived its retention): once the grace
+   * has passed since the reservation was made (its id says when), the ledger has not decided it
+   * and no job for it is waiting or running, nobody can confirm or commit it any more. Returns how
+   * many of each.
    */
   async requeue(candidates: readonly StuckCandidate[], nowMs: number, dryRun: boolean): Promise<{ requeued: number; pinsReleased: number }> {
     let requeued = 0;
     let pinsReleased = 0;
     for (const candidate of candidates) {
       const reservation = await this.reservations.readFromRedis(candidate.id);
-      if (reservation === undefined) continue;
+      if (reservation === undefined) {
+        if (!(await this.orphaned(candidate, nowMs))) continue;
+        if (!dryRun) await returnLines(this.scripts, this.keys, candidate.id, [{ sku: candidate.sku, quantity: candidate.quantity }], 'all');
+        pinsReleased += 1;
+        continue;
+      }
+      if (reservation.status === 'rejected') {
+        if (!dryRun) await rejectCartAcrossSlots(this.scripts, this.keys, { reservationId: reservation.id, fence: reservation.fence, lines: reservation.lines, retentionMs: this.config.reservationRetentionSeconds * 1000 });
+        pinsReleased += 1;
+        continue;
+      }
       if (reservation.status === 'released' || (reservation.status === 'expired' && nowMs - reservation.expiresAtMs >= this.config.reconcileCommitGraceMs)) {
         if (!dryRun) {
           const released = await releaseCartAcrossSlots(this.scripts, this.keys, reservation.id);
@@ -50,6 +67,14 @@ export class StuckCommits {
       if (await this.requeueJob(reservation.id, job, dryRun)) requeued += 1;
     }
     return { requeued, pinsReleased };
+  }
+
+  /** A pinned hold without a record: past the grace since it was made, undecided by the ledger, no job on its way. */
+  private async orphaned(candidate: StuckCandidate, nowMs: number): Promise<boolean> {
+    if (nowMs - createdAtOfReservationId(candidate.id) < this.config.reconcileCommitGraceMs) return false;
+    if ((await this.reservations.readFromLedger(candidate.id)) !== undefined) return false;
+    const job = await this.queue.queue.getJob(candidate.id);
+    return job === undefined || job === null || !activeStates.has(await job.getState());
   }
 
   /** Retries jobs that ran out of attempts, at most RECONCILE_FAILED_JOBS_MAX a run. */
