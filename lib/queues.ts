@@ -64,9 +64,22 @@ export class QueueSet {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.all().map((queue) => queue.close().catch(() => undefined)));
-    this.connection.disconnect();
+    await closeQueues(this.all(), this.connection);
   }
+}
+
+/**
+ * Closes BullMQ queues that share `connection`, the connection first. BullMQ's close of a queue
+ * on a shared connection whose first connect is still in flight (Redis down or silent) removes the
+ * queue's listeners and leaves that connect pending; when it fails later, BullMQ emits 'error'
+ * with no listener left, which Node turns into an unhandled rejection: a process stopping during a
+ * Redis outage would crash instead of exiting cleanly. Ending the connection first settles every
+ * queue's start-up while its listeners are still there.
+ */
+export async function closeQueues(queues: readonly Queue[], connection: RedisClient): Promise<void> {
+  connection.disconnect();
+  await Promise.all(queues.map((queue) => queue.waitUntilReady().then(() => undefined, () => undefined)));
+  await Promise.all(queues.map((queue) => queue.close().catch(() => undefined)));
 }
 
 export function isQueueName(name: string): name is QueueName {

@@ -7,7 +7,7 @@ import { Queue, Worker } from 'bullmq';
 import { createWorkerConnection } from '../../lib/redis/connection';
 import type { Logger } from 'pino';
 import { redisMode } from '../../lib/config';
-import { bullPrefix, queueNames } from '../../lib/queues';
+import { bullPrefix, closeQueues, queueNames } from '../../lib/queues';
 import { StockholdError } from '../../lib/errors';
 import type { ReconcileReport } from '../../lib/reconcile/report';
 import type { Stockhold } from '../../lib/stockhold';
@@ -69,8 +69,7 @@ export async function startReconciler(stockhold: Stockhold, logger: Logger): Pro
       // A run in progress finishes the page it is on, records its report, and ends.
       stockhold.reconciler.stopAfterPage();
       await worker.close();
-      await queue.close();
-      connection.disconnect();
+      await closeQueues([queue], connection);
     },
   };
 }

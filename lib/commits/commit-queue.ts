@@ -4,7 +4,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Config } from '../config';
 import { connectQuietly, createQueueConnection, type RedisClient, withRedis } from '../redis/connection';
-import { bullPrefix } from '../queues';
+import { bullPrefix, closeQueues } from '../queues';
 import { commitQueueName, jobIdOf, type LedgerJob } from './commit-jobs';
 
 export const backoffStrategyName = 'capped-exponential';
@@ -48,7 +48,6 @@ export class CommitQueue {
   }
 
   async close(): Promise<void> {
-    await this.queue.close().catch(() => undefined);
-    this.connection.disconnect();
+    await closeQueues([this.queue], this.connection);
   }
 }

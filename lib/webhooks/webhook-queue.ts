@@ -5,7 +5,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import { backoffStrategyName } from '../commits/commit-queue';
 import type { Config } from '../config';
-import { bullPrefix, queueNames } from '../queues';
+import { bullPrefix, closeQueues, queueNames } from '../queues';
 import { connectQuietly, createQueueConnection, type RedisClient, withRedis } from '../redis/connection';
 import { webhookJobId, type WebhookJob } from './webhook-jobs';
 
@@ -54,7 +54,6 @@ export class WebhookQueue implements WebhookJobSink {
   }
 
   async close(): Promise<void> {
-    await this.queue.close().catch(() => undefined);
-    this.connection.disconnect();
+    await closeQueues([this.queue], this.connection);
   }
 }
