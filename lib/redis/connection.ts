@@ -58,7 +58,7 @@ export function createQueueConnection(options: { readonly url: string; readonly 
 export function createWorkerConnection(options: { readonly url: string; readonly clusterNodes?: readonly ClusterNode[] | null }): RedisClient {
   const connection =
     options.clusterNodes !== undefined && options.clusterNodes !== null
-      ? new Cluster([...options.clusterNodes], { scaleReads: 'master', redisOptions: { maxRetriesPerRequest: null } })
+      ? settleDelayedCommands(new Cluster([...options.clusterNodes], { scaleReads: 'master', redisOptions: { maxRetriesPerRequest: null } }))
       : new Redis(options.url, { maxRetriesPerRequest: null });
   connection.on('error', () => undefined);
   return connection;
@@ -103,6 +103,26 @@ export function createClusterClient(nodes: readonly ClusterNode[], options: Omit
     },
   });
   cluster.on('error', () => undefined);
+  return settleDelayedCommands(cluster);
+}
+
+/**
+ * ioredis's Cluster client delays a command across a slot refresh (after MOVED, CLUSTERDOWN, a
+ * closed connection) and rejects it later, from a timer, when no node can take it ("Cluster isn't
+ * ready and enableOfflineQueue options is false"). A command whose promise nobody holds by then
+ * (seen in the cluster run: a command sent for BullMQ, from a queue on this connection, rejected
+ * after the refresh, stack DelayQueue -> tryConnection) becomes an unhandled rejection, which
+ * crashes Node: a cluster in trouble would take the process down instead of getting 503s. Every
+ * command's promise gets a handler that does nothing; a caller awaiting it still sees the
+ * rejection as before.
+ */
+function settleDelayedCommands(cluster: Cluster): Cluster {
+  const send = cluster.sendCommand.bind(cluster);
+  cluster.sendCommand = ((...args: Parameters<Cluster['sendCommand']>) => {
+    const promise = send(...args);
+    if (promise !== undefined && promise !== null && typeof (promise as Promise<unknown>).catch === 'function') (promise as Promise<unknown>).catch(() => undefined);
+    return promise;
+  }) as Cluster['sendCommand'];
   return cluster;
 }
 
