@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'reservation_not_found'
   | 'insufficient_stock'
   | 'stock_below_reserved'
+  | 'stripes_in_use'
   | 'reservation_not_releasable'
   | 'reservation_expired'
   | 'reservation_released'
@@ -81,6 +82,8 @@ export const errors = {
     new StockholdError('reservation_not_releasable', `Reservation ${id} is ${status} and can no longer be released`, { reservationStatus: status }),
   reservationExpired: (id: string) => new StockholdError('reservation_expired', `Reservation ${id} expired before it was confirmed; its units were returned`),
   reservationReleased: (id: string) => new StockholdError('reservation_released', `Reservation ${id} was released and cannot be confirmed`),
+  stripesInUse: (sku: string, stripes: number, reserved: number) =>
+    new StockholdError('stripes_in_use', `SKU ${sku} cannot go down to ${stripes} stripes: the stripes it would drop hold ${reserved} reserved units; retry once they are released, expired or committed`, { sku, stripes, reserved }, 1),
   reservationCancelled: (id: string) => new StockholdError('reservation_cancelled', `Reservation ${id} was cancelled`),
   notCommitted: (id: string, status: string, retryAfterSeconds?: number) =>
     new StockholdError('reservation_not_committed', `Reservation ${id} is ${status}: only a committed reservation can be cancelled (release a pending one, or wait for the commit)`, { reservationStatus: status }, retryAfterSeconds),

@@ -62,6 +62,13 @@ async function replicaPort(primaryPort: number): Promise<number> {
  */
 let stalledPrimary = 0;
 
+/** A SKU of 10 units, the port of its primary, and a one-unit reservation whose record lives on another primary. */
+async function skuWithReservationApart(prefix: string, ttlSeconds = 900): Promise<{ sku: string; skuPrimary: number; id: string }> {
+  const sku = `${prefix}-${randomBytes(4).toString('hex')}`;
+  expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10 } })).status).toBe(200);
+  return { sku, skuPrimary: await ownerPort(harness.stockhold.keys.skuState(sku)), id: await reservationApart(sku, ttlSeconds) };
+}
+
 /** A one-unit reservation whose record lives on another primary than its SKU. */
 async function reservationApart(sku: string, ttlSeconds = 900): Promise<string> {
   const skuPrimary = await ownerPort(harness.stockhold.keys.skuState(sku));
@@ -98,10 +105,7 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
   // expires, its units are sold again, and the acknowledged confirm is rejected by the ledger.
   // Forced here by stopping (SIGSTOP) the replica of the SKU's primary only.
   it('answers 503 while the SKU primary\'s replica lacks the pin, and 202 once it has it', async () => {
-    const sku = `FW-${randomBytes(4).toString('hex')}`;
-    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10 } })).status).toBe(200);
-    const skuPrimary = await ownerPort(harness.stockhold.keys.skuState(sku));
-    const id = await reservationApart(sku);
+    const { skuPrimary, id } = await skuWithReservationApart('FW');
     const replicaOfSkuPrimary = await replicaPort(skuPrimary);
     const stopped = cluster.nodes.find((node) => node.port === replicaOfSkuPrimary)!;
     stalledPrimary = skuPrimary;
@@ -135,10 +139,7 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
   // write the old one took, and on a connection that sent nothing it answers at once: the slot's
   // owner is compared with the one before the first write.
   it('answers 503 when the SKU\'s slot changed owner between the pin and the WAIT', async () => {
-    const sku = `FX-${randomBytes(4).toString('hex')}`;
-    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10 } })).status).toBe(200);
-    const skuPrimary = await ownerPort(harness.stockhold.keys.skuState(sku));
-    const id = await reservationApart(sku);
+    const { sku, skuPrimary, id } = await skuWithReservationApart('FX');
     const replica = await replicaPort(skuPrimary);
     const scripts = harness.stockhold.scripts;
     scripts.latch = async (name) => {
@@ -179,11 +180,8 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
   // holds, and the worker must not allocate them. (A stopped replica would not do: its socket
   // buffers the stream while it is stopped, and it reads the pin when it resumes.)
   it('a confirm answered 503 whose pin a failover lost is never acknowledged: the worker rejects it (holds lost), allocating nothing', async () => {
-    const sku = `FL-${randomBytes(4).toString('hex')}`;
-    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10 } })).status).toBe(200);
-    const skuPrimary = await ownerPort(harness.stockhold.keys.skuState(sku));
+    const { sku, skuPrimary, id } = await skuWithReservationApart('FL', 2);
     if (skuPrimary === stalledPrimary) stalledPrimary = 0;
-    const id = await reservationApart(sku, 2);
     const replicaPortOfSku = await replicaPort(skuPrimary);
     const replica = cluster.nodes.find((node) => node.port === replicaPortOfSku)!;
     const victim = cluster.nodes.find((node) => node.port === skuPrimary)!;

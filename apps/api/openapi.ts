@@ -92,7 +92,7 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
     schemas: {
       SkuView: {
         type: 'object',
-        properties: { sku: { type: 'string' }, onHand: { type: 'integer' }, reserved: { type: 'integer' }, available: { type: 'integer' } },
+        properties: { sku: { type: 'string' }, onHand: { type: 'integer' }, reserved: { type: 'integer' }, available: { type: 'integer' }, stripes: { type: 'integer', minimum: 2, description: 'present when the SKU is striped: the sums are over its stripes' } },
       },
       Reservation: {
         type: 'object',
@@ -118,6 +118,7 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
           skusChecked: { type: 'integer' },
           holdsExpired: { type: 'integer' },
           pinsReleased: { type: 'integer', description: 'Reservations whose pinned holds were given back because they never became confirmed' },
+          stripesRebalanced: { type: 'integer', description: 'Striped SKUs whose stripes were evened out' },
           commitsRequeued: { type: 'integer' },
           skusRebuilt: { type: 'integer' },
           driftCorrected: { type: 'integer' },

@@ -18,6 +18,7 @@ const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; 
   job_not_failed: { status: 409, title: 'Job is not failed' },
   insufficient_stock: { status: 409, title: 'Not enough stock' },
   stock_below_reserved: { status: 409, title: 'Stock would fall below what is reserved' },
+  stripes_in_use: { status: 409, title: 'The stripes to drop still hold reserved units' },
   reservation_not_releasable: { status: 409, title: 'Reservation can no longer be released' },
   reservation_released: { status: 409, title: 'Reservation was released' },
   reservation_cancelled: { status: 409, title: 'Reservation was cancelled' },

@@ -7,6 +7,7 @@ import { eventsPageDefault, eventsPageMax, listEvents } from '../../lib/events/o
 import { withPostgres } from '../../lib/postgres/connection';
 import { runsListMax } from '../../lib/reconcile/reconcile-log';
 import { normaliseLines, reservationIdPattern, type Reservation } from '../../lib/reservations/reservation-service';
+import { publicLines } from '../../lib/stock/stripes';
 import type { Stockhold } from '../../lib/stockhold';
 import { clientOf, requireScope, seesAllReservations } from './auth';
 import { buildSchemas, idempotencyKeyOf, validateSku, validator } from './schemas';
@@ -15,7 +16,8 @@ function reservationBody(reservation: Reservation, status: string = reservation.
   return {
     id: reservation.id,
     status,
-    lines: reservation.lines,
+    // Stripe lines (lib/stock/stripes.ts) are summed back to their SKU: stripes are not the API's.
+    lines: publicLines(reservation.lines),
     ...(reservation.customerId === null ? {} : { customerId: reservation.customerId }),
     expiresAt: new Date(reservation.expiresAtMs).toISOString(),
     createdAt: new Date(reservation.createdAtMs).toISOString(),
@@ -105,7 +107,7 @@ function skuRoutes(router: Router, stockhold: Stockhold): void {
     requireJsonBody(request);
     const sku = validateSku(request.params.sku);
     const body = validateSetStock(request.body);
-    response.json(await stockhold.stock.setOnHand(sku, body.onHand, clientOf(response).clientId));
+    response.json(await stockhold.stock.setOnHand(sku, body.onHand, clientOf(response).clientId, body.stripes));
   });
 
   router.post('/skus/:sku/adjustments', requireScope('admin'), async (request, response) => {

@@ -1,6 +1,7 @@
 // Request schemas: the single source for validation (compiled once with Ajv) and for the
 // OpenAPI document (apps/api/openapi.ts). Limits come from the Config, so an operator's
 // QUANTITY_MAX shows up in both.
+import { stripesMax } from '../../lib/stock/stripes';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import type { Config } from '../../lib/config';
@@ -18,7 +19,13 @@ const idempotencyKeyRegExp = /^[\x21-\x7e]{1,255}$/;
 
 export function buildSchemas(config: Config) {
   const sku = Type.String({ pattern: skuPattern, description: '1-64 of A-Z a-z 0-9 . _ -' });
-  const setStock = Type.Object({ onHand: Type.Integer({ minimum: 0, maximum: config.stockOnHandMax }) }, { additionalProperties: false });
+  const setStock = Type.Object(
+    {
+      onHand: Type.Integer({ minimum: 0, maximum: config.stockOnHandMax }),
+      stripes: Type.Optional(Type.Integer({ minimum: 1, maximum: stripesMax, description: 'split the SKU over this many stripes (hash slots); default: as it is (1 for a new SKU)' })),
+    },
+    { additionalProperties: false },
+  );
   const adjustment = Type.Object(
     {
       delta: Type.Integer({ minimum: -config.stockOnHandMax, maximum: config.stockOnHandMax, not: { const: 0 }, description: 'units; + receipt, - shrinkage; never 0' }),

@@ -11,6 +11,7 @@
 // lost data, or a bug) is, when asked for (`rejectShort`), recorded as rejected instead: the
 // compensation path, with a reservation.rejected event for whoever must tell the customer.
 import type { Knex } from 'knex';
+import { publicLines, publicSku } from '../stock/stripes';
 import { appendEvents } from '../events/outbox';
 import { assert } from '../errors';
 import type { ProjectedEntry } from '../scripts/apply-entries';
@@ -129,7 +130,7 @@ export class LedgerWriter {
       }
       if (fresh.length > 0) await transaction('reservations').insert(fresh.map((job) => reservationRow(job, 'committed')));
       const inserted = await appendEntries(transaction, projections, newEntries);
-      await appendEvents(transaction, fresh.map((job) => ({ type: 'reservation.committed' as const, requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines } })));
+      await appendEvents(transaction, fresh.map((job) => ({ type: 'reservation.committed' as const, requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: publicLines(job.lines) } })));
       const allocatedBefore = [...earlier].filter(([, status]) => status !== 'rejected').map(([id]) => id);
       const before = await entriesOf(transaction, allocatedBefore, 'allocation');
       const all = [...inserted, ...before];
@@ -143,7 +144,7 @@ export class LedgerWriter {
 
   private async recordRejection(transaction: Knex.Transaction, job: CommitJob, short: LedgerShortError): Promise<CommitOutcome> {
     await transaction('reservations').insert(reservationRow(job, 'rejected'));
-    await appendEvents(transaction, [{ type: 'reservation.rejected', requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines, reason: rejectReason, sku: short.sku } }]);
+    await appendEvents(transaction, [{ type: 'reservation.rejected', requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: publicLines(job.lines), reason: rejectReason, sku: publicSku(short.sku) } }]);
     return { ledger: 'rejected', entries: [] };
   }
 
@@ -162,7 +163,7 @@ export class LedgerWriter {
       const earlier = await transaction('reservations').first('status').where({ id: job.reservationId }).forUpdate();
       if (earlier !== undefined) return { ledger: earlier.status === 'rejected' ? 'rejected' : 'already-committed', entries: earlier.status === 'rejected' ? [] : await entriesOf(transaction, [job.reservationId], 'allocation') };
       await transaction('reservations').insert(reservationRow(job, 'rejected', holdsLostReason));
-      await appendEvents(transaction, [{ type: 'reservation.rejected', requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: job.lines, reason: holdsLostReason } }]);
+      await appendEvents(transaction, [{ type: 'reservation.rejected', requestId: job.requestId, data: { reservationId: job.reservationId, clientId: job.clientId, customerId: job.customerId, lines: publicLines(job.lines), reason: holdsLostReason } }]);
       return { ledger: 'rejected', entries: [] };
     });
   }
@@ -180,7 +181,7 @@ export class LedgerWriter {
       const entries = job.lines.map((line) => nextEntry(projections, line.sku, line.quantity, { kind: 'deallocation', reservation_id: job.reservationId, client_id: job.requestedBy }));
       const inserted = await appendEntries(transaction, projections, entries);
       await transaction('reservations').update({ status: 'cancelled', fence: job.fence, cancelled_at: transaction.fn.now() }).where({ id: job.reservationId });
-      await appendEvents(transaction, [{ type: 'reservation.cancelled', requestId: job.requestId, data: { reservationId: job.reservationId, requestedBy: job.requestedBy, lines: job.lines } }]);
+      await appendEvents(transaction, [{ type: 'reservation.cancelled', requestId: job.requestId, data: { reservationId: job.reservationId, requestedBy: job.requestedBy, lines: publicLines(job.lines) } }]);
       return { ledger: 'cancelled', entries: inserted };
     });
   }

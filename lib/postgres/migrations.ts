@@ -7,6 +7,7 @@ import * as createReservations from '../../migrations/20261125000002_create_rese
 import * as reconciliation from '../../migrations/20261125000003_reconciliation';
 import * as ledgerPositions from '../../migrations/20261126000004_ledger_positions';
 import * as operations from '../../migrations/20261127000005_operations';
+import * as stripes from '../../migrations/20261128000006_stripes';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -19,6 +20,7 @@ const migrations: ReadonlyArray<readonly [string, Migration]> = [
   ['20261125000003_reconciliation', reconciliation],
   ['20261126000004_ledger_positions', ledgerPositions],
   ['20261127000005_operations', operations],
+  ['20261128000006_stripes', stripes],
 ];
 
 const source: Knex.MigrationSource<string> = {

@@ -22,6 +22,14 @@ export const skusPerRunMax = 10_000_000;
 /** The run lease lasts at least this long, renewed every third of it while the run goes on. */
 export const reconcileLeaseMsMin = 60_000;
 
+/** What the reconciler needs of striped SKUs (lib/stock/stock-service.ts). */
+export interface StripeBalancer {
+  /** Tells every process the SKU's stripe count again (Redis may have lost it). */
+  publishStripes(sku: string, stripes: number): Promise<void>;
+  /** Evens the SKU's stripes out when they differ by more than a bound; whether it did (would, in a dry run). */
+  rebalance(sku: string, dryRun: boolean): Promise<boolean>;
+}
+
 export class Reconciler {
   private readonly skus: SkuReconciliation;
   private readonly stuck: StuckCommits;
@@ -39,6 +47,7 @@ export class Reconciler {
     reservations: ReservationService,
     private readonly config: Config,
     private readonly metrics: Metrics,
+    private readonly stripes: StripeBalancer,
   ) {
     this.scripts = scripts;
     this.skus = new SkuReconciliation(knex, scripts, keys, projection, config, metrics);
@@ -88,9 +97,30 @@ export class Reconciler {
       ['holds_expired', report.holdsExpired],
       ['commits_requeued', report.commitsRequeued],
       ['pins_released', report.pinsReleased],
+      ['stripes_rebalanced', report.stripesRebalanced],
       ['debits_released', report.debitsReleased],
     ];
     for (const [field, count] of byField) if (count > 0) metrics.reconcileCorrections.inc({ field }, count);
+  }
+
+  /**
+   * For the page's striped SKUs: their stripe count written to Redis again, and their stripes
+   * evened out when the units on offer differ by more than a bound (each a stock change that moves
+   * units between stripes in one ledger transaction). Outside the page's FOR SHARE transaction,
+   * whose row locks the move's FOR UPDATE would wait on. One SKU failing is counted and skipped.
+   */
+  private async balanceStripes(page: readonly string[], dryRun: boolean, tally: RunTally): Promise<number> {
+    const striped: Array<{ sku: string; stripes: number }> = await withPostgres(() => this.knex('skus').select('sku', 'stripes').whereIn('sku', [...page]).andWhere('stripes', '>', 1));
+    let rebalanced = 0;
+    for (const { sku, stripes } of striped) {
+      try {
+        if (!dryRun) await this.stripes.publishStripes(sku, Number(stripes));
+        if (await this.stripes.rebalance(sku, dryRun)) rebalanced += 1;
+      } catch (error) {
+        tally.fail(sku, error);
+      }
+    }
+    return rebalanced;
   }
 
   private async runHeld(runId: string, trigger: ReconcileTrigger, dryRun: boolean): Promise<ReconcileReport> {
@@ -112,6 +142,7 @@ export class Reconciler {
       const stuck = await this.stuck.requeue(candidates, Date.now(), dryRun);
       tally.commitsRequeued += stuck.requeued;
       tally.pinsReleased += stuck.pinsReleased;
+      tally.stripesRebalanced += await this.balanceStripes(page, dryRun, tally);
       after = page[page.length - 1] as string;
       if (page.length < pageSize) break;
     }
@@ -126,6 +157,7 @@ export class Reconciler {
       holdsExpired: tally.holdsExpired,
       commitsRequeued: tally.commitsRequeued,
       pinsReleased: tally.pinsReleased,
+      stripesRebalanced: tally.stripesRebalanced,
       skusRebuilt: tally.skusRebuilt,
       driftCorrected: tally.driftCorrected,
       onHandCorrected: tally.onHandCorrected,

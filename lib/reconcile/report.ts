@@ -20,6 +20,8 @@ export interface ReconcileReport {
   readonly holdsExpired: number;
   /** Reservations whose pinned holds were given back: never confirmed (a cart across slots). */
   readonly pinsReleased: number;
+  /** Striped SKUs whose stripes were evened out (a transfer between stripes in the ledger). */
+  readonly stripesRebalanced: number;
   readonly commitsRequeued: number;
   readonly skusRebuilt: number;
   readonly driftCorrected: number;
@@ -45,6 +47,7 @@ export class RunTally {
   skusChecked = 0;
   holdsExpired = 0;
   pinsReleased = 0;
+  stripesRebalanced = 0;
   commitsRequeued = 0;
   skusRebuilt = 0;
   driftCorrected = 0;

@@ -5,6 +5,8 @@ export interface RedisKeys {
   skuHolds(sku: string): string;
   /** Set for a short while when the ledger has no such SKU, so repeats do not reach Postgres. */
   skuUnknown(sku: string): string;
+  /** How many stripes the SKU has (absent: 1), in stripe 0's slot; see lib/stock/stripes.ts. */
+  skuStripes(sku: string): string;
   reservation(id: string): string;
   /** A short-lived key in `key`'s slot, written so a WAIT on this connection covers what `key`'s primary has. */
   replicationWitness(key: string): string;
@@ -16,6 +18,7 @@ export function redisKeys(prefix: string): RedisKeys {
     skuState: (sku) => `${prefix}sku:{${sku}}`,
     skuHolds: (sku) => `${prefix}holds:{${sku}}`,
     skuUnknown: (sku) => `${prefix}nosku:{${sku}}`,
+    skuStripes: (sku) => `${prefix}stripes:{${sku}}`,
     reservation: (id) => `${prefix}res:{${id}}`,
     replicationWitness: (key) => `${key}:rw`,
     idempotency: (clientId, idempotencyKey) => `${prefix}idem:${clientId}:${idempotencyKey}`,

@@ -12,6 +12,7 @@ import { createReservation, type CreateReservationCall, type ShortLineReply } fr
 import { createCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsResult } from './cart-across-slots';
 import { readReservation, releaseReservation, type ReleaseResult } from '../scripts/reservation-record';
 import type { SkuState } from '../stock/sku-state';
+import { publicSku, stripeSku, stripeSkus, type StripeCounts } from '../stock/stripes';
 
 export interface ReservationLine {
   readonly sku: string;
@@ -58,6 +59,38 @@ export interface ReservationLimits {
 
 export const reservationIdPattern = /^[A-Za-z0-9_-]{22}$/;
 const createAttemptsMax = 2;
+/** A SKU thought unstriped that is short is asked about again when what is known is older than this. */
+export const stripeRecheckMs = 100;
+/** Attempts at splitting a line over its stripes, at most (each after reading them again). */
+export const stripeSplitAttemptsMax = 2;
+
+/** The SKUs (as the attempt named them) that an insufficient_stock refusal lists. */
+function shortSkus(error: StockholdError): string[] {
+  const lines = (error.extensions as { lines?: Array<{ sku: string }> }).lines ?? [];
+  return lines.map((line) => line.sku);
+}
+
+/**
+ * An insufficient_stock refusal of an attempt on stripes, told as the request's SKUs: a stripe's
+ * line becomes its SKU's, with what that stripe had (the split attempts report the sum).
+ */
+function publicShortage(error: StockholdError, requested: readonly ReservationLine[]): StockholdError {
+  const bySku = new Map<string, { sku: string; requested: number; available: number }>();
+  for (const line of (error.extensions as { lines?: Array<{ sku: string; requested: number; available: number }> }).lines ?? []) {
+    const sku = publicSku(line.sku);
+    const known = bySku.get(sku);
+    bySku.set(sku, { sku, requested: requested.find((each) => each.sku === sku)?.quantity ?? line.requested, available: (known?.available ?? 0) + line.available });
+  }
+  return errors.insufficientStock([...bySku.values()], error.retryAfterSeconds);
+}
+
+function shuffled<T>(items: T[]): T[] {
+  for (let index = items.length - 1; index > 0; index -= 1) {
+    const other = Math.floor(Math.random() * (index + 1));
+    [items[index], items[other]] = [items[other]!, items[index]!];
+  }
+  return items;
+}
 /** On a cluster, how long a duplicate waits for the running attempt of its request, and how often it looks. */
 export const duplicateWaitMs = 2000;
 export const duplicatePollMs = 20;
@@ -101,6 +134,7 @@ export class ReservationService {
     private readonly knex: Knex,
     private readonly limits: ReservationLimits,
     private readonly metrics: Metrics,
+    private readonly stripeCounts: StripeCounts,
   ) {}
 
   /** Creates (or replays) a reservation, counting its outcome. */
@@ -116,15 +150,98 @@ export class ReservationService {
     }
   }
 
+  /**
+   * Creates the reservation, routing the lines of striped SKUs (lib/stock/stripes.ts) to their
+   * stripes. A SKU this process thought unstriped that turns out short is asked about again (at
+   * most every stripeRecheckMs), so a SKU striped a moment ago is not refused for what its other
+   * stripes hold.
+   */
   private async createOnce(request: CreateReservation): Promise<{ reservation: Reservation; replayed: boolean }> {
     assert(request.lines.length >= 1, 'a reservation has at least one line');
+    const striped = await this.stripesOf(request.lines);
+    if (striped.size > 0) return this.createStriped(request, striped);
+    try {
+      return await this.createWithLines(request, request.lines);
+    } catch (error) {
+      if (!(error instanceof StockholdError) || error.code !== 'insufficient_stock') throw error;
+      const again = await this.stripesOf(request.lines, stripeRecheckMs);
+      if (again.size === 0) throw error;
+      return this.createStriped(request, again);
+    }
+  }
+
+  /** The lines' SKUs that have more than one stripe, with their stripe counts. */
+  private async stripesOf(lines: readonly ReservationLine[], maxAgeMs?: number): Promise<Map<string, number>> {
+    const counts = await Promise.all(lines.map(async (line) => [line.sku, await this.stripeCounts.of(line.sku, maxAgeMs)] as const));
+    return new Map(counts.filter(([, stripes]) => stripes > 1));
+  }
+
+  /**
+   * A cart with lines on striped SKUs. Each such line first goes whole to one stripe, in a random
+   * order per line (so traffic spreads over the stripes' slots), trying the next stripe when it is
+   * short there (at most one attempt per stripe, each a whole reservation attempt: a refusal
+   * leaves nothing); short on every stripe alone, the stripes are read and the line split over
+   * them, largest first (at most stripeSplitAttemptsMax times, against a race). Refused when a
+   * line is short on an unstriped SKU, or when the stripes together do not hold it.
+   */
+  private async createStriped(request: CreateReservation, striped: ReadonlyMap<string, number>): Promise<{ reservation: Reservation; replayed: boolean }> {
+    const orders = new Map([...striped].map(([sku, stripes]) => [sku, shuffled(Array.from({ length: stripes }, (_, index) => index))]));
+    const rounds = Math.max(...striped.values());
+    let lastShort: StockholdError | undefined;
+    for (let round = 0; round < rounds; round += 1) {
+      const lines = request.lines.map((line) => {
+        const order = orders.get(line.sku);
+        return order === undefined ? line : { sku: stripeSku(line.sku, order[round % order.length]!), quantity: line.quantity };
+      });
+      try {
+        return await this.createWithLines(request, normaliseLines(lines));
+      } catch (error) {
+        if (!(error instanceof StockholdError) || error.code !== 'insufficient_stock') throw error;
+        // Short on a SKU that has no other stripe to try: final.
+        if (shortSkus(error).some((sku) => !striped.has(publicSku(sku)))) throw publicShortage(error, request.lines);
+        lastShort = error;
+      }
+    }
+    for (let attempt = 0; attempt < stripeSplitAttemptsMax; attempt += 1) {
+      const split: ReservationLine[] = [];
+      const shortLines: Array<{ sku: string; requested: number; available: number }> = [];
+      for (const line of request.lines) {
+        const stripes = striped.get(line.sku);
+        if (stripes === undefined) {
+          split.push(line);
+          continue;
+        }
+        const views = await Promise.all(stripeSkus(line.sku, stripes).map(async (sku) => ({ sku, available: (await this.skuState.read(sku)).available })));
+        const total = views.reduce((sum, view) => sum + view.available, 0);
+        if (total < line.quantity) shortLines.push({ sku: line.sku, requested: line.quantity, available: total });
+        let left = line.quantity;
+        for (const view of views.sort((a, b) => b.available - a.available)) {
+          if (left === 0 || view.available === 0) break;
+          const take = Math.min(left, view.available);
+          split.push({ sku: view.sku, quantity: take });
+          left -= take;
+        }
+      }
+      if (shortLines.length > 0) throw errors.insufficientStock(shortLines, undefined);
+      try {
+        return await this.createWithLines(request, normaliseLines(split));
+      } catch (error) {
+        if (!(error instanceof StockholdError) || error.code !== 'insufficient_stock') throw error;
+        lastShort = error;
+      }
+    }
+    throw publicShortage(lastShort!, request.lines);
+  }
+
+  /** One reservation attempt with these (internal) lines; the answer carries the request's lines. */
+  private async createWithLines(request: CreateReservation, lines: readonly ReservationLine[]): Promise<{ reservation: Reservation; replayed: boolean }> {
     const call = {
       id: newReservationId(),
       clientId: request.clientId,
       idempotencyKey: request.idempotencyKey,
       fingerprint: request.fingerprint,
       customerId: request.customerId,
-      lines: request.lines,
+      lines,
       holdTtlMs: request.holdTtlSeconds * 1000,
       idempotencyTtlMs: this.limits.idempotencyTtlSeconds * 1000,
       retentionMs: this.limits.reservationRetentionSeconds * 1000,

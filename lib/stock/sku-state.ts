@@ -17,6 +17,8 @@ export interface SkuView {
   readonly onHand: number;
   readonly reserved: number;
   readonly available: number;
+  /** A striped SKU's stripe count (lib/stock/stripes.ts); absent when it has one. */
+  readonly stripes?: number;
 }
 
 export function skuView(sku: string, onHand: number, reserved: number): SkuView {

@@ -27,6 +27,7 @@ import { prepareStockChange } from '../scripts/prepare-stock-change';
 import { releaseDebit } from '../scripts/release-debit';
 import type { LedgerProjection } from './ledger-projection';
 import { skuView, type SkuState, type SkuView } from './sku-state';
+import { stripeSkus, type StripeCounts } from './stripes';
 
 export interface StockLimits {
   readonly stockOnHandMax: number;
@@ -36,6 +37,9 @@ export interface StockLimits {
   readonly redisConfirmReplicas: number;
   readonly redisConfirmWaitMs: number;
 }
+
+/** A striped SKU's stripes are evened out when the units they offer differ by more than this (or half a stripe's share). */
+export const stripeImbalanceUnitsMin = 2;
 
 /** Rounds of "Redis is behind, apply the missing entries" one stock change makes, at most. */
 export const catchUpRoundsMax = 4;
@@ -48,19 +52,29 @@ interface ChangeRequest {
   readonly reason: string | null;
   readonly clientId: string;
   readonly idempotency: IdempotencyScope | null;
+  /** PUT only: the stripe count to have afterwards (undefined: keep the SKU's). */
+  readonly stripes?: number;
 }
 
 interface StagedChange {
   readonly delta: number;
   readonly onHandAfter: number;
   readonly reserved: number;
-  readonly entry: ProjectedEntry | null;
+  /** The entries written, each on its own (stripe) SKU. */
+  readonly entries: readonly ProjectedEntry[];
+  readonly stripes: number;
 }
 
 interface LockedRow {
   readonly onHand: number;
   readonly seq: number;
   readonly version: number;
+  readonly stripes: number;
+}
+
+/** What a change staged in Redis before its COMMIT: debits to release by id if it fails. */
+interface Progress {
+  readonly debits: Array<{ readonly sku: string; readonly id: string }>;
 }
 
 const uniqueViolation = '23505';
@@ -78,17 +92,32 @@ export class StockService {
     private readonly idempotency: IdempotencyStore,
     private readonly limits: StockLimits,
     private readonly metrics: Metrics,
+    private readonly stripeCounts: StripeCounts,
   ) {}
 
-  read(sku: string): Promise<SkuView> {
-    return this.skuState.read(sku);
+  /** A SKU's view; a striped SKU's is the sum of its stripes' (read side by side). */
+  async read(sku: string): Promise<SkuView> {
+    const stripes = await this.stripeCounts.of(sku);
+    if (stripes === 1) return this.skuState.read(sku);
+    const views = await Promise.all(stripeSkus(sku, stripes).map((stripe) => this.skuState.read(stripe)));
+    const onHand = views.reduce((sum, view) => sum + view.onHand, 0);
+    const reserved = views.reduce((sum, view) => sum + view.reserved, 0);
+    return { ...skuView(sku, onHand, reserved), stripes };
   }
 
-  /** PUT semantics: on-hand becomes `onHand`; the difference is recorded as an adjustment. */
-  async setOnHand(sku: string, onHand: number, clientId: string): Promise<SkuView> {
+  /**
+   * PUT semantics: on-hand becomes `onHand`; the difference is recorded as an adjustment. With
+   * `stripes`, the SKU's stock is split over that many stripes (lib/stock/stripes.ts).
+   */
+  async setOnHand(sku: string, onHand: number, clientId: string, stripes?: number): Promise<SkuView> {
     assert(Number.isSafeInteger(onHand) && onHand >= 0, 'onHand is a non-negative integer');
-    const change = await this.change({ sku, createIfMissing: true, deltaFrom: (before) => onHand - before, reason: 'set on-hand', clientId, idempotency: null });
-    return skuView(sku, change.onHandAfter, change.reserved);
+    const change = await this.change({ sku, createIfMissing: true, deltaFrom: (before) => onHand - before, reason: 'set on-hand', clientId, idempotency: null, ...(stripes === undefined ? {} : { stripes }) });
+    return this.viewOf(sku, change);
+  }
+
+  private viewOf(sku: string, change: StagedChange): SkuView {
+    const view = skuView(sku, change.onHandAfter, change.reserved);
+    return change.stripes === 1 ? view : { ...view, stripes: change.stripes };
   }
 
   /** Records a receipt (+) or shrinkage (-). Idempotent per client and Idempotency-Key. */
@@ -98,7 +127,7 @@ export class StockService {
     if (begun.kind === 'replay') return { ...begun.response, replayed: true };
     try {
       const change = await this.change({ sku, createIfMissing: false, deltaFrom: () => delta, reason, clientId, idempotency });
-      const body = skuView(sku, change.onHandAfter, change.reserved);
+      const body = this.viewOf(sku, change);
       await this.idempotency.store(idempotency, { status: 201, body });
       return { status: 201, body, replayed: false };
     } catch (error) {
@@ -119,7 +148,7 @@ export class StockService {
       if (entry === undefined) throw errors.backendUnavailable('postgres', new Error('the entry that refused this key is not visible yet'));
       throw errors.idempotencyKeyReused();
     }
-    const body = await this.skuState.read(sku);
+    const body = await this.read(sku);
     await this.idempotency.store(idempotency, { status: 201, body });
     return { status: 201, body, replayed: true };
   }
@@ -129,18 +158,17 @@ export class StockService {
   }
 
   private async change(request: ChangeRequest): Promise<StagedChange> {
-    const debitId = randomId();
     const transaction = await withPostgres(() => this.knex.transaction());
-    const progress = { debitStaged: false };
+    const progress: Progress = { debits: [] };
     let staged: StagedChange;
     try {
-      staged = await withPostgres(() => this.stageInTransaction(transaction, request, debitId, progress));
+      staged = await withPostgres(() => this.stageInTransaction(transaction, request, progress));
     } catch (error) {
       // Nothing committed (a transaction that ended underneath us, its connection dropped, is a
       // 503 from withPostgres: knex says "Transaction query already complete").
       await transaction.rollback().catch(() => undefined);
       // By id: whenever this lands, it releases this change's debit and nothing else.
-      if (progress.debitStaged) await releaseDebit(this.scripts, this.keys, request.sku, debitId).catch(() => undefined);
+      await Promise.all(progress.debits.map((debit) => releaseDebit(this.scripts, this.keys, debit.sku, debit.id).catch(() => undefined)));
       throw error;
     }
     try {
@@ -153,16 +181,41 @@ export class StockService {
       // the entry is applied, or the next holder of the row finds it orphaned and releases it.
       throw error instanceof StockholdError ? error : errors.backendUnavailable('postgres', error);
     }
-    // Committed: the ledger is right whatever happens now. Applying the entry is best effort;
+    // Committed: the ledger is right whatever happens now. Applying the entries is best effort;
     // whoever touches the SKU next (a stock change, a commit, the reconciler) catches Redis up.
-    if (staged.entry !== null) await this.projection.apply(request.sku, [staged.entry]).catch(() => undefined);
+    await Promise.all(staged.entries.map((entry) => this.projection.apply(entry.sku, [entry]).catch(() => undefined)));
+    if (staged.stripes > 1 || request.stripes !== undefined) await this.publishStripes(request.sku, staged.stripes);
     return staged;
   }
 
-  private async stageInTransaction(transaction: Knex.Transaction, request: ChangeRequest, debitId: string, progress: { debitStaged: boolean }): Promise<StagedChange> {
+  /**
+   * Evens a striped SKU's stripes out when the units they offer differ by more than
+   * max(stripeImbalanceUnitsMin, half a stripe's even share): a stock change with the total
+   * unchanged (stageStriped moves units in one ledger transaction). Whether it did (would).
+   */
+  async rebalance(sku: string, dryRun: boolean): Promise<boolean> {
+    const stripes = await this.stripeCounts.of(sku, 0);
+    if (stripes <= 1) return false;
+    const available = (await Promise.all(stripeSkus(sku, stripes).map((stripe) => this.skuState.read(stripe)))).map((view) => view.available);
+    const total = available.reduce((sum, units) => sum + units, 0);
+    if (Math.max(...available) - Math.min(...available) <= Math.max(stripeImbalanceUnitsMin, Math.floor(total / stripes / 2))) return false;
+    if (dryRun) return true;
+    const change = await this.change({ sku, createIfMissing: false, deltaFrom: () => 0, reason: 'rebalance stripes', clientId: 'reconciler', idempotency: null });
+    return change.entries.length > 0;
+  }
+
+  /** Tells every process how many stripes the SKU has now (the reconciler writes it again if this is lost). */
+  async publishStripes(sku: string, stripes: number): Promise<void> {
+    this.stripeCounts.remember(sku, stripes);
+    await withRedis(() => this.scripts.redis.set(this.keys.skuStripes(sku), String(stripes))).catch(() => undefined);
+  }
+
+  private async stageInTransaction(transaction: Knex.Transaction, request: ChangeRequest, progress: Progress): Promise<StagedChange> {
     const { sku } = request;
     const ownersBefore = slotOwners(this.scripts.redis, [this.keys.skuState(sku)]);
     const row = await this.lockRow(transaction, request);
+    if (row.stripes > 1 || (request.stripes ?? 1) > 1) return this.stageStriped(transaction, request, row, progress);
+    const debitId = randomId();
     const delta = request.deltaFrom(row.onHand);
     const onHandAfter = row.onHand + delta;
     if (onHandAfter > this.limits.stockOnHandMax) {
@@ -172,12 +225,68 @@ export class StockService {
     const reserved = await this.prepareRedis(transaction, sku, row, debit);
     if (onHandAfter < 0) throw errors.stockBelowReserved(sku, onHandAfter, reserved);
     if (debit !== undefined) {
-      progress.debitStaged = true;
+      progress.debits.push({ sku, id: debit.id });
       await this.awaitDebitReplicated(sku, ownersBefore);
     }
-    if (delta === 0) return { delta, onHandAfter, reserved, entry: null };
-    const entry = await this.appendEntry(transaction, request, row, delta, onHandAfter, debit?.id ?? null);
-    return { delta, onHandAfter, reserved, entry };
+    if (delta === 0) return { delta, onHandAfter, reserved, entries: [], stripes: 1 };
+    const entry: ProjectedEntry & { readonly entryId: number } = await this.appendEntry(transaction, request, sku, row, delta, onHandAfter, debit?.id ?? null, request.idempotency?.key ?? null);
+    await appendEvents(transaction, [{ type: 'stock.adjusted', data: { sku, delta, onHandAfter, reason: request.reason, clientId: request.clientId, entryId: entry.entryId, position: entry.seq } }]);
+    return { delta, onHandAfter, reserved, entries: [entry], stripes: 1 };
+  }
+
+  /**
+   * A change of a striped SKU (or one that becomes striped): in this one transaction, every
+   * stripe row locked (in name order, as commits lock them), each stripe's Redis state brought to
+   * its position and its reserved units read, and the new total given out as `reserved + an even
+   * share of what is free`; each decrease a debit staged on its stripe before COMMIT, each change
+   * an entry on its stripe, one stock.adjusted event for the SKU. Units moved between stripes are
+   * thus one transaction: the decrease staged before COMMIT, the increase applied after.
+   */
+  private async stageStriped(transaction: Knex.Transaction, request: ChangeRequest, parent: LockedRow, progress: Progress): Promise<StagedChange> {
+    const { sku } = request;
+    const stripes = request.stripes ?? parent.stripes;
+    const all = stripeSkus(sku, Math.max(stripes, parent.stripes));
+    for (const stripe of all.slice(1)) await transaction.raw('INSERT INTO skus (sku, on_hand, version) VALUES (?, 0, 1) ON CONFLICT (sku) DO NOTHING', [stripe]);
+    const locked = await transaction('skus').select('sku', 'on_hand', 'seq', 'version').whereIn('sku', all.slice(1)).orderBy('sku').forUpdate();
+    const rows = new Map<string, LockedRow>([[sku, parent], ...locked.map((row): [string, LockedRow] => [row.sku as string, { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: 1 }])]);
+    const ownersBefore = slotOwners(this.scripts.redis, all.map((stripe) => this.keys.skuState(stripe)));
+    const reserved = new Map<string, number>();
+    for (const stripe of all) reserved.set(stripe, await this.prepareRedis(transaction, stripe, rows.get(stripe)!, undefined));
+    const totalBefore = all.reduce((sum, stripe) => sum + rows.get(stripe)!.onHand, 0);
+    const delta = request.deltaFrom(totalBefore);
+    const onHandAfter = totalBefore + delta;
+    if (onHandAfter > this.limits.stockOnHandMax) {
+      throw errors.validation([{ field: 'onHand', message: `on-hand would be ${onHandAfter}, above the limit of ${this.limits.stockOnHandMax}` }]);
+    }
+    const reservedTotal = [...reserved.values()].reduce((sum, units) => sum + units, 0);
+    const dropped = all.slice(stripes).filter((stripe) => reserved.get(stripe)! > 0);
+    if (dropped.length > 0) throw errors.stripesInUse(sku, stripes, all.slice(stripes).reduce((sum, stripe) => sum + reserved.get(stripe)!, 0));
+    const free = onHandAfter - reservedTotal;
+    if (free < 0) throw errors.stockBelowReserved(sku, onHandAfter, reservedTotal);
+    const targets = all.map((stripe, index) => (index >= stripes ? 0 : reserved.get(stripe)! + Math.floor(free / stripes) + (index < free % stripes ? 1 : 0)));
+    // Decreases first, each a debit on its stripe checked against what that stripe holds now.
+    for (const [index, stripe] of all.entries()) {
+      const row = rows.get(stripe)!;
+      if (targets[index]! >= row.onHand) continue;
+      const debit = { id: randomId(), units: row.onHand - targets[index]! };
+      await this.prepareRedis(transaction, stripe, row, debit);
+      progress.debits.push({ sku: stripe, id: debit.id });
+    }
+    if (progress.debits.length > 0) await this.awaitDebitsReplicated(progress.debits.map((debit) => debit.sku), ownersBefore);
+    const entries: Array<ProjectedEntry & { readonly entryId: number }> = [];
+    for (const [index, stripe] of all.entries()) {
+      const row = rows.get(stripe)!;
+      const stripeDelta = targets[index]! - row.onHand;
+      if (stripeDelta === 0) continue;
+      // The key on the first entry (a retry finds it under the row lock), `key~j` on the others.
+      const key = request.idempotency === null ? null : entries.length === 0 ? request.idempotency.key : `${request.idempotency.key}~${index}`;
+      const debitId = progress.debits.find((debit) => debit.sku === stripe)?.id ?? null;
+      entries.push(await this.appendEntry(transaction, request, stripe, row, stripeDelta, targets[index]!, debitId, key));
+    }
+    if (entries.length === 0 && stripes === parent.stripes) return { delta, onHandAfter, reserved: reservedTotal, entries, stripes };
+    await transaction('skus').update({ stripes, updated_at: transaction.fn.now() }).where({ sku });
+    await appendEvents(transaction, [{ type: 'stock.adjusted', data: { sku, delta, onHandAfter, reason: request.reason, clientId: request.clientId, stripes, entryIds: entries.map((entry) => entry.entryId) } }]);
+    return { delta, onHandAfter, reserved: reservedTotal, entries, stripes };
   }
 
   /**
@@ -187,10 +296,14 @@ export class StockService {
    * is applied), and the ledger would then reject an acknowledged confirm. Short of that: 503, the
    * transaction rolled back and the debit released by id (change()).
    */
-  private async awaitDebitReplicated(sku: string, ownersBefore: SlotOwners): Promise<void> {
+  private awaitDebitReplicated(sku: string, ownersBefore: SlotOwners): Promise<void> {
+    return this.awaitDebitsReplicated([sku], ownersBefore);
+  }
+
+  private async awaitDebitsReplicated(skus: readonly string[], ownersBefore: SlotOwners): Promise<void> {
     const wanted = this.limits.redisConfirmReplicas;
     if (wanted === 0) return;
-    const acknowledged = await withRedis(() => waitForReplicas(this.scripts.redis, { keys: [this.keys.skuState(sku)], replicas: wanted, timeoutMs: this.limits.redisConfirmWaitMs, witness: (key) => this.keys.replicationWitness(key), ownersBefore }));
+    const acknowledged = await withRedis(() => waitForReplicas(this.scripts.redis, { keys: skus.map((sku) => this.keys.skuState(sku)), replicas: wanted, timeoutMs: this.limits.redisConfirmWaitMs, witness: (key) => this.keys.replicationWitness(key), ownersBefore }));
     if (acknowledged < wanted) throw errors.notReplicated('stock change', wanted, acknowledged);
   }
 
@@ -200,14 +313,14 @@ export class StockService {
     if (request.createIfMissing) {
       await transaction.raw('INSERT INTO skus (sku, on_hand, version) VALUES (?, 0, 1) ON CONFLICT (sku) DO NOTHING', [sku]);
     }
-    const row = await transaction('skus').first('on_hand', 'seq', 'version').where({ sku }).forUpdate();
+    const row = await transaction('skus').first('on_hand', 'seq', 'version', 'stripes').where({ sku }).forUpdate();
     if (row === undefined) throw errors.skuNotFound([sku]);
     // Under the row lock an earlier attempt with this key has either committed (and is visible
     // now) or not: a retried key is answered from the ledger before any stock check runs.
     if (request.idempotency !== null && (await this.appliedEntry(transaction, request.clientId, request.idempotency.key)) !== undefined) {
       throw new AlreadyApplied();
     }
-    return { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version) };
+    return { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: Number(row.stripes) };
   }
 
   /** Brings Redis to the ledger's position and stages the debit; returns what is reserved. */
@@ -230,11 +343,12 @@ export class StockService {
     throw errors.backendUnavailable('redis', new Error(`Redis did not reach ledger position ${row.seq} of ${sku} in ${catchUpRoundsMax} rounds`));
   }
 
-  private async appendEntry(transaction: Knex.Transaction, request: ChangeRequest, row: LockedRow, delta: number, onHandAfter: number, debitId: string | null): Promise<ProjectedEntry> {
+  /** Writes one adjustment entry on `sku` (the SKU or one of its stripes) and moves its row along. */
+  private async appendEntry(transaction: Knex.Transaction, request: ChangeRequest, sku: string, row: LockedRow, delta: number, onHandAfter: number, debitId: string | null, idempotencyKey: string | null): Promise<ProjectedEntry & { readonly entryId: number }> {
     const seq = row.seq + 1;
     const [inserted] = await transaction('ledger_entries')
       .insert({
-        sku: request.sku,
+        sku,
         kind: 'adjustment',
         delta,
         on_hand_after: onHandAfter,
@@ -243,13 +357,12 @@ export class StockService {
         debit_id: debitId,
         reason: request.reason,
         client_id: request.clientId,
-        idempotency_key: request.idempotency?.key ?? null,
+        idempotency_key: idempotencyKey,
         request_fingerprint: request.idempotency?.fingerprint ?? null,
       })
       .returning('id');
     const entryId = Number(inserted.id);
-    await transaction('skus').update({ on_hand: onHandAfter, version: row.version + 1, seq, last_entry_id: entryId, updated_at: transaction.fn.now() }).where({ sku: request.sku });
-    await appendEvents(transaction, [{ type: 'stock.adjusted', data: { sku: request.sku, delta, onHandAfter, reason: request.reason, clientId: request.clientId, entryId, position: seq } }]);
-    return { sku: request.sku, seq, delta, onHandAfter, kind: 'adjustment', reservationId: null, debitId };
+    await transaction('skus').update({ on_hand: onHandAfter, version: row.version + 1, seq, last_entry_id: entryId, updated_at: transaction.fn.now() }).where({ sku });
+    return { sku, seq, delta, onHandAfter, kind: 'adjustment', reservationId: null, debitId, entryId };
   }
 }
