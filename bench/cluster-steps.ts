@@ -8,6 +8,10 @@
 //    cluster (REDIS_CLUSTER_NODES), POST /v1/reservations driven by autocannon, one-line carts and
 //    two-slot carts; req/s, p50/p99 and the Redis CPU per reservation (every command, every
 //    primary), which states what one Redis core can take beyond what two cores here can drive.
+// 3. One hot SKU with 1 stripe and with 3 stripes on the cluster, through the API (its SKUs made
+//    with PUT …/stock in a database of the bench's own, dropped at the end): req/s and each
+//    primary's Redis CPU per reservation. The busiest primary bounds what one SKU can take: with
+//    1 stripe every hold lands on one primary; with 3 they spread.
 // Alternating rounds; medians and ratios from the same run.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +19,8 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { Cluster, type Redis } from 'ioredis';
 import { PrivateRedis, PrivateRedisCluster } from '../chaos/servers';
+import { dropDatabase } from '../lib/postgres/connection';
+import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import { createClusterClient, createRedis, type RedisClient } from '../lib/redis/connection';
 import { redisKeys } from '../lib/redis/keys';
 import { ScriptRunner } from '../lib/redis/scripts';
@@ -59,6 +65,17 @@ async function scriptCpuUsec(client: RedisClient): Promise<number> {
   return usec;
 }
 
+/** usec of every command on each primary since the last reset, busiest first. */
+async function perPrimaryCpuUsec(client: RedisClient): Promise<number[]> {
+  const usec: number[] = [];
+  for (const node of primaries(client)) {
+    let total = 0;
+    for (const match of (await node.info('commandstats')).matchAll(/usec=(\d+),/g)) total += Number(match[1]);
+    usec.push(total);
+  }
+  return usec.sort((a, b) => b - a);
+}
+
 /** usec of every command on every primary since the last reset (scripts and plain commands). */
 async function allCommandsCpuUsec(client: RedisClient): Promise<number> {
   let usec = 0;
@@ -84,7 +101,7 @@ interface HttpTarget {
   readonly body: string;
 }
 
-async function runHttp(target: HttpTarget, seconds: number): Promise<{ requestsPerSecond: number; p50Ms: number; p99Ms: number; cpuUsecPerReservation: number; unexpected: number }> {
+async function runHttp(target: HttpTarget, seconds: number): Promise<{ requestsPerSecond: number; p50Ms: number; p99Ms: number; cpuUsecPerReservation: number; unexpected: number; created: number }> {
   await resetStats(target.client);
   // A fresh key per request across every run, so that no request is a replay or a reused key.
   const run = (httpRuns += 1);
@@ -99,7 +116,7 @@ async function runHttp(target: HttpTarget, seconds: number): Promise<{ requestsP
     requests: [{ setupRequest: (request: any) => ({ ...request, headers: { ...request.headers, 'idempotency-key': `bc-${process.pid}-${run}-${(counter += 1)}` } }) }],
   });
   const created = result['2xx'];
-  return { requestsPerSecond: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, cpuUsecPerReservation: (await allCommandsCpuUsec(target.client)) / Math.max(created, 1), unexpected: result.non2xx + result.errors };
+  return { requestsPerSecond: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, cpuUsecPerReservation: (await allCommandsCpuUsec(target.client)) / Math.max(created, 1), unexpected: result.non2xx + result.errors, created };
 }
 
 async function resetStats(client: RedisClient): Promise<void> {
@@ -228,6 +245,43 @@ async function main(): Promise<void> {
     } finally {
       singleApi.child.kill('SIGTERM');
       clusterApi.child.kill('SIGTERM');
+    }
+
+    // Part 3: one hot SKU, 1 stripe and 3 stripes, on the cluster.
+    const databaseUrl = `postgres://postgres@127.0.0.1:5432/stockhold_bench_${randomBytes(4).toString('hex')}`;
+    await prepareDatabaseAt(databaseUrl);
+    const adminSecret = 'bench-admin-secret';
+    const stripedApi = await startApi({ ...apiEnv, API_KEYS: `bench:checkout:${secret},benchadmin:admin:${adminSecret}`, DATABASE_URL: databaseUrl, REDIS_CLUSTER_NODES: cluster.seeds, REDIS_CONFIRM_REPLICAS: '1' });
+    try {
+      const hotSkus = { 1: `HOT-S1-${randomBytes(3).toString('hex')}`, 3: `HOT-S3-${randomBytes(3).toString('hex')}` } as const;
+      for (const [stripes, sku] of Object.entries(hotSkus)) {
+        const made = await fetch(`http://127.0.0.1:${stripedApi.port}/v1/skus/${sku}/stock`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${adminSecret}` }, body: JSON.stringify({ onHand: stockUnits, stripes: Number(stripes) }) });
+        if (made.status !== 200) throw new Error(`PUT stock ${sku}: ${made.status} ${await made.text()}`);
+      }
+      const stripeTargets = ([1, 3] as const).map((stripes) => ({ name: `HTTP cluster, hot SKU, ${stripes} stripe${stripes === 1 ? '' : 's'}`, port: stripedApi.port, client: clusterClient, body: JSON.stringify({ lines: [{ sku: hotSkus[stripes], quantity: 1 }], ttlSeconds: 900 }) }));
+      const stripeResults = new Map<string, Array<{ requestsPerSecond: number; p99Ms: number; busiestUsec: number; spreadUsec: number[] }>>();
+      for (const target of stripeTargets) await runHttp(target, 2); // warm-up
+      for (let round = 1; round <= rounds; round += 1) {
+        for (const target of round % 2 === 1 ? stripeTargets : [...stripeTargets].reverse()) {
+          const result = await runHttp(target, durationMs / 1000);
+          const created = Math.max(1, result.created);
+          const spread = (await perPrimaryCpuUsec(clusterClient)).map((usec) => usec / created);
+          stripeResults.set(target.name, [...(stripeResults.get(target.name) ?? []), { requestsPerSecond: result.requestsPerSecond, p99Ms: result.p99Ms, busiestUsec: spread[0]!, spreadUsec: spread }]);
+          process.stdout.write(`round ${round} ${target.name.padEnd(34)} ${result.requestsPerSecond.toFixed(0).padStart(6)} req/s  p99 ${result.p99Ms} ms  Redis CPU per reservation by primary ${spread.map((usec) => usec.toFixed(1)).join(' / ')} µs  unexpected ${result.unexpected}\n`);
+        }
+      }
+      process.stdout.write(`\nmedians of ${rounds} rounds, one hot SKU on the 3-primary cluster, one API process:\n`);
+      for (const target of stripeTargets) {
+        const results = stripeResults.get(target.name)!;
+        const busiest = median(results.map((result) => result.busiestUsec));
+        process.stdout.write(`${target.name.padEnd(34)} ${median(results.map((result) => result.requestsPerSecond)).toFixed(0).padStart(6)} req/s  p99 ${median(results.map((result) => result.p99Ms))} ms  busiest primary ${busiest.toFixed(1)} µs per reservation = ${(1e6 / busiest).toFixed(0)} reservations/s for this SKU before that primary's core is full\n`);
+      }
+      const busiestOf = (stripes: 1 | 3) => median(stripeResults.get(stripeTargets[stripes === 1 ? 0 : 1]!.name)!.map((result) => result.busiestUsec));
+      process.stdout.write(`3 stripes / 1 stripe: the busiest primary's CPU per reservation ${(busiestOf(3) / busiestOf(1)).toFixed(2)}x, so one SKU's ceiling ${(busiestOf(1) / busiestOf(3)).toFixed(2)}x\n`);
+    } finally {
+      stripedApi.child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await dropDatabase(databaseUrl).catch(() => undefined);
     }
   } finally {
     singleClient.disconnect();

@@ -68,6 +68,17 @@ const view = async (sku: string) => (await harness.call('GET', `/v1/skus/${sku}`
 const maxEventId = async () => Number((await harness.stockhold.knex('events').max({ id: 'id' }).first())?.id ?? 0);
 
 describe('stock', () => {
+  it('set --stripes splits a hot SKU; get shows the stripes\' sums and their count', async () => {
+    const sku = uniqueName('CLIS');
+    const set = await cli(['stock', 'set', sku, '12', '--stripes', '3']);
+    expect(set.code, set.err).toBe(0);
+    expect(set.out).toMatch(/^sku\s+onHand\s+reserved\s+available\s+stripes$/m);
+    expect(set.out).toMatch(new RegExp(`^${sku}\\s+12\\s+0\\s+12\\s+3$`, 'm'));
+    const got = await cli(['stock', 'get', sku, '--json']);
+    expect(JSON.parse(got.out)).toEqual({ sku, onHand: 12, reserved: 0, available: 12, stripes: 3 });
+    expect((await cli(['stock', 'set', sku, '12', '--stripes', '65'])).code).toBe(2);
+  });
+
   it('set, get and adjust round trip; the printed key repeats an adjustment without applying it twice', async () => {
     const sku = uniqueName('CLI');
     const set = await cli(['stock', 'set', sku, '10']);

@@ -13,7 +13,7 @@ const dropScratch = () => dropDatabase(scratchUrl);
 
 afterAll(dropScratch);
 
-const all = ['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation', '20261126000004_ledger_positions', '20261127000005_operations'];
+const all = ['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation', '20261126000004_ledger_positions', '20261127000005_operations', '20261128000006_stripes'];
 
 describe('migrations', () => {
   it('go up from empty, down, and up again', async () => {
@@ -44,7 +44,7 @@ describe('migrations', () => {
       await knex.migrate.up(migrationConfig);
       // An event written before the fifth: it gets a transaction id (delivered by webhooks).
       await knex('events').insert({ type: 'stock.adjusted', data: JSON.stringify({ sku: 'OLD-A' }) });
-      expect(await migrateToLatest(knex)).toEqual(['20261127000005_operations']);
+      expect(await migrateToLatest(knex)).toEqual(['20261127000005_operations', '20261128000006_stripes']);
       const [old] = await knex('events').select('txid', 'request_id');
       expect(old.txid).toMatch(/^\d+$/);
       expect(old.request_id).toBeNull();
@@ -57,6 +57,11 @@ describe('migrations', () => {
       expect(await knex('skus').select('sku', 'seq').orderBy('sku')).toEqual([{ sku: 'OLD-A', seq: '2' }, { sku: 'OLD-B', seq: '1' }]);
       await knex('skus').insert({ sku: 'M-1', on_hand: 1, version: 1 });
       await expect(knex('skus').insert({ sku: 'bad sku', on_hand: 1, version: 1 })).rejects.toThrow(/check constraint/);
+      // The sixth: a stripe's name (`~j`, j 1..99) is a SKU of the ledger; nothing else is.
+      expect((await knex('skus').first('stripes').where({ sku: 'M-1' }))?.stripes).toBe(1);
+      await knex('skus').insert({ sku: 'M-1~1', on_hand: 0, version: 1 });
+      for (const bad of ['M-1~0', 'M-1~', 'M-1~100', 'M-1~1~2', '~1']) await expect(knex('skus').insert({ sku: bad, on_hand: 0, version: 1 })).rejects.toThrow(/check constraint/);
+      await expect(knex('skus').update({ stripes: 65 }).where({ sku: 'M-1' })).rejects.toThrow(/check constraint/);
     } finally {
       await knex.destroy();
     }

@@ -185,7 +185,7 @@ describe('GET /v1/reconcile/runs', () => {
     const startedAt = runs.map((run: { startedAt: string }) => Date.parse(run.startedAt));
     expect(startedAt).toEqual([...startedAt].sort((a, b) => b - a));
     expect(Object.keys(runs[0]).sort()).toEqual(
-      ['commitsRequeued', 'confirmedTruncated', 'corrections', 'debitsReleased', 'driftCorrected', 'dryRun', 'failures', 'finishedAt', 'holdsExpired', 'onHandCorrected', 'pinsReleased', 'reservedCorrected', 'runId', 'skusChecked', 'skusFailed', 'skusOutOfAgreement', 'skusRebuilt', 'startedAt', 'stoppedEarly', 'trigger'].sort(),
+      ['commitsRequeued', 'confirmedTruncated', 'corrections', 'debitsReleased', 'driftCorrected', 'dryRun', 'failures', 'finishedAt', 'holdsExpired', 'onHandCorrected', 'pinsReleased', 'reservedCorrected', 'runId', 'skusChecked', 'skusFailed', 'skusOutOfAgreement', 'skusRebuilt', 'startedAt', 'stoppedEarly', 'stripesRebalanced', 'trigger'].sort(),
     );
     for (const bad of ['0', '1001', 'x', '-1']) {
       expect((await harness.call('GET', `/v1/reconcile/runs?limit=${bad}`)).status).toBe(400);

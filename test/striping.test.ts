@@ -92,6 +92,10 @@ describe('hot-SKU striping', () => {
     const events: Array<{ type: string; data: { reservationId?: string; lines?: unknown } }> = (await harness.call('GET', '/v1/events?limit=1000', { as: 'fulfillment' })).body.events;
     expect(events.find((event) => event.type === 'reservation.committed' && event.data.reservationId === id)?.data.lines).toEqual([{ sku, quantity: 4 }]);
     expect((await harness.call('GET', `/v1/skus/${sku}`, { as: 'checkout' })).body).toMatchObject({ onHand: 2, reserved: 2, available: 0, stripes: 3 });
+    // Cancelled: each stripe gets back what was allocated on it.
+    const cancelled = await harness.call('POST', `/v1/reservations/${id}/cancel`, { as: 'fulfillment', headers: { prefer: 'wait=10' } });
+    expect(cancelled.body).toMatchObject({ status: 'cancelled', lines: [{ sku, quantity: 4 }] });
+    expect((await harness.call('GET', `/v1/skus/${sku}`, { as: 'checkout' })).body).toMatchObject({ onHand: 6, reserved: 2, available: 4, stripes: 3 });
   });
 
   it('never holds more than on hand when 200 reservations race for 50 units over 4 stripes', async () => {

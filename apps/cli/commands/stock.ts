@@ -13,16 +13,24 @@ export interface SkuView {
   readonly onHand: number;
   readonly reserved: number;
   readonly available: number;
+  /** A striped SKU's stripe count; its figures are the stripes' sums. */
+  readonly stripes?: number;
 }
 
 export const adjustmentReasonDefault = 'operator adjustment (stockhold CLI)';
 
 const skuColumns: readonly Column[] = [{ header: 'sku' }, { header: 'onHand', align: 'right' }, { header: 'reserved', align: 'right' }, { header: 'available', align: 'right' }];
 
+/** The SKU as a table; a striped SKU's with its stripe count. */
+function skuTable(view: SkuView): string {
+  const row = [view.sku, String(view.onHand), String(view.reserved), String(view.available)];
+  return view.stripes === undefined ? renderTable(skuColumns, [row]) : renderTable([...skuColumns, { header: 'stripes', align: 'right' }], [[...row, String(view.stripes)]]);
+}
+
 function printSku(context: CommandContext, view: SkuView): void {
   const printer = context.printer;
   if (printer.json) printer.document(view);
-  else printer.text(renderTable(skuColumns, [[view.sku, String(view.onHand), String(view.reserved), String(view.available)]]));
+  else printer.text(skuTable(view));
 }
 
 function printMutation(context: CommandContext, answer: ServiceAnswer<SkuView>, idempotencyKey: string): void {
@@ -31,7 +39,7 @@ function printMutation(context: CommandContext, answer: ServiceAnswer<SkuView>, 
     printer.document({ ...answer.body, idempotencyKey, replayed: answer.replayed });
     return;
   }
-  printer.text(renderTable(skuColumns, [[answer.body.sku, String(answer.body.onHand), String(answer.body.reserved), String(answer.body.available)]]));
+  printer.text(skuTable(answer.body));
   printer.text(`Idempotency-Key: ${idempotencyKey}`);
   if (answer.replayed) printer.text('replayed: the service had made this change already and answered its stored result; nothing changed again');
   else printer.note(`to retry this exact change safely, repeat the command with --idempotency-key ${idempotencyKey}`);
@@ -57,9 +65,10 @@ export function registerStock(program: Command, context: CommandContext): void {
     .argument('<sku>', 'SKU id')
     .argument('<onHand>', 'units on hand', wholeNumber(0, Number.MAX_SAFE_INTEGER))
     .option('--idempotency-key <key>', 'repeat an earlier change with the key it printed')
-    .action(async (sku: string, onHand: number, options: { idempotencyKey?: string }) => {
+    .option('--stripes <k>', 'split a hot SKU over k stripes (1-64), each in its own Redis hash slot', wholeNumber(1, 64))
+    .action(async (sku: string, onHand: number, options: { idempotencyKey?: string; stripes?: number }) => {
       const idempotencyKey = options.idempotencyKey ?? newIdempotencyKey();
-      const answer = await context.client().call<SkuView>('PUT', `${skuPath(sku)}/stock`, { body: { onHand }, idempotencyKey });
+      const answer = await context.client().call<SkuView>('PUT', `${skuPath(sku)}/stock`, { body: { onHand, ...(options.stripes === undefined ? {} : { stripes: options.stripes }) }, idempotencyKey });
       printMutation(context, answer, idempotencyKey);
     });
 
