@@ -16,7 +16,7 @@ import { ReservationService } from './reservations/reservation-service';
 import { LedgerProjection } from './stock/ledger-projection';
 import { SkuState } from './stock/sku-state';
 import { StockService } from './stock/stock-service';
-import { StripeCounts } from './stock/stripes';
+import { StripeLayouts } from './stock/stripes';
 
 export interface Stockhold {
   readonly config: Config;
@@ -55,15 +55,15 @@ export async function createStockhold(config: Config, metrics: Metrics = new Met
   const projection = new LedgerProjection(knex, scripts, keys, config);
   const skuState = new SkuState(scripts, keys, projection, config.reclaimPerSkuMax, config.unknownSkuCacheMs, metrics);
   const idempotency = new IdempotencyStore(scripts, keys, config.idempotencyTtlSeconds * 1000, config.idempotencyInFlightTtlSeconds * 1000);
-  const stripeCounts = new StripeCounts((sku) => withRedis(() => redis.get(keys.skuStripes(sku))));
-  const reservations = new ReservationService(scripts, keys, skuState, knex, config, metrics, stripeCounts);
+  const stripeLayouts = new StripeLayouts((sku) => withRedis(() => redis.get(keys.skuStripes(sku))));
+  const reservations = new ReservationService(scripts, keys, skuState, knex, config, metrics, stripeLayouts);
   const commitQueue = new CommitQueue(config);
   await commitQueue.connect();
   const commits = new CommitService(scripts, keys, reservations, commitQueue, config, metrics);
   const queues = new QueueSet(config);
   await queues.connect();
   addStandardSamplers(metrics, { redis, knex, queues });
-  const stock = new StockService(knex, scripts, keys, skuState, projection, idempotency, config, metrics, stripeCounts);
+  const stock = new StockService(knex, scripts, keys, skuState, projection, idempotency, config, metrics, stripeLayouts);
   const reconciler = new Reconciler(knex, scripts, keys, projection, commitQueue, reservations, config, metrics, stock);
   return {
     config,

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateRedisCluster } from '../chaos/servers';
 import { slotOf } from '../lib/redis/slots';
+import { stripeSkus } from '../lib/stock/stripes';
 import { idempotencyKey, startHarness, type Harness } from './support/harness';
 
 let cluster: PrivateRedisCluster;
@@ -35,6 +36,35 @@ async function twoSlotSkus(onHandA: number, onHandB: number): Promise<[string, s
 }
 
 const reserve = (lines: Array<{ sku: string; quantity: number }>, key = idempotencyKey()) => harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: key, body: { lines } });
+
+/** The primary ("host:port") that owns `key`'s slot, asked of the cluster itself. */
+async function ownerOf(key: string): Promise<string> {
+  const slot = slotOf(key);
+  const slots = await harness.stockhold.redis.cluster('SLOTS');
+  const range = slots.find(([from, to]) => slot >= from && slot <= to);
+  expect(range).toBeDefined();
+  return `${range![2]![0]}:${range![2]![1]}`;
+}
+
+describe('hot-SKU striping on a Redis Cluster', () => {
+  it('puts a SKU\'s stripes on different primaries: 3 stripes on 3, 6 stripes 2 on each; growing keeps the stripes it has', async () => {
+    const sku = `CS-${randomBytes(4).toString('hex')}`;
+    const stripesOf = async () => stripeSkus(sku, ((await harness.stockhold.knex('skus').first('stripe_tags').where({ sku })).stripe_tags as number[]).map(Number));
+    const perPrimary = async (names: readonly string[]) => {
+      const counts = new Map<string, number>();
+      for (const name of names) counts.set(await ownerOf(harness.stockhold.keys.skuState(name)), (counts.get(await ownerOf(harness.stockhold.keys.skuState(name))) ?? 0) + 1);
+      return [...counts.values()].sort();
+    };
+    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 30, stripes: 3 } })).status).toBe(200);
+    const three = await stripesOf();
+    expect(await perPrimary(three)).toEqual([1, 1, 1]);
+    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 30, stripes: 6 } })).status).toBe(200);
+    const six = await stripesOf();
+    expect(six.slice(0, 3)).toEqual(three);
+    expect(await perPrimary(six)).toEqual([2, 2, 2]);
+    expect((await harness.call('GET', `/v1/skus/${sku}`, { as: 'checkout' })).body).toMatchObject({ onHand: 30, available: 30, stripes: 6 });
+  });
+});
 
 describe('the HTTP contract on a Redis Cluster', () => {
   it('reserves a cart across slots, replays it, confirms it into the ledger, and reads it back', async () => {

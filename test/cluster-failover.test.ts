@@ -56,11 +56,12 @@ async function replicaPort(primaryPort: number): Promise<number> {
 }
 
 /**
- * The primary whose replica the first test stopped for a moment. Seen here: when that primary is
- * then killed, its replica is elected after about 7 s instead of 2.4-3 s (the replica was flagged
- * failing a moment ago), so the failover test below kills another one.
+ * Nodes the tests before the failover test stopped, killed or failed over. Seen here: a primary
+ * whose replica was stopped or restarted a moment before is replaced after about 7 s or more
+ * instead of 2.3-3 s (the replica was flagged failing a moment ago), so the failover test kills a
+ * primary of an untouched shard (both nodes untouched), when there is one.
  */
-let stalledPrimary = 0;
+const disturbed = new Set<number>();
 
 /** A SKU of 10 units, the port of its primary, and a one-unit reservation whose record lives on another primary. */
 async function skuWithReservationApart(prefix: string, ttlSeconds = 900): Promise<{ sku: string; skuPrimary: number; id: string }> {
@@ -108,7 +109,7 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
     const { skuPrimary, id } = await skuWithReservationApart('FW');
     const replicaOfSkuPrimary = await replicaPort(skuPrimary);
     const stopped = cluster.nodes.find((node) => node.port === replicaOfSkuPrimary)!;
-    stalledPrimary = skuPrimary;
+    disturbed.add(skuPrimary).add(replicaOfSkuPrimary);
     stopped.pause();
     try {
       const refused = await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' });
@@ -141,6 +142,7 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
   it('answers 503 when the SKU\'s slot changed owner between the pin and the WAIT', async () => {
     const { sku, skuPrimary, id } = await skuWithReservationApart('FX');
     const replica = await replicaPort(skuPrimary);
+    disturbed.add(skuPrimary).add(replica);
     const scripts = harness.stockhold.scripts;
     scripts.latch = async (name) => {
       if (name !== 'settleRecord') return;
@@ -181,10 +183,10 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
   // buffers the stream while it is stopped, and it reads the pin when it resumes.)
   it('a confirm answered 503 whose pin a failover lost is never acknowledged: the worker rejects it (holds lost), allocating nothing', async () => {
     const { sku, skuPrimary, id } = await skuWithReservationApart('FL', 2);
-    if (skuPrimary === stalledPrimary) stalledPrimary = 0;
     const replicaPortOfSku = await replicaPort(skuPrimary);
     const replica = cluster.nodes.find((node) => node.port === replicaPortOfSku)!;
     const victim = cluster.nodes.find((node) => node.port === skuPrimary)!;
+    disturbed.add(skuPrimary).add(replicaPortOfSku);
     await replica.kill();
     expect((await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' })).status).toBe(503);
     await victim.kill();
@@ -219,7 +221,11 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
 describe('failover', () => {
   it('kill -9 of a primary under traffic loses no acknowledged confirm and oversells nothing', async () => {
     let skus = Array.from({ length: 4 }, () => `FO-${randomBytes(4).toString('hex')}`);
-    for (let attempt = 0; attempt < 100 && (await ownerPort(harness.stockhold.keys.skuState(skus[0]!))) === stalledPrimary; attempt += 1) skus = [`FO-${randomBytes(4).toString('hex')}`, ...skus.slice(1)];
+    const untouched = async (sku: string) => {
+      const owner = await ownerPort(harness.stockhold.keys.skuState(sku));
+      return !disturbed.has(owner) && !disturbed.has(await replicaPort(owner));
+    };
+    for (let attempt = 0; attempt < 100 && !(await untouched(skus[0]!)); attempt += 1) skus = [`FO-${randomBytes(4).toString('hex')}`, ...skus.slice(1)];
     for (const sku of skus) expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10_000 } })).status).toBe(200);
     const victimPort = await ownerPort(harness.stockhold.keys.skuState(skus[0]!));
     const victim = cluster.nodes.find((node) => node.port === victimPort)!;
@@ -258,7 +264,9 @@ describe('failover', () => {
     await sleep(2000);
     await victim.kill();
     killedAt = Date.now();
-    await sleep(6000);
+    // Traffic goes on until the killed primary's SKU is served again (at most 20 s), then 1 s more.
+    for (let waited = 0; waited < 20_000 && victimServedAgain === 0; waited += 100) await sleep(100);
+    await sleep(1000);
     stop = true;
     await Promise.all(clients);
     expect(acknowledgedConfirms.length).toBeGreaterThan(50);

@@ -57,11 +57,14 @@ describe('migrations', () => {
       expect(await knex('skus').select('sku', 'seq').orderBy('sku')).toEqual([{ sku: 'OLD-A', seq: '2' }, { sku: 'OLD-B', seq: '1' }]);
       await knex('skus').insert({ sku: 'M-1', on_hand: 1, version: 1 });
       await expect(knex('skus').insert({ sku: 'bad sku', on_hand: 1, version: 1 })).rejects.toThrow(/check constraint/);
-      // The sixth: a stripe's name (`~j`, j 1..99) is a SKU of the ledger; nothing else is.
+      // The sixth: a stripe's name (`~t`, t 1..9999) is a SKU of the ledger; nothing else is; a SKU's
+      // stripe tags number its stripes but one.
       expect((await knex('skus').first('stripes').where({ sku: 'M-1' }))?.stripes).toBe(1);
       await knex('skus').insert({ sku: 'M-1~1', on_hand: 0, version: 1 });
-      for (const bad of ['M-1~0', 'M-1~', 'M-1~100', 'M-1~1~2', '~1']) await expect(knex('skus').insert({ sku: bad, on_hand: 0, version: 1 })).rejects.toThrow(/check constraint/);
+      for (const bad of ['M-1~0', 'M-1~', 'M-1~10000', 'M-1~1~2', '~1']) await expect(knex('skus').insert({ sku: bad, on_hand: 0, version: 1 })).rejects.toThrow(/check constraint/);
       await expect(knex('skus').update({ stripes: 65 }).where({ sku: 'M-1' })).rejects.toThrow(/check constraint/);
+      await expect(knex('skus').update({ stripes: 3, stripe_tags: [1] }).where({ sku: 'M-1' })).rejects.toThrow(/check constraint/);
+      await knex('skus').update({ stripes: 2, stripe_tags: [1] }).where({ sku: 'M-1' });
     } finally {
       await knex.destroy();
     }

@@ -32,19 +32,30 @@ async function stripedSku(onHand: number, stripes: number): Promise<string> {
 const reserve = (sku: string, quantity: number) =>
   harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity }] } });
 
+/** The SKU's stripe SKUs as the ledger has them, stripe 0 first (their tags spread them over primaries). */
+async function stripesOf(sku: string): Promise<string[]> {
+  const row = await harness.stockhold.knex('skus').first('stripe_tags').where({ sku });
+  return stripeSkus(sku, (row.stripe_tags as number[]).map(Number));
+}
+
 /** What each stripe's Redis state has reserved, stripe 0 first. */
 async function reservedByStripe(sku: string, stripes: number): Promise<number[]> {
+  const names = await stripesOf(sku);
+  expect(names).toHaveLength(stripes);
   return Promise.all(
-    stripeSkus(sku, stripes).map(async (stripe) => {
+    names.map(async (stripe) => {
       const state = await readSku(harness.stockhold.scripts, harness.stockhold.keys, stripe, 10);
       return state.kind === 'found' ? state.reserved : -1;
     }),
   );
 }
 
-async function ledgerOnHand(sku: string, stripes: number): Promise<number[]> {
-  const rows: Array<{ sku: string; on_hand: string }> = await harness.stockhold.knex('skus').select('sku', 'on_hand').whereIn('sku', stripeSkus(sku, stripes));
-  return stripeSkus(sku, stripes).map((stripe) => Number(rows.find((row) => row.sku === stripe)?.on_hand));
+/** The ledger's on-hand of each stripe, stripe 0 first; `names` when the SKU has fewer stripes now. */
+async function ledgerOnHand(sku: string, stripes: number, names?: readonly string[]): Promise<number[]> {
+  const stripeNames = names ?? (await stripesOf(sku));
+  expect(stripeNames).toHaveLength(stripes);
+  const rows: Array<{ sku: string; on_hand: string }> = await harness.stockhold.knex('skus').select('sku', 'on_hand').whereIn('sku', [...stripeNames]);
+  return stripeNames.map((stripe) => Number(rows.find((row) => row.sku === stripe)?.on_hand));
 }
 
 describe('hot-SKU striping', () => {
@@ -56,6 +67,7 @@ describe('hot-SKU striping', () => {
     const events: Array<{ data: { sku: string } }> = (await harness.call('GET', '/v1/events?limit=1000', { as: 'fulfillment' })).body.events;
     expect(events.filter((event) => event.data.sku?.startsWith(sku))).toEqual([expect.objectContaining({ type: 'stock.adjusted', data: expect.objectContaining({ sku, onHandAfter: 31, stripes: 3 }) })]);
     // A stripe's name is no public SKU.
+    expect((await harness.call('GET', `/v1/skus/${encodeURIComponent((await stripesOf(sku))[1]!)}`, { as: 'checkout' })).status).toBe(400);
     expect((await harness.call('GET', `/v1/skus/${encodeURIComponent(stripeSku(sku, 1))}`, { as: 'checkout' })).status).toBe(400);
   });
 
@@ -87,7 +99,8 @@ describe('hot-SKU striping', () => {
     // The ledger allocated on the stripes it was held on (at least two), 4 units in all.
     const allocations: Array<{ sku: string; delta: string }> = await harness.stockhold.knex('ledger_entries').select('sku', 'delta').where({ reservation_id: id, kind: 'allocation' });
     expect(allocations.length).toBeGreaterThanOrEqual(2);
-    expect(allocations.every((entry) => stripeSkus(sku, 3).includes(entry.sku))).toBe(true);
+    const names = await stripesOf(sku);
+    expect(allocations.every((entry) => names.includes(entry.sku))).toBe(true);
     expect(allocations.reduce((sum, entry) => sum - Number(entry.delta), 0)).toBe(4);
     const events: Array<{ type: string; data: { reservationId?: string; lines?: unknown } }> = (await harness.call('GET', '/v1/events?limit=1000', { as: 'fulfillment' })).body.events;
     expect(events.find((event) => event.type === 'reservation.committed' && event.data.reservationId === id)?.data.lines).toEqual([{ sku, quantity: 4 }]);
@@ -116,7 +129,7 @@ describe('hot-SKU striping', () => {
   it('the reconciler evens uneven stripes out, moving units in the ledger; an adjustment and its replay', async () => {
     const sku = await stripedSku(20, 2);
     // Made uneven on purpose: 9 units held on stripe 1 alone (straight to the stripe, as no client can).
-    const held = await harness.stockhold.reservations.create({ clientId: 'shop-a', idempotencyKey: idempotencyKey(), fingerprint: 'f', lines: [{ sku: stripeSku(sku, 1), quantity: 9 }], holdTtlSeconds: 600, customerId: null });
+    const held = await harness.stockhold.reservations.create({ clientId: 'shop-a', idempotencyKey: idempotencyKey(), fingerprint: 'f', lines: [{ sku: (await stripesOf(sku))[1]!, quantity: 9 }], holdTtlSeconds: 600, customerId: null });
     expect(held.reservation.id).toMatch(/^[A-Za-z0-9_-]{22}$/);
     const run = await harness.call('POST', '/v1/reconcile');
     expect(run.status).toBe(200);
@@ -136,6 +149,7 @@ describe('hot-SKU striping', () => {
 
   it('refuses fewer stripes while the ones it would drop hold units; allows it once they are released', async () => {
     const sku = await stripedSku(9, 3);
+    const names = await stripesOf(sku);
     const holds = await Promise.all(Array.from({ length: 9 }, () => reserve(sku, 1)));
     expect(holds.every((hold) => hold.status === 201)).toBe(true);
     const refused = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 9, stripes: 1 } });
@@ -145,7 +159,7 @@ describe('hot-SKU striping', () => {
     const merged = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 9, stripes: 1 } });
     expect(merged.status).toBe(200);
     expect(merged.body).toEqual({ sku, onHand: 9, reserved: 0, available: 9 });
-    expect(await ledgerOnHand(sku, 3)).toEqual([9, 0, 0]);
+    expect(await ledgerOnHand(sku, 3, names)).toEqual([9, 0, 0]);
     // Unstriped again: reservations go to the SKU itself.
     await sleep(10);
     expect((await reserve(sku, 9)).status).toBe(201);

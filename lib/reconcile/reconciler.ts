@@ -24,8 +24,8 @@ export const reconcileLeaseMsMin = 60_000;
 
 /** What the reconciler needs of striped SKUs (lib/stock/stock-service.ts). */
 export interface StripeBalancer {
-  /** Tells every process the SKU's stripe count again (Redis may have lost it). */
-  publishStripes(sku: string, stripes: number): Promise<void>;
+  /** Tells every process the SKU's stripes again (Redis may have lost them): the tags of stripes 1..k-1. */
+  publishStripes(sku: string, stripeTags: readonly number[]): Promise<void>;
   /** Evens the SKU's stripes out when they differ by more than a bound; whether it did (would, in a dry run). */
   rebalance(sku: string, dryRun: boolean): Promise<boolean>;
 }
@@ -110,11 +110,11 @@ export class Reconciler {
    * whose row locks the move's FOR UPDATE would wait on. One SKU failing is counted and skipped.
    */
   private async balanceStripes(page: readonly string[], dryRun: boolean, tally: RunTally): Promise<number> {
-    const striped: Array<{ sku: string; stripes: number }> = await withPostgres(() => this.knex('skus').select('sku', 'stripes').whereIn('sku', [...page]).andWhere('stripes', '>', 1));
+    const striped: Array<{ sku: string; stripe_tags: number[] }> = await withPostgres(() => this.knex('skus').select('sku', 'stripe_tags').whereIn('sku', [...page]).andWhere('stripes', '>', 1));
     let rebalanced = 0;
-    for (const { sku, stripes } of striped) {
+    for (const { sku, stripe_tags: tags } of striped) {
       try {
-        if (!dryRun) await this.stripes.publishStripes(sku, Number(stripes));
+        if (!dryRun) await this.stripes.publishStripes(sku, tags.map(Number));
         if (await this.stripes.rebalance(sku, dryRun)) rebalanced += 1;
       } catch (error) {
         tally.fail(sku, error);

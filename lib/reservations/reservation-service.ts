@@ -12,7 +12,7 @@ import { createReservation, type CreateReservationCall, type ShortLineReply } fr
 import { createCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsResult } from './cart-across-slots';
 import { readReservation, releaseReservation, type ReleaseResult } from '../scripts/reservation-record';
 import type { SkuState } from '../stock/sku-state';
-import { publicSku, stripeSku, stripeSkus, type StripeCounts } from '../stock/stripes';
+import { publicSku, type StripeLayouts } from '../stock/stripes';
 
 export interface ReservationLine {
   readonly sku: string;
@@ -134,7 +134,7 @@ export class ReservationService {
     private readonly knex: Knex,
     private readonly limits: ReservationLimits,
     private readonly metrics: Metrics,
-    private readonly stripeCounts: StripeCounts,
+    private readonly stripeLayouts: StripeLayouts,
   ) {}
 
   /** Creates (or replays) a reservation, counting its outcome. */
@@ -170,10 +170,10 @@ export class ReservationService {
     }
   }
 
-  /** The lines' SKUs that have more than one stripe, with their stripe counts. */
-  private async stripesOf(lines: readonly ReservationLine[], maxAgeMs?: number): Promise<Map<string, number>> {
-    const counts = await Promise.all(lines.map(async (line) => [line.sku, await this.stripeCounts.of(line.sku, maxAgeMs)] as const));
-    return new Map(counts.filter(([, stripes]) => stripes > 1));
+  /** The lines' SKUs that have more than one stripe, with their stripe SKUs (stripe 0 first). */
+  private async stripesOf(lines: readonly ReservationLine[], maxAgeMs?: number): Promise<Map<string, readonly string[]>> {
+    const layouts = await Promise.all(lines.map(async (line) => [line.sku, await this.stripeLayouts.of(line.sku, maxAgeMs)] as const));
+    return new Map(layouts.filter(([, stripes]) => stripes.length > 1));
   }
 
   /**
@@ -184,14 +184,14 @@ export class ReservationService {
    * them, largest first (at most stripeSplitAttemptsMax times, against a race). Refused when a
    * line is short on an unstriped SKU, or when the stripes together do not hold it.
    */
-  private async createStriped(request: CreateReservation, striped: ReadonlyMap<string, number>): Promise<{ reservation: Reservation; replayed: boolean }> {
-    const orders = new Map([...striped].map(([sku, stripes]) => [sku, shuffled(Array.from({ length: stripes }, (_, index) => index))]));
-    const rounds = Math.max(...striped.values());
+  private async createStriped(request: CreateReservation, striped: ReadonlyMap<string, readonly string[]>): Promise<{ reservation: Reservation; replayed: boolean }> {
+    const orders = new Map([...striped].map(([sku, stripes]) => [sku, shuffled([...stripes])]));
+    const rounds = Math.max(...[...striped.values()].map((stripes) => stripes.length));
     let lastShort: StockholdError | undefined;
     for (let round = 0; round < rounds; round += 1) {
       const lines = request.lines.map((line) => {
         const order = orders.get(line.sku);
-        return order === undefined ? line : { sku: stripeSku(line.sku, order[round % order.length]!), quantity: line.quantity };
+        return order === undefined ? line : { sku: order[round % order.length]!, quantity: line.quantity };
       });
       try {
         return await this.createWithLines(request, normaliseLines(lines));
@@ -211,7 +211,7 @@ export class ReservationService {
           split.push(line);
           continue;
         }
-        const views = await Promise.all(stripeSkus(line.sku, stripes).map(async (sku) => ({ sku, available: (await this.skuState.read(sku)).available })));
+        const views = await Promise.all(stripes.map(async (sku) => ({ sku, available: (await this.skuState.read(sku)).available })));
         const total = views.reduce((sum, view) => sum + view.available, 0);
         if (total < line.quantity) shortLines.push({ sku: line.sku, requested: line.quantity, available: total });
         let left = line.quantity;

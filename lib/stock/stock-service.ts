@@ -27,7 +27,7 @@ import { prepareStockChange } from '../scripts/prepare-stock-change';
 import { releaseDebit } from '../scripts/release-debit';
 import type { LedgerProjection } from './ledger-projection';
 import { skuView, type SkuState, type SkuView } from './sku-state';
-import { stripeSkus, type StripeCounts } from './stripes';
+import { chooseStripeTags, encodeStripeTags, stripeSkus, type StripeLayouts } from './stripes';
 
 export interface StockLimits {
   readonly stockOnHandMax: number;
@@ -63,6 +63,8 @@ interface StagedChange {
   /** The entries written, each on its own (stripe) SKU. */
   readonly entries: readonly ProjectedEntry[];
   readonly stripes: number;
+  /** The tags of stripes 1..k-1 after the change (lib/stock/stripes.ts). */
+  readonly stripeTags: readonly number[];
 }
 
 interface LockedRow {
@@ -70,6 +72,7 @@ interface LockedRow {
   readonly seq: number;
   readonly version: number;
   readonly stripes: number;
+  readonly stripeTags: readonly number[];
 }
 
 /** What a change staged in Redis before its COMMIT: debits to release by id if it fails. */
@@ -92,17 +95,17 @@ export class StockService {
     private readonly idempotency: IdempotencyStore,
     private readonly limits: StockLimits,
     private readonly metrics: Metrics,
-    private readonly stripeCounts: StripeCounts,
+    private readonly stripeLayouts: StripeLayouts,
   ) {}
 
   /** A SKU's view; a striped SKU's is the sum of its stripes' (read side by side). */
   async read(sku: string): Promise<SkuView> {
-    const stripes = await this.stripeCounts.of(sku);
-    if (stripes === 1) return this.skuState.read(sku);
-    const views = await Promise.all(stripeSkus(sku, stripes).map((stripe) => this.skuState.read(stripe)));
+    const stripes = await this.stripeLayouts.of(sku);
+    if (stripes.length === 1) return this.skuState.read(sku);
+    const views = await Promise.all(stripes.map((stripe) => this.skuState.read(stripe)));
     const onHand = views.reduce((sum, view) => sum + view.onHand, 0);
     const reserved = views.reduce((sum, view) => sum + view.reserved, 0);
-    return { ...skuView(sku, onHand, reserved), stripes };
+    return { ...skuView(sku, onHand, reserved), stripes: stripes.length };
   }
 
   /**
@@ -184,7 +187,7 @@ export class StockService {
     // Committed: the ledger is right whatever happens now. Applying the entries is best effort;
     // whoever touches the SKU next (a stock change, a commit, the reconciler) catches Redis up.
     await Promise.all(staged.entries.map((entry) => this.projection.apply(entry.sku, [entry]).catch(() => undefined)));
-    if (staged.stripes > 1 || request.stripes !== undefined) await this.publishStripes(request.sku, staged.stripes);
+    if (staged.stripes > 1 || request.stripes !== undefined) await this.publishStripes(request.sku, staged.stripeTags);
     return staged;
   }
 
@@ -194,20 +197,26 @@ export class StockService {
    * unchanged (stageStriped moves units in one ledger transaction). Whether it did (would).
    */
   async rebalance(sku: string, dryRun: boolean): Promise<boolean> {
-    const stripes = await this.stripeCounts.of(sku, 0);
-    if (stripes <= 1) return false;
-    const available = (await Promise.all(stripeSkus(sku, stripes).map((stripe) => this.skuState.read(stripe)))).map((view) => view.available);
+    const stripes = await this.stripeLayouts.of(sku, 0);
+    if (stripes.length <= 1) return false;
+    const available = (await Promise.all(stripes.map((stripe) => this.skuState.read(stripe)))).map((view) => view.available);
     const total = available.reduce((sum, units) => sum + units, 0);
-    if (Math.max(...available) - Math.min(...available) <= Math.max(stripeImbalanceUnitsMin, Math.floor(total / stripes / 2))) return false;
+    if (Math.max(...available) - Math.min(...available) <= Math.max(stripeImbalanceUnitsMin, Math.floor(total / stripes.length / 2))) return false;
     if (dryRun) return true;
     const change = await this.change({ sku, createIfMissing: false, deltaFrom: () => 0, reason: 'rebalance stripes', clientId: 'reconciler', idempotency: null });
     return change.entries.length > 0;
   }
 
-  /** Tells every process how many stripes the SKU has now (the reconciler writes it again if this is lost). */
-  async publishStripes(sku: string, stripes: number): Promise<void> {
-    this.stripeCounts.remember(sku, stripes);
-    await withRedis(() => this.scripts.redis.set(this.keys.skuStripes(sku), String(stripes))).catch(() => undefined);
+  /** Tells every process the SKU's stripes now (the reconciler writes them again if this is lost). */
+  async publishStripes(sku: string, stripeTags: readonly number[]): Promise<void> {
+    this.stripeLayouts.remember(sku, stripeSkus(sku, stripeTags));
+    await withRedis(() => this.scripts.redis.set(this.keys.skuStripes(sku), encodeStripeTags(stripeTags))).catch(() => undefined);
+  }
+
+  /** The primary a stripe's state lives on (one Redis: all alike), for chooseStripeTags. */
+  private ownerOf(stripe: string): string {
+    const owners = slotOwners(this.scripts.redis, [this.keys.skuState(stripe)]);
+    return owners === null ? 'single' : [...owners.values()][0]!;
   }
 
   private async stageInTransaction(transaction: Knex.Transaction, request: ChangeRequest, progress: Progress): Promise<StagedChange> {
@@ -228,10 +237,10 @@ export class StockService {
       progress.debits.push({ sku, id: debit.id });
       await this.awaitDebitReplicated(sku, ownersBefore);
     }
-    if (delta === 0) return { delta, onHandAfter, reserved, entries: [], stripes: 1 };
+    if (delta === 0) return { delta, onHandAfter, reserved, entries: [], stripes: 1, stripeTags: [] };
     const entry: ProjectedEntry & { readonly entryId: number } = await this.appendEntry(transaction, request, sku, row, delta, onHandAfter, debit?.id ?? null, request.idempotency?.key ?? null);
     await appendEvents(transaction, [{ type: 'stock.adjusted', data: { sku, delta, onHandAfter, reason: request.reason, clientId: request.clientId, entryId: entry.entryId, position: entry.seq } }]);
-    return { delta, onHandAfter, reserved, entries: [entry], stripes: 1 };
+    return { delta, onHandAfter, reserved, entries: [entry], stripes: 1, stripeTags: [] };
   }
 
   /**
@@ -245,10 +254,13 @@ export class StockService {
   private async stageStriped(transaction: Knex.Transaction, request: ChangeRequest, parent: LockedRow, progress: Progress): Promise<StagedChange> {
     const { sku } = request;
     const stripes = request.stripes ?? parent.stripes;
-    const all = stripeSkus(sku, Math.max(stripes, parent.stripes));
+    const stripeTags = chooseStripeTags(sku, parent.stripeTags, stripes, (stripe) => this.ownerOf(stripe));
+    const kept = stripeSkus(sku, stripeTags);
+    // The stripes it has and the ones it will have; dropped ones end at 0 (their rows stay).
+    const all = [...new Set([...stripeSkus(sku, parent.stripeTags), ...kept])];
     for (const stripe of all.slice(1)) await transaction.raw('INSERT INTO skus (sku, on_hand, version) VALUES (?, 0, 1) ON CONFLICT (sku) DO NOTHING', [stripe]);
     const locked = await transaction('skus').select('sku', 'on_hand', 'seq', 'version').whereIn('sku', all.slice(1)).orderBy('sku').forUpdate();
-    const rows = new Map<string, LockedRow>([[sku, parent], ...locked.map((row): [string, LockedRow] => [row.sku as string, { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: 1 }])]);
+    const rows = new Map<string, LockedRow>([[sku, parent], ...locked.map((row): [string, LockedRow] => [row.sku as string, { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: 1, stripeTags: [] }])]);
     const ownersBefore = slotOwners(this.scripts.redis, all.map((stripe) => this.keys.skuState(stripe)));
     const reserved = new Map<string, number>();
     for (const stripe of all) reserved.set(stripe, await this.prepareRedis(transaction, stripe, rows.get(stripe)!, undefined));
@@ -259,11 +271,15 @@ export class StockService {
       throw errors.validation([{ field: 'onHand', message: `on-hand would be ${onHandAfter}, above the limit of ${this.limits.stockOnHandMax}` }]);
     }
     const reservedTotal = [...reserved.values()].reduce((sum, units) => sum + units, 0);
-    const dropped = all.slice(stripes).filter((stripe) => reserved.get(stripe)! > 0);
-    if (dropped.length > 0) throw errors.stripesInUse(sku, stripes, all.slice(stripes).reduce((sum, stripe) => sum + reserved.get(stripe)!, 0));
+    const dropped = all.filter((stripe) => !kept.includes(stripe));
+    const heldOnDropped = dropped.reduce((sum, stripe) => sum + reserved.get(stripe)!, 0);
+    if (heldOnDropped > 0) throw errors.stripesInUse(sku, stripes, heldOnDropped);
     const free = onHandAfter - reservedTotal;
     if (free < 0) throw errors.stockBelowReserved(sku, onHandAfter, reservedTotal);
-    const targets = all.map((stripe, index) => (index >= stripes ? 0 : reserved.get(stripe)! + Math.floor(free / stripes) + (index < free % stripes ? 1 : 0)));
+    const targets = all.map((stripe) => {
+      const index = kept.indexOf(stripe);
+      return index < 0 ? 0 : reserved.get(stripe)! + Math.floor(free / stripes) + (index < free % stripes ? 1 : 0);
+    });
     // Decreases first, each a debit on its stripe checked against what that stripe holds now.
     for (const [index, stripe] of all.entries()) {
       const row = rows.get(stripe)!;
@@ -283,10 +299,10 @@ export class StockService {
       const debitId = progress.debits.find((debit) => debit.sku === stripe)?.id ?? null;
       entries.push(await this.appendEntry(transaction, request, stripe, row, stripeDelta, targets[index]!, debitId, key));
     }
-    if (entries.length === 0 && stripes === parent.stripes) return { delta, onHandAfter, reserved: reservedTotal, entries, stripes };
-    await transaction('skus').update({ stripes, updated_at: transaction.fn.now() }).where({ sku });
+    if (entries.length === 0 && stripes === parent.stripes) return { delta, onHandAfter, reserved: reservedTotal, entries, stripes, stripeTags };
+    await transaction('skus').update({ stripes, stripe_tags: stripeTags, updated_at: transaction.fn.now() }).where({ sku });
     await appendEvents(transaction, [{ type: 'stock.adjusted', data: { sku, delta, onHandAfter, reason: request.reason, clientId: request.clientId, stripes, entryIds: entries.map((entry) => entry.entryId) } }]);
-    return { delta, onHandAfter, reserved: reservedTotal, entries, stripes };
+    return { delta, onHandAfter, reserved: reservedTotal, entries, stripes, stripeTags };
   }
 
   /**
@@ -313,14 +329,14 @@ export class StockService {
     if (request.createIfMissing) {
       await transaction.raw('INSERT INTO skus (sku, on_hand, version) VALUES (?, 0, 1) ON CONFLICT (sku) DO NOTHING', [sku]);
     }
-    const row = await transaction('skus').first('on_hand', 'seq', 'version', 'stripes').where({ sku }).forUpdate();
+    const row = await transaction('skus').first('on_hand', 'seq', 'version', 'stripes', 'stripe_tags').where({ sku }).forUpdate();
     if (row === undefined) throw errors.skuNotFound([sku]);
     // Under the row lock an earlier attempt with this key has either committed (and is visible
     // now) or not: a retried key is answered from the ledger before any stock check runs.
     if (request.idempotency !== null && (await this.appliedEntry(transaction, request.clientId, request.idempotency.key)) !== undefined) {
       throw new AlreadyApplied();
     }
-    return { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: Number(row.stripes) };
+    return { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: Number(row.stripes), stripeTags: (row.stripe_tags as number[]).map(Number) };
   }
 
   /** Brings Redis to the ledger's position and stages the debit; returns what is reserved. */
