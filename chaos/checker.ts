@@ -23,11 +23,19 @@ export interface LedgerReservation {
 }
 
 export interface LedgerDump {
-  /** Entries written during the run, in id order. */
+  /** Entries written during the run, in id order (a striped SKU's are on its stripes, `SKU~t`). */
   readonly entries: readonly LedgerEntry[];
+  /** The projection's on-hand of every ledger SKU of the run (stripes each on their own). */
   readonly onHand: ReadonlyMap<string, number>;
   readonly reservations: ReadonlyMap<string, LedgerReservation>;
+  /** Each ledger SKU's on-hand when the run began (after the SKUs were made); else startOnHand. */
+  readonly chainStart?: ReadonlyMap<string, number>;
+  /** The run's SKUs that have more than one stripe. */
+  readonly striped?: ReadonlySet<string>;
 }
+
+/** The SKU a stripe (`SKU~t`) belongs to: stripes are internal, the history names SKUs. */
+export const publicSkuOf = (sku: string): string => sku.replace(/~[1-9][0-9]{0,3}$/, '');
 
 export interface CheckInput {
   readonly operations: readonly Operation[];
@@ -165,8 +173,15 @@ export function checkConfirms(input: CheckInput, dataLossTimes: readonly Fault[]
       if (lostBetween(dataLossTimes, ackedCancel.invokeMs, Number.POSITIVE_INFINITY)) lost.cancels += 1;
       else flag('cancel acknowledged, never applied');
     }
-    if (fact.lines !== undefined && !sameLines(fact.lines, inLedger.lines)) flag('committed lines differ from the reserved cart');
+    if (fact.lines !== undefined && !sameLines(fact.lines, publicLinesOf(inLedger.lines))) flag('committed lines differ from the reserved cart');
   }
+}
+
+/** The ledger's lines of a reservation (stripe lines for a striped SKU) summed by SKU, as the history has them. */
+function publicLinesOf(lines: readonly Line[]): Line[] {
+  const totals = new Map<string, number>();
+  for (const line of lines) totals.set(publicSkuOf(line.sku), (totals.get(publicSkuOf(line.sku)) ?? 0) + line.quantity);
+  return [...totals].map(([sku, quantity]) => ({ sku, quantity }));
 }
 
 function sameLines(a: readonly Line[], b: readonly Line[]): boolean {
@@ -177,7 +192,7 @@ function sameLines(a: readonly Line[], b: readonly Line[]): boolean {
 /** Per SKU: the ledger's chain is consistent, and every entry is explained by the history. */
 export function checkLedger(input: CheckInput, violations: Violation[]): void {
   const { ledger } = input;
-  const running = new Map(input.startOnHand);
+  const running = new Map(ledger.chainStart ?? input.startOnHand);
   const adjustments = new Map<string, Operation[]>();
   const setStockTargets = new Map<string, Set<number>>();
   const confirmed = new Set<string>();
@@ -204,7 +219,7 @@ export function checkLedger(input: CheckInput, violations: Violation[]): void {
     }
     if (before + entry.delta !== entry.onHandAfter) flag(`on_hand_after ${entry.onHandAfter}, but ${before} + ${entry.delta}`);
     running.set(entry.sku, entry.onHandAfter);
-    explainEntry(entry, { adjustments, setStockTargets, confirmed, cancelled, seenKeys, seenLines, reservations: ledger.reservations }, flag);
+    explainEntry(entry, { adjustments, setStockTargets, confirmed, cancelled, seenKeys, seenLines, reservations: ledger.reservations, striped: ledger.striped ?? new Set() }, flag);
   }
   for (const [key, operations] of adjustments) {
     const acked = operations.find((operation) => operation.outcome === 'ok');
@@ -226,19 +241,26 @@ interface Explanations {
   readonly seenKeys: Set<string>;
   readonly seenLines: Set<string>;
   readonly reservations: ReadonlyMap<string, LedgerReservation>;
+  readonly striped: ReadonlySet<string>;
 }
 
 function explainEntry(entry: LedgerEntry, known: Explanations, flag: (message: string, operations?: number[]) => void): void {
   if (entry.kind === 'adjustment') {
+    // A striped SKU's change is spread over its stripes (up to one entry each, keyed `key~j` beyond
+    // the first), and the reconciler moves units between stripes ('rebalance stripes').
+    const sku = publicSkuOf(entry.sku);
+    const striped = known.striped.has(sku);
     if (entry.idempotencyKey === null) {
-      if (!(known.setStockTargets.get(entry.sku)?.has(entry.onHandAfter) ?? false)) flag(`no set-stock to ${entry.onHandAfter} was asked for`);
+      if (striped && entry.reason === 'rebalance stripes') return;
+      if (striped ? !known.setStockTargets.has(sku) : !(known.setStockTargets.get(entry.sku)?.has(entry.onHandAfter) ?? false)) flag(`no set-stock to ${entry.onHandAfter} was asked for`);
       return;
     }
-    const operations = known.adjustments.get(entry.idempotencyKey);
+    const baseKey = striped ? entry.idempotencyKey.replace(/~\d+$/, '') : entry.idempotencyKey;
+    const operations = known.adjustments.get(baseKey);
     if (operations === undefined) return flag(`no adjustment with key ${entry.idempotencyKey} was asked for`);
     if (known.seenKeys.has(entry.idempotencyKey)) flag(`key ${entry.idempotencyKey} applied twice`, operations.map((operation) => operation.index));
     known.seenKeys.add(entry.idempotencyKey);
-    if (operations[0]!.delta !== entry.delta || operations[0]!.sku !== entry.sku) flag(`asked for ${operations[0]!.sku} ${operations[0]!.delta}`, [operations[0]!.index]);
+    if (operations[0]!.sku !== sku || (!striped && operations[0]!.delta !== entry.delta)) flag(`asked for ${operations[0]!.sku} ${operations[0]!.delta}`, [operations[0]!.index]);
     return;
   }
   const id = entry.reservationId;

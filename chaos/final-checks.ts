@@ -87,8 +87,9 @@ async function skuViews(setting: FinalSetting): Promise<Map<string, { onHand: nu
   return views;
 }
 
+/** The ledger's on-hand of each of the run's SKUs (a striped SKU's: the sum of its stripes' rows). */
 async function ledgerOnHand(knex: Knex, skus: readonly string[]): Promise<Map<string, number>> {
-  const rows: Array<{ sku: string; on_hand: string }> = await knex('skus').select('sku', 'on_hand').whereIn('sku', skus);
+  const rows: Array<{ sku: string; on_hand: string }> = await knex('skus').select(knex.raw("split_part(sku, '~', 1) AS sku"), knex.raw('sum(on_hand) AS on_hand')).whereRaw("split_part(sku, '~', 1) = ANY(?)", [[...skus]]).groupByRaw("split_part(sku, '~', 1)");
   return new Map(rows.map((row) => [row.sku, Number(row.on_hand)]));
 }
 
@@ -147,12 +148,19 @@ export async function sellOut(setting: FinalSetting, violations: Violation[]): P
 }
 
 export async function dumpLedger(knex: Knex, skus: readonly string[], afterEntryId: number): Promise<LedgerDump> {
+  // The run's SKUs and their stripes (`SKU~t`), each a SKU of the ledger with its own chain.
+  const ofTheRun = (query: Knex.QueryBuilder) => query.whereRaw("split_part(sku, '~', 1) = ANY(?)", [[...skus]]);
   const entries: LedgerEntry[] = (
-    await knex('ledger_entries').select('id', 'sku', 'kind', 'delta', 'on_hand_after', 'reservation_id', 'reason', 'idempotency_key').whereIn('sku', skus).where('id', '>', afterEntryId).orderBy('id')
+    await ofTheRun(knex('ledger_entries').select('id', 'sku', 'kind', 'delta', 'on_hand_after', 'reservation_id', 'reason', 'idempotency_key')).where('id', '>', afterEntryId).orderBy('id')
   ).map((row: any) => ({ id: Number(row.id), sku: row.sku, kind: row.kind, delta: Number(row.delta), onHandAfter: Number(row.on_hand_after), reservationId: row.reservation_id, reason: row.reason, idempotencyKey: row.idempotency_key }));
+  const rows: Array<{ sku: string; on_hand: string; stripes: number }> = await ofTheRun(knex('skus').select('sku', 'on_hand', 'stripes'));
+  // Where each chain stood when the run began: its last entry up to the watermark (0 without one).
+  const chainStart = new Map(rows.map((row) => [row.sku, 0]));
+  for (const row of await ofTheRun(knex('ledger_entries').select('sku', 'on_hand_after').where('id', '<=', afterEntryId).orderBy('id'))) chainStart.set(row.sku, Number(row.on_hand_after));
+  const striped = new Set(rows.filter((row) => Number(row.stripes) > 1).map((row) => row.sku));
   const reservations = new Map<string, LedgerReservation>();
   for (const row of await knex('reservations').select('id', 'status', 'lines', 'committed_at')) {
     reservations.set(row.id, { id: row.id, status: row.status, lines: row.lines, committedAtMs: new Date(row.committed_at).getTime() });
   }
-  return { entries, onHand: await ledgerOnHand(knex, skus), reservations };
+  return { entries, onHand: new Map(rows.map((row) => [row.sku, Number(row.on_hand)])), reservations, chainStart, striped };
 }

@@ -1,10 +1,11 @@
 // `npm run chaos -- --duration S --seed N [--clients C] [--skus K] [--data-loss | --redis-cluster]
-// [--faults a,b] [--json FILE] [--keep-logs]`: one seeded fault-injection run against the production process layout, then the
+// [--stripes K] [--faults a,b] [--json FILE] [--keep-logs]`: one seeded fault-injection run against the production process layout, then the
 // history checked. Exits 0 when no check found a violation, 1 when one did, 2 on bad arguments.
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import type { FaultKind } from './history';
 import { redisClusterWeights } from './nemesis';
+import { stripesMax } from '../lib/stock/stripes';
 import { formatSummary, formatViolation, summarise, violationsPrintedMax } from './report';
 import { removeLogs, runChaos, type RunResult } from './run';
 
@@ -25,13 +26,14 @@ interface Arguments {
   skus: number;
   dataLoss: boolean;
   redisCluster: boolean;
+  stripes: number;
   only: FaultKind[] | undefined;
   json: string | undefined;
   keepLogs: boolean;
 }
 
 function parseArguments(argv: readonly string[]): Arguments {
-  const parsed: Arguments = { durationS: 60, seed: Date.now() % 1_000_000, clients: 32, skus: 6, dataLoss: false, redisCluster: false, only: undefined, json: undefined, keepLogs: false };
+  const parsed: Arguments = { durationS: 60, seed: Date.now() % 1_000_000, clients: 32, skus: 6, dataLoss: false, redisCluster: false, stripes: 1, only: undefined, json: undefined, keepLogs: false };
   const integer = (name: string, raw: string | undefined, min: number, max: number) => {
     if (raw === undefined || !/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new Error(`${name} needs a whole number from ${min} to ${max}`);
     return Number(raw);
@@ -46,6 +48,7 @@ function parseArguments(argv: readonly string[]): Arguments {
       case '--skus': parsed.skus = integer(flag, value, 1, skusMax); index += 1; break;
       case '--data-loss': parsed.dataLoss = true; break;
       case '--redis-cluster': parsed.redisCluster = true; break;
+      case '--stripes': parsed.stripes = integer(flag, value, 1, stripesMax); index += 1; break;
       case '--keep-logs': parsed.keepLogs = true; break;
       case '--json':
         if (value === undefined) throw new Error('--json needs a file name');
@@ -74,7 +77,7 @@ function parseArguments(argv: readonly string[]): Arguments {
 async function writeJson(file: string, args: Arguments, result: RunResult, summary: unknown): Promise<void> {
   const out = createWriteStream(file);
   const write = (text: string) => new Promise<void>((resolve) => (out.write(text) ? resolve() : out.once('drain', () => resolve())));
-  await write(`{"seed":${args.seed},"durationS":${args.durationS},"clients":${args.clients},"dataLoss":${args.dataLoss},"redisCluster":${args.redisCluster},\n`);
+  await write(`{"seed":${args.seed},"durationS":${args.durationS},"clients":${args.clients},"dataLoss":${args.dataLoss},"redisCluster":${args.redisCluster},"stripes":${args.stripes},\n`);
   await write(`"verdict":${JSON.stringify({ ok: result.violations.length === 0, summary, timings: result.timings, violations: result.violations })},\n`);
   await write(`"faults":${JSON.stringify(result.faults)},\n"operations":[\n`);
   for (let index = 0; index < result.operations.length; index += 1) await write(`${index === 0 ? '' : ',\n'}${JSON.stringify(result.operations[index])}`);
@@ -91,7 +94,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  const result = await runChaos({ seed: args.seed, durationS: args.durationS, clients: args.clients, skus: args.skus, dataLoss: args.dataLoss, redisCluster: args.redisCluster, only: args.only, distDirectory: path.resolve(__dirname, '..'), log });
+  const result = await runChaos({ seed: args.seed, durationS: args.durationS, clients: args.clients, skus: args.skus, dataLoss: args.dataLoss, redisCluster: args.redisCluster, stripes: args.stripes, only: args.only, distDirectory: path.resolve(__dirname, '..'), log });
   const summary = summarise(result.operations, result.faults, result.violations, result.ledger, result.check.lost);
   log('');
   log(formatSummary(summary, args.seed, args.durationS));
@@ -99,7 +102,7 @@ async function main(): Promise<void> {
   if (args.json !== undefined) await writeJson(args.json, args, result, summary);
   if (result.violations.length > 0) {
     log('');
-    log(`VIOLATIONS: ${result.violations.length}. Reproduce the schedule with --seed ${args.seed}${args.dataLoss ? ' --data-loss' : ''}${args.redisCluster ? ' --redis-cluster' : ''}; service logs in ${result.logDirectory}`);
+    log(`VIOLATIONS: ${result.violations.length}. Reproduce the schedule with --seed ${args.seed}${args.dataLoss ? ' --data-loss' : ''}${args.redisCluster ? ' --redis-cluster' : ''}${args.stripes > 1 ? ` --stripes ${args.stripes}` : ''}; service logs in ${result.logDirectory}`);
     for (const violation of result.violations.slice(0, violationsPrintedMax)) log(formatViolation(violation, result.operations, result.faults));
     process.exitCode = 1;
     return;

@@ -26,6 +26,8 @@ export interface RunOptions {
   readonly dataLoss: boolean;
   /** On a Redis Cluster (three primaries, three replicas) instead of one Redis. */
   readonly redisCluster: boolean;
+  /** Stripes of every SKU (1: not striped; docs/design.md, "Hot-SKU striping"). */
+  readonly stripes: number;
   readonly only: readonly FaultKind[] | undefined;
   readonly distDirectory: string;
   readonly log: (line: string) => void;
@@ -111,9 +113,9 @@ async function startRedis(onCluster: boolean): Promise<RedisSetup> {
   return { kind: 'single', server, proxy };
 }
 
-async function createSkus(apis: readonly ApiEndpoint[], skus: readonly string[]): Promise<void> {
+async function createSkus(apis: readonly ApiEndpoint[], skus: readonly string[], stripes: number): Promise<void> {
   for (const sku of skus) {
-    const reply = await send(apis[0]!, { method: 'PUT', path: `/v1/skus/${sku}/stock`, secret: secrets.admin, body: { onHand: startingOnHand } });
+    const reply = await send(apis[0]!, { method: 'PUT', path: `/v1/skus/${sku}/stock`, secret: secrets.admin, body: { onHand: startingOnHand, ...(stripes > 1 ? { stripes } : {}) } });
     if (reply.status !== 200) throw new Error(`creating ${sku}: ${reply.status} ${JSON.stringify(reply.body)}`);
   }
 }
@@ -146,7 +148,7 @@ async function drive(options: RunOptions, root: Random, started: Started): Promi
   const { apis, knex, cluster } = started;
   if (!(await waitReady(apis))) throw new Error(`the API processes did not become ready; logs in ${started.logDirectory}`);
   const skus = Array.from({ length: options.skus }, (_, index) => `CHAOS-${index + 1}`);
-  await createSkus(apis, skus);
+  await createSkus(apis, skus, options.stripes);
   const startOnHand = new Map(skus.map((sku) => [sku, startingOnHand]));
   const watermark = Number((await knex('ledger_entries').max({ id: 'id' }).first())?.id ?? 0);
   const recorder = new Recorder();
@@ -163,7 +165,7 @@ async function drive(options: RunOptions, root: Random, started: Started): Promi
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
   const stopped = () => Date.now() >= stopAt;
-  options.log(`chaos: seed ${options.seed}, ${options.clients} clients, ${options.durationS} s, ${options.redisCluster ? 'on a Redis Cluster (3 primaries, 3 replicas)' : 'on one Redis'}, ${options.dataLoss ? 'with' : 'without'} Redis data loss; logs in ${started.logDirectory}`);
+  options.log(`chaos: seed ${options.seed}, ${options.clients} clients, ${options.durationS} s, ${options.redisCluster ? 'on a Redis Cluster (3 primaries, 3 replicas)' : 'on one Redis'}, ${options.stripes > 1 ? `SKUs in ${options.stripes} stripes, ` : ''}${options.dataLoss ? 'with' : 'without'} Redis data loss; logs in ${started.logDirectory}`);
   const progress = setInterval(() => options.log(`chaos: ${recorder.operations.length} operations, ${nemesis.faults.length} faults`), 10_000);
   try {
     await Promise.all([nemesis.loop(stopped).then(() => nemesis.healAll()), ...clients.map((client) => client.loop(stopped))]);

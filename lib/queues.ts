@@ -68,18 +68,32 @@ export class QueueSet {
   }
 }
 
+/** How long closing waits for a queue's start-up to settle once its connection is ended. */
+export const queueStartSettleMs = 1000;
+
 /**
  * Closes BullMQ queues that share `connection`, the connection first. BullMQ's close of a queue
- * on a shared connection whose first connect is still in flight (Redis down or silent) removes the
- * queue's listeners and leaves that connect pending; when it fails later, BullMQ emits 'error'
+ * on a shared connection whose start-up is still in flight (Redis down or silent) removes the
+ * queue's listeners and leaves the start-up pending; when it fails later, BullMQ emits 'error'
  * with no listener left, which Node turns into an unhandled rejection: a process stopping during a
- * Redis outage would crash instead of exiting cleanly. Ending the connection first settles every
- * queue's start-up while its listeners are still there.
+ * Redis outage would crash instead of exiting cleanly. So the connection is ended first, each
+ * queue's start-up is given queueStartSettleMs to settle (on a cluster client it may not: the
+ * shutdown test saw it wait past the 8 s budget), and only queues whose start-up settled are
+ * closed; the others keep their listeners (a later failure reaches the queue's own 'error'
+ * handler) and hold nothing, their connection being ended.
  */
 export async function closeQueues(queues: readonly Queue[], connection: RedisClient): Promise<void> {
   connection.disconnect();
-  await Promise.all(queues.map((queue) => queue.waitUntilReady().then(() => undefined, () => undefined)));
-  await Promise.all(queues.map((queue) => queue.close().catch(() => undefined)));
+  const settled = new Set<Queue>();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(queues.map((queue) => queue.waitUntilReady().then(() => settled.add(queue), () => settled.add(queue)))),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, queueStartSettleMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  await Promise.all(queues.filter((queue) => settled.has(queue)).map((queue) => queue.close().catch(() => undefined)));
 }
 
 export function isQueueName(name: string): name is QueueName {

@@ -152,4 +152,40 @@ describe('chaos history checker', () => {
     const refusedAdjust = op({ kind: 'replay-adjust', idempotencyKey: 'k1', sku: 'A', delta: 3, outcome: 'fail', code: 'stock_below_reserved', invokeMs: replayAt, completeMs: replayAt + 5 }, [{ status: 409 }]);
     expect(checksOf(check([...operations, refusedAdjust], ledger, [flush]))).toEqual(['idempotency']);
   });
+
+  it('follows a striped SKU over its stripes (a chain each, an adjustment spread with key~j, a rebalance, stripe lines) and still rejects what is wrong', () => {
+    index = 0;
+    // SKU S in two stripes, S (5 units) and S~7 (5 units), when the run began.
+    const reservation: LedgerReservation = { id: 'RS', status: 'committed', lines: [{ sku: 'S', quantity: 1 }, { sku: 'S~7', quantity: 2 }], committedAtMs: 1000 };
+    const operations = [
+      op({ kind: 'reserve', idempotencyKey: 'rs', reservationId: 'RS', lines: [{ sku: 'S', quantity: 3 }] }, [{ status: 201 }]),
+      op({ kind: 'confirm', reservationId: 'RS' }, [{ status: 202 }]),
+      op({ kind: 'adjust', idempotencyKey: 'ks', sku: 'S', delta: 4 }, [{ status: 201 }]),
+    ];
+    const entries: Omit<LedgerEntry, 'id'>[] = [
+      { sku: 'S', kind: 'allocation', delta: -1, onHandAfter: 4, reservationId: 'RS', reason: null, idempotencyKey: null },
+      { sku: 'S~7', kind: 'allocation', delta: -2, onHandAfter: 3, reservationId: 'RS', reason: null, idempotencyKey: null },
+      { sku: 'S', kind: 'adjustment', delta: 1, onHandAfter: 5, reservationId: null, reason: 'chaos', idempotencyKey: 'ks' },
+      { sku: 'S~7', kind: 'adjustment', delta: 3, onHandAfter: 6, reservationId: null, reason: 'chaos', idempotencyKey: 'ks~1' },
+      { sku: 'S', kind: 'adjustment', delta: 1, onHandAfter: 6, reservationId: null, reason: 'rebalance stripes', idempotencyKey: null },
+      { sku: 'S~7', kind: 'adjustment', delta: -1, onHandAfter: 5, reservationId: null, reason: 'rebalance stripes', idempotencyKey: null },
+    ];
+    const striped = (list: Omit<LedgerEntry, 'id'>[], onHand: Record<string, number>): LedgerDump => ({
+      ...ledgerOf(list, [reservation], onHand),
+      chainStart: new Map([['S', 5], ['S~7', 5]]),
+      striped: new Set(['S']),
+    });
+    const checkStriped = (ledger: LedgerDump, history = operations) => checkHistory({ operations: history, faults: [], ledger, startOnHand: new Map([['S', 10]]) });
+    expect(checkStriped(striped(entries, { S: 6, 'S~7': 5 })).violations).toEqual([]);
+    // A stripe's chain broken; a spread key nobody asked for; committed lines not the cart's; a
+    // stripe of a SKU the run never had.
+    const broken = entries.map((entry, position) => (position === 3 ? { ...entry, onHandAfter: 7 } : entry));
+    expect(checkStriped(striped(broken, { S: 6, 'S~7': 5 })).violations.map((violation) => violation.message)).toEqual([expect.stringContaining('on_hand_after 7, but 3 + 3'), expect.stringContaining('on_hand_after 5, but 7 + -1')]);
+    const unknownKey = entries.map((entry, position) => (position === 3 ? { ...entry, idempotencyKey: 'other~1' } : entry));
+    expect(checkStriped(striped(unknownKey, { S: 6, 'S~7': 5 })).violations.map((violation) => violation.message)).toEqual([expect.stringContaining('no adjustment with key other~1')]);
+    const otherCart = [op({ kind: 'reserve', idempotencyKey: 'rs', reservationId: 'RS', lines: [{ sku: 'S', quantity: 2 }] }, [{ status: 201 }]), ...operations.slice(1)];
+    expect(checksOf(checkStriped(striped(entries, { S: 6, 'S~7': 5 }), otherCart))).toEqual(['confirms']);
+    const stranger = [...entries, { sku: 'T~2', kind: 'adjustment' as const, delta: 1, onHandAfter: 1, reservationId: null, reason: 'rebalance stripes', idempotencyKey: null }];
+    expect(checkStriped(striped(stranger, { S: 6, 'S~7': 5 })).violations.map((violation) => violation.message)).toEqual([expect.stringContaining('SKU not part of the run')]);
+  });
 });
