@@ -2,6 +2,7 @@
 // recorded operations, the faults and a dump of the ledger, and returns violations; so it is
 // tested with histories it must reject (test/chaos-checker.test.ts). The operational checks
 // (Redis agrees with the ledger, exactly the ledger's stock can be sold) are in final-checks.ts.
+import { publicLines, publicSku } from '../lib/stock/stripes';
 import { dataLossFaults, holdLossFaults, type Fault, type Line, type Operation, type Violation } from './history';
 
 export interface LedgerEntry {
@@ -33,9 +34,6 @@ export interface LedgerDump {
   /** The run's SKUs that have more than one stripe. */
   readonly striped?: ReadonlySet<string>;
 }
-
-/** The SKU a stripe (`SKU~t`) belongs to: stripes are internal, the history names SKUs. */
-export const publicSkuOf = (sku: string): string => sku.replace(/~[1-9][0-9]{0,3}$/, '');
 
 export interface CheckInput {
   readonly operations: readonly Operation[];
@@ -173,15 +171,8 @@ export function checkConfirms(input: CheckInput, dataLossTimes: readonly Fault[]
       if (lostBetween(dataLossTimes, ackedCancel.invokeMs, Number.POSITIVE_INFINITY)) lost.cancels += 1;
       else flag('cancel acknowledged, never applied');
     }
-    if (fact.lines !== undefined && !sameLines(fact.lines, publicLinesOf(inLedger.lines))) flag('committed lines differ from the reserved cart');
+    if (fact.lines !== undefined && !sameLines(fact.lines, publicLines(inLedger.lines))) flag('committed lines differ from the reserved cart');
   }
-}
-
-/** The ledger's lines of a reservation (stripe lines for a striped SKU) summed by SKU, as the history has them. */
-function publicLinesOf(lines: readonly Line[]): Line[] {
-  const totals = new Map<string, number>();
-  for (const line of lines) totals.set(publicSkuOf(line.sku), (totals.get(publicSkuOf(line.sku)) ?? 0) + line.quantity);
-  return [...totals].map(([sku, quantity]) => ({ sku, quantity }));
 }
 
 function sameLines(a: readonly Line[], b: readonly Line[]): boolean {
@@ -248,7 +239,7 @@ function explainEntry(entry: LedgerEntry, known: Explanations, flag: (message: s
   if (entry.kind === 'adjustment') {
     // A striped SKU's change is spread over its stripes (up to one entry each, keyed `key~j` beyond
     // the first), and the reconciler moves units between stripes ('rebalance stripes').
-    const sku = publicSkuOf(entry.sku);
+    const sku = publicSku(entry.sku);
     const striped = known.striped.has(sku);
     if (entry.idempotencyKey === null) {
       if (striped && entry.reason === 'rebalance stripes') return;
