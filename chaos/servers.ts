@@ -166,45 +166,26 @@ export class PrivateRedisCluster {
   }
 }
 
-async function roleOf(port: number): Promise<string | undefined> {
+/** Asks one node something on a connection of its own; `fallback` when it does not answer. */
+async function probeNode<T>(port: number, ask: (probe: Redis) => Promise<T>, fallback: T): Promise<T> {
   const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
   probe.on('error', () => undefined);
   try {
     await probe.connect();
-    const role = (await probe.call('ROLE')) as unknown[];
-    return String(role[0]);
+    return await ask(probe);
   } catch {
-    return undefined;
+    return fallback;
   } finally {
     probe.disconnect();
   }
 }
 
-async function replicasOnline(port: number): Promise<number> {
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-    return (await probe.info('replication')).split('\n').filter((line) => /^slave\d+:.*state=online/.test(line)).length;
-  } catch {
-    return 0;
-  } finally {
-    probe.disconnect();
-  }
-}
+const roleOf = (port: number): Promise<string | undefined> => probeNode(port, async (probe) => String(((await probe.call('ROLE')) as unknown[])[0]), undefined);
 
-async function clusterStateOk(port: number): Promise<boolean> {
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-    return /cluster_state:ok/.test(await probe.cluster('INFO'));
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
-}
+const replicasOnline = (port: number): Promise<number> =>
+  probeNode(port, async (probe) => (await probe.info('replication')).split('\n').filter((line) => /^slave\d+:.*state=online/.test(line)).length, 0);
+
+const clusterStateOk = (port: number): Promise<boolean> => probeNode(port, async (probe) => /cluster_state:ok/.test(await probe.cluster('INFO')), false);
 
 function postgresBinDirectory(): string {
   const root = '/usr/lib/postgresql';

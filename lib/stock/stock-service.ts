@@ -235,7 +235,7 @@ export class StockService {
     if (onHandAfter < 0) throw errors.stockBelowReserved(sku, onHandAfter, reserved);
     if (debit !== undefined) {
       progress.debits.push({ sku, id: debit.id });
-      await this.awaitDebitReplicated(sku, ownersBefore);
+      await this.awaitDebitsReplicated([sku], ownersBefore);
     }
     if (delta === 0) return { delta, onHandAfter, reserved, entries: [], stripes: 1, stripeTags: [] };
     const entry: ProjectedEntry & { readonly entryId: number } = await this.appendEntry(transaction, request, sku, row, delta, onHandAfter, debit?.id ?? null, request.idempotency?.key ?? null);
@@ -312,10 +312,6 @@ export class StockService {
    * is applied), and the ledger would then reject an acknowledged confirm. Short of that: 503, the
    * transaction rolled back and the debit released by id (change()).
    */
-  private awaitDebitReplicated(sku: string, ownersBefore: SlotOwners): Promise<void> {
-    return this.awaitDebitsReplicated([sku], ownersBefore);
-  }
-
   private async awaitDebitsReplicated(skus: readonly string[], ownersBefore: SlotOwners): Promise<void> {
     const wanted = this.limits.redisConfirmReplicas;
     if (wanted === 0) return;
