@@ -5,7 +5,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateRedis } from '../chaos/servers';
-import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
+import { createSku, idempotencyKey, startHarness, uniqueName, type Harness } from './support/harness';
 
 let primary: PrivateRedis;
 let replica: PrivateRedis;
@@ -102,5 +102,26 @@ describe('REDIS_CONFIRM_REPLICAS=1 and stock decreases', () => {
     const retried = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 5 } });
     expect(retried.status).toBe(200);
     expect(retried.body).toMatchObject({ onHand: 5 });
+  }, 60_000);
+
+  it('a striped SKU\'s decrease stages a debit on several stripes; refused, it releases every one of them by id', async () => {
+    const sku = uniqueName('WAITS');
+    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 30, stripes: 3 } })).status).toBe(200);
+    await replica.kill();
+    try {
+      // 30 -> 12 takes 6 units from each of the three stripes: three debits, then the WAIT fails.
+      const refused = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 12 } });
+      expect(refused.status).toBe(503);
+      expect(refused.body).toMatchObject({ code: 'backend_unavailable', replicasWanted: 1, replicasAcknowledged: 0 });
+      expect((await harness.call('GET', `/v1/skus/${sku}`, { as: 'checkout' })).body).toMatchObject({ onHand: 30, reserved: 0, available: 30, stripes: 3 });
+      const rows: Array<{ on_hand: string }> = await harness.stockhold.knex('skus').select('on_hand').whereRaw("split_part(sku, '~', 1) = ?", [sku]);
+      expect(rows.map((row) => Number(row.on_hand)).sort()).toEqual([10, 10, 10]);
+      // Every stripe still offers all its units: no debit was left staged.
+      const created = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 30 }] } });
+      expect(created.status).toBe(201);
+    } finally {
+      await replica.start();
+      await linkUp();
+    }
   }, 60_000);
 });
