@@ -4,7 +4,7 @@
 // Redis keeps nothing by default; with `appendOnly` it writes an AOF fsynced before every reply
 // (appendfsync always), so a SIGKILL and restart keeps every acknowledged write.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, chownSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, chownSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -58,7 +58,7 @@ export class PrivateRedis {
 
   async start(): Promise<void> {
     const persistence = this.options.appendOnly === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', this.directory, '--maxmemory-policy', 'noeviction', ...(this.options.extraArgs ?? [])];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--dir', this.directory, '--logfile', path.join(this.directory, 'redis.log'), '--maxmemory-policy', 'noeviction', ...(this.options.extraArgs ?? [])];
     this.process = spawn('redis-server', args, { stdio: 'ignore' });
     await until(async () => {
       const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -93,9 +93,15 @@ export class PrivateRedis {
     this.process?.kill('SIGCONT');
   }
 
+  /** The last `lines` lines of the server's log (what it said about a failover it did not make). */
+  logTail(lines: number): string {
+    const file = path.join(this.directory, 'redis.log');
+    return existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') : '(no log)';
+  }
+
   /** Deletes what Redis persisted (the AOF), so that the next start comes back empty. */
   forgetPersistedData(): void {
-    for (const entry of readdirSync(this.directory)) rmSync(path.join(this.directory, entry), { recursive: true, force: true });
+    for (const entry of readdirSync(this.directory)) if (entry !== 'redis.log') rmSync(path.join(this.directory, entry), { recursive: true, force: true });
   }
 
   async remove(): Promise<void> {
@@ -119,7 +125,9 @@ export class PrivateRedisCluster {
     const primaries = options.primaries ?? 3;
     const replicas = options.replicasPerPrimary ?? 1;
     const nodes: PrivateRedis[] = [];
-    const extraArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(clusterNodeTimeoutMs)];
+    // A replica always stands for election however long its link was down (validity factor 0):
+    // on a loaded test machine a replica that judged its data too old would leave its slots down.
+    const extraArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(clusterNodeTimeoutMs), '--cluster-replica-validity-factor', '0'];
     for (let index = 0; index < primaries * (1 + replicas); index += 1) nodes.push(await PrivateRedis.start({ extraArgs, ...(options.appendOnly === true ? { appendOnly: true } : {}) }));
     const cluster = new PrivateRedisCluster(nodes, primaries * replicas);
     try {

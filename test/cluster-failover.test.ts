@@ -100,6 +100,7 @@ describe('failover', () => {
     for (const sku of skus) expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10_000 } })).status).toBe(200);
     const victimPort = await ownerPort(harness.stockhold.keys.skuState(skus[0]!));
     const victim = cluster.nodes.find((node) => node.port === victimPort)!;
+    const heirPort = await replicaPort(victimPort);
 
     const acknowledgedHolds: string[] = [];
     const acknowledgedConfirms: string[] = [];
@@ -135,8 +136,9 @@ describe('failover', () => {
     await sleep(2000);
     await victim.kill();
     killedAt = Date.now();
-    // Traffic goes on until the killed primary's SKU is served again (at most 20 s), then 1 s more.
-    for (let waited = 0; waited < 20_000 && victimServedAgain === 0; waited += 100) await sleep(100);
+    // Traffic goes on until the killed primary's SKU is served again, then 1 s more. Usually 2–5 s;
+    // 9 s with the machine's cores busy, and a CI run under load saw more than 20 s: up to 45 s.
+    for (let waited = 0; waited < 45_000 && victimServedAgain === 0; waited += 100) await sleep(100);
     await sleep(1000);
     stop = true;
     await Promise.all(clients);
@@ -159,6 +161,13 @@ describe('failover', () => {
         `unconfirmed holds lost with the primary ${holdsLost}; after the kill: first success ${firstSuccessAfterKill === 0 ? 'none' : `${firstSuccessAfterKill - killedAt} ms`} (other primaries), ` +
         `the killed primary's SKU served again after ${victimServedAgain === 0 ? 'never (within the run)' : `${victimServedAgain - killedAt} ms`}\n`,
     );
+    // What the replica said, when it did not take over: the cause is in its log (votes refused,
+    // data too old, no majority), not in Stockhold's.
+    if (victimServedAgain === 0) {
+      for (const node of cluster.nodes.filter((candidate) => candidate.port !== victimPort)) {
+        process.stdout.write(`--- redis ${node.port}${node.port === heirPort ? ' (the killed primary\'s replica)' : ''}:\n${node.logTail(node.port === heirPort ? 40 : 12)}\n`);
+      }
+    }
     expect(committed, 'acknowledged confirms in the ledger').toBe(acknowledgedConfirms.length);
     expect(victimServedAgain, 'the replica took over within the run').toBeGreaterThan(0);
 
@@ -176,7 +185,7 @@ describe('failover', () => {
     // find every shard with a replica.
     await victim.start();
     expect(await cluster.whole(30_000), 'the cluster whole again').toBe(true);
-  }, 120_000);
+  }, 200_000);
 });
 
 describe('a confirm waits for the replicas of every primary it wrote', () => {
