@@ -1,7 +1,7 @@
 // API keys: `clientId:scope[+scope]:secret`, comma-separated. Secrets are kept only as SHA-256
 // digests and compared in constant time against every configured key, so neither the position
 // of a match nor the length of a secret shows in the response time.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
 export const SCOPES = ['checkout', 'fulfillment', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -23,7 +23,8 @@ const secretLengthMax = 256;
 export const apiKeysMax = 1000;
 
 function digest(secret: string): Buffer {
-  return createHash('sha256').update(secret, 'utf8').digest();
+  // The one-shot hash: no Hash object per request (it showed in the hot path's profile).
+  return hash('sha256', secret, 'buffer');
 }
 
 export function parseApiKeys(raw: string): { keys: ApiKey[]; problems: string[] } {

@@ -17,6 +17,16 @@ export interface Config {
   readonly nodeEnv: string;
   readonly port: number;
   readonly webConcurrency: number;
+  /** Requests an API process serves at once; beyond it 503 `overloaded` at once (0: no bound). */
+  readonly maxInFlight: number;
+  /** Event-loop delay (ms, the worst in the last 100 ms sample) beyond which requests are shed (0: off). */
+  readonly maxEventLoopDelayMs: number;
+  /** Live holds (pending or confirmed reservations) one customer may have across SKUs. */
+  readonly maxActiveHoldsPerCustomer: number;
+  /** Reservation requests per second per API client, a token bucket in Redis; null: no limit. */
+  readonly rateLimitPerClientRps: number | null;
+  /** The bucket's size: requests a client may make at once after being idle. */
+  readonly rateLimitBurst: number;
   readonly redisUrl: string;
   readonly redisKeyPrefix: string;
   /** Seeds of a Redis Cluster (REDIS_CLUSTER_NODES); null: the single Redis at redisUrl. */
@@ -198,10 +208,17 @@ export function loadConfig(env: Environment = process.env): Config {
   if (webhookUrls.length > 0 && webhookSecret.length < 16) problems.push('WEBHOOK_SECRET must be at least 16 characters when WEBHOOK_URLS is set');
 
   const redisClusterNodes = readClusterNodes(env, problems);
+  const rateLimitPerClientRps = env.RATE_LIMIT_PER_CLIENT_RPS === undefined || env.RATE_LIMIT_PER_CLIENT_RPS === '' ? null : integer('RATE_LIMIT_PER_CLIENT_RPS', 1, 1, 1_000_000);
   const config: Config = {
     nodeEnv,
     port: integer('PORT', 3000, 0, 65_535),
     webConcurrency: integer('WEB_CONCURRENCY', 1, 1, 64),
+    maxInFlight: integer('MAX_IN_FLIGHT', 512, 0, 100_000),
+    maxEventLoopDelayMs: integer('MAX_EVENT_LOOP_DELAY_MS', 500, 0, 60_000),
+    maxActiveHoldsPerCustomer: integer('MAX_ACTIVE_HOLDS_PER_CUSTOMER', 10, 1, 1000),
+    rateLimitPerClientRps,
+    // One second's worth by default; a bucket smaller than one request would refuse everything.
+    rateLimitBurst: integer('RATE_LIMIT_BURST', rateLimitPerClientRps ?? 1, 1, 10_000_000),
     redisUrl: readUrl(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'], problems),
     redisKeyPrefix: keyPrefix,
     redisClusterNodes,

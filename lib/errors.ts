@@ -27,7 +27,12 @@ export type ErrorCode =
   | 'idempotency_key_missing'
   | 'idempotency_key_reused'
   | 'idempotency_key_in_flight'
-  | 'backend_unavailable';
+  | 'backend_unavailable'
+  | 'overloaded'
+  | 'rate_limited'
+  | 'customer_limit_exceeded'
+  | 'too_many_active_holds'
+  | 'customer_id_required';
 
 export interface FieldProblem {
   readonly field: string;
@@ -65,6 +70,12 @@ export const errors = {
   skuNotFound: (skus: readonly string[]) =>
     new StockholdError('sku_not_found', `Unknown SKU: ${skus.join(', ')}`, { skus }),
   reservationNotFound: (id: string) => new StockholdError('reservation_not_found', `No reservation ${id}`),
+  customerLimitExceeded: (sku: string, limit: number, held: number) =>
+    new StockholdError('customer_limit_exceeded', `The customer holds ${held} of ${sku}, limited to ${limit} per customer`, { sku, limit, held }),
+  customerIdRequired: (sku: string) =>
+    new StockholdError('customer_id_required', `${sku} is limited per customer: send customerId`, { sku, errors: [{ field: 'body.customerId', message: `required: ${sku} is limited per customer` }] }),
+  tooManyActiveHolds: (limit: number, active: number) =>
+    new StockholdError('too_many_active_holds', `The customer has ${active} live reservations, the most allowed (${limit})`, { limit, active }),
   insufficientStock: (lines: readonly ShortLine[], retryAfterSeconds?: number) =>
     new StockholdError(
       'insufficient_stock',

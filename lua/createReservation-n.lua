@@ -7,8 +7,9 @@
     KEYS[1]          idempotency record (string "<state>|<fingerprint>|<payload>", see beginIdempotent;
                      a reservation's payload is "<reservationId>|<createdAtMs>|<expiresAtMs>")
     KEYS[2]          reservation record (hash: s, c, u, ca, ex, l; v, the fence, is 1 until confirmed)
-    KEYS[1 + 2i]     SKU state of line i   (hash: onHand, debit, reserved; see includes/projection)
+    KEYS[1 + 2i]     SKU state of line i   (hash: onHand, debit, reserved, pcl; see includes/projection)
     KEYS[2 + 2i]     holds index of line i (zset: "<reservationId>:<quantity>" -> expiresAt ms)
+    KEYS[#KEYS]      with the guards (an odd count of KEYS): the customer's index (see includes/guards)
 
     ARGV[1]          request fingerprint
     ARGV[2]          reservation id (new, random)
@@ -20,6 +21,7 @@
     ARGV[8]          reclaim limit: expired holds reclaimed per SKU in this call, at most
     ARGV[7 + 2i]     SKU of line i (no duplicates: the caller sums duplicate lines)
     ARGV[8 + 2i]     quantity of line i, units (>= 1)
+    ARGV[#ARGV]      with the guards: live reservations a customer may have at most
 
   Output:
      {1, createdAtMs, expiresAtMs}                 created
@@ -29,15 +31,20 @@
     {-2}                                           idempotency key used with another request
     {-3, sku, ...}                                 SKUs missing from Redis (unknown or lost)
     {-4, retryAfterMs}                             idempotency key held by a request in flight
+    {-5, sku, limit, held}                         the customer's units of sku would pass its limit
+    {-6, sku}                                      sku is limited per customer; no customer given
+    {-7, activeMax, active}                        the customer has activeMax live reservations
     Replies 1, -1 and -3 end with a nested array of the expired holds this call reclaimed, when
     it reclaimed any (see withReclaimed in includes/holds).
 ]]
 --- @include "includes/common"
 --- @include "includes/holds"
+--- @include "includes/guards"
 
-local lineCount = (#KEYS - 2) / 2
-if lineCount < 1 or lineCount ~= math.floor(lineCount) then fail('KEYS must be 2 + 2 per line') end
-if #ARGV ~= 8 + 2 * lineCount then fail('ARGV must be 8 + 2 per line') end
+local guarded = #KEYS % 2 == 1
+local lineCount = (#KEYS - 2 - (guarded and 1 or 0)) / 2
+if lineCount < 1 or lineCount ~= math.floor(lineCount) then fail('KEYS must be 2 + 2 per line (+ 1 with the guards)') end
+if #ARGV ~= 8 + 2 * lineCount + (guarded and 1 or 0) then fail('ARGV must be 8 + 2 per line (+ 1 with the guards)') end
 
 local idempotency = redis.call('GET', KEYS[1])
 if idempotency then
@@ -60,6 +67,10 @@ local lines = {}
 for i = 1, lineCount do
   lines[i] = { sku = ARGV[7 + 2 * i], quantity = tonumber(ARGV[8 + 2 * i]), skuKey = KEYS[1 + 2 * i], holdsKey = KEYS[2 + 2 * i] }
 end
+if guarded then
+  local refusedByGuard = customerGuard(KEYS[#KEYS], ARGV[4], lines, now, tonumber(ARGV[#ARGV]))
+  if refusedByGuard then return refusedByGuard end
+end
 local missing, short, cursors = checkLines(lines, now, reclaimLimit)
 local refused = refusal(missing, short)
 if refused then return refused end
@@ -72,5 +83,6 @@ for i, line in ipairs(lines) do encoded[i] = line.sku .. ':' .. line.quantity en
 redis.call('HSET', KEYS[2], 's', 'pending', 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(encoded, ','))
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'u', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[2], holdTtlMs + tonumber(ARGV[7]))
+if guarded and ARGV[4] ~= '' then rememberCustomerHold(KEYS[#KEYS], KEYS[2], expiresAt, tonumber(ARGV[7])) end
 redis.call('SET', KEYS[1], 'd|' .. ARGV[1] .. '|' .. reservationId .. '|' .. integerString(now) .. '|' .. integerString(expiresAt), 'PX', ARGV[6])
 return withReclaimed({ 1, now, expiresAt })

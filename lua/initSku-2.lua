@@ -11,6 +11,7 @@
     ARGV[1]  on-hand per the ledger, units
     ARGV[2]  the ledger position of that on-hand
     ARGV[3]  holds summed into the rebuilt state, at most
+    ARGV[4]  the SKU's per-customer cap (field pcl, see includes/guards), "" when none
 
   Output:
      {1, holdCount}   created
@@ -24,4 +25,5 @@
 if redis.call('HEXISTS', KEYS[1], 'pos') == 1 then return { 0 } end
 local holds = rebuildState(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]))
 if holds < 0 then return { -1, redis.call('ZCARD', KEYS[2]) } end
+if ARGV[4] ~= nil and ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'pcl', ARGV[4]) end
 return { 1, holds }

@@ -92,6 +92,56 @@ describe('reservation bodies refused with 400 validation_failed', () => {
     await expectUnchanged();
   });
 
+  it('refuses a body read in chunks past 64 KiB with 413, without a Content-Length', async () => {
+    const chunk = new TextEncoder().encode(' '.repeat(16 * 1024));
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        sent += 1;
+        if (sent > 6) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    const response = await fetch(`${harness.baseUrl}/v1/reservations`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer test-checkout-secret', 'content-type': 'application/json', 'idempotency-key': idempotencyKey() },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
+    expect(response.status).toBe(413);
+    expect(((await response.json()) as { code: string }).code).toBe('payload_too_large');
+    await expectUnchanged();
+  });
+
+  it.each([
+    ['a charset other than UTF-8', 'application/json; charset=latin1', {}],
+    ['a compressed body', 'application/json', { 'content-encoding': 'gzip' }],
+  ])('refuses %s with 415', async (_name, contentType, headers) => {
+    const response = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), rawBody: JSON.stringify({ lines: [{ sku, quantity: 1 }] }), headers: { 'content-type': contentType, ...headers } });
+    expect(response.status).toBe(415);
+    expect(response.body.code).toBe('unsupported_media_type');
+    await expectUnchanged();
+  });
+
+  it.each([
+    ['a JSON string at the top level', '"lines"'],
+    ['a JSON number at the top level', '42'],
+    ['broken JSON', '{"lines": [{"sku": '],
+  ])('refuses %s with 400', async (_name, rawBody) => {
+    const response = await reserveRaw(rawBody);
+    expect(response.status).toBe(400);
+    expect(response.body).toMatchObject({ code: 'validation_failed', errors: [{ field: 'body' }] });
+    await expectUnchanged();
+  });
+
+  it('takes application/*+json with a UTF-8 charset', async () => {
+    const response = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), rawBody: JSON.stringify({ lines: [{ sku, quantity: 1 }] }), headers: { 'content-type': 'application/vnd.stockhold+json; charset="UTF-8"' } });
+    expect(response.status).toBe(201);
+    const released = await harness.call('DELETE', `/v1/reservations/${response.body.id}`, { as: 'checkout' });
+    expect(released.status).toBe(200);
+    await expectUnchanged();
+  });
+
   it('refuses a malformed Idempotency-Key with 400', async () => {
     const response = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: 'a'.repeat(256), body: { lines: [{ sku, quantity: 1 }] } });
     expect(response.status).toBe(400);

@@ -67,6 +67,16 @@ describe('hot-SKU striping on a Redis Cluster', () => {
 });
 
 describe('the HTTP contract on a Redis Cluster', () => {
+  // The per-customer cap reads a customer's reservations in one script (lua/includes/guards.lua):
+  // one Redis only, so a cluster refuses it rather than leave it unenforced.
+  it('refuses a per-customer limit with 400 (single Redis only), changing nothing', async () => {
+    const sku = `CAP-${Date.now().toString(36)}`;
+    const refused = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10, perCustomerLimit: 2 } });
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({ code: 'validation_failed', errors: [{ field: 'body.perCustomerLimit' }] });
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).status).toBe(404);
+  });
+
   it('reserves a cart across slots, replays it, confirms it into the ledger, and reads it back', async () => {
     const [a, b] = await twoSlotSkus(5, 5);
     const key = idempotencyKey();

@@ -3,14 +3,18 @@
 import { randomBytes } from 'node:crypto';
 import express, { type Express, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
+import type { Counter, Histogram } from 'prom-client';
 import { errors, StockholdError } from '../../lib/errors';
 import { checkReadiness } from '../../lib/readiness';
 import type { Stockhold } from '../../lib/stockhold';
 import type { Metrics } from '../../lib/metrics/metrics';
 import { adminRoutes } from './admin-routes';
+import { Admission, shedRetryAfterSeconds } from './admission';
 import { authentication, requireScope } from './auth';
+import { jsonBody } from './json-body';
 import { openApiDocument } from './openapi';
 import { problemHandler, sendProblem } from './problem';
+import { rateLimit } from './rate-limit';
 import { queueDashboard, queueDashboardPath } from './queue-dashboard';
 import { createReservationHandler, v1Routes } from './routes';
 import { bodyBytesMax } from './schemas';
@@ -55,28 +59,66 @@ function routeTemplateOf(request: Request): string {
   return 'unmatched';
 }
 
+/** Never shed: an overloaded process must still answer its probes and its scrape. */
+const neverShed = new Set(['/healthz', '/readyz', '/metrics']);
+
 /**
- * Request id, access log line and HTTP metrics, in one 'finish' listener per request. The id is
- * the caller's X-Request-Id when it is well formed; it travels on into the commit job and the
- * webhook delivery, so one reservation can be followed across processes.
+ * Admission, request id, access log line and HTTP metrics, in one 'close' listener per request.
+ * A request beyond the admission's bounds is answered 503 `overloaded` here, before its body is
+ * read; it is counted (stockhold_http_shed_total) and summed into one log line a second, not
+ * logged one by one (a burst sheds thousands a second). The id is the caller's X-Request-Id when
+ * it is well formed; it travels on into the commit job and the webhook delivery, so one
+ * reservation can be followed across processes.
  */
-function requestObservation(logger: Logger, metrics: Metrics | null): RequestHandler {
+function requestObservation(logger: Logger, metrics: Metrics | null, admission: Admission): RequestHandler {
+  const requestCounters = new Map<string, Counter.Internal>();
+  const durations = new Map<string, Histogram.Internal<'method' | 'route'>>();
+  let shedSinceLog = 0;
+  let shedLoggedAt = 0;
   return (request, response, next) => {
-    const given = request.get('x-request-id');
+    const given = request.headers['x-request-id'];
     requestCounter += 1;
-    const requestId = given !== undefined && requestIdPattern.test(given) ? given : `${requestIdStem}-${requestCounter.toString(36)}`;
+    const requestId = typeof given === 'string' && requestIdPattern.test(given) ? given : `${requestIdStem}-${requestCounter.toString(36)}`;
     response.locals.requestId = requestId;
     response.setHeader('X-Request-Id', requestId);
+    const shed = neverShed.has(request.path) ? undefined : admission.admit();
+    if (shed !== undefined) {
+      metrics?.httpShed.labels(shed).inc();
+      shedSinceLog += 1;
+      const now = Date.now();
+      if (now - shedLoggedAt >= 1000) {
+        logger.warn({ shed: shedSinceLog, reason: shed, inFlight: admission.inFlight, eventLoopDelayMs: Math.round(admission.eventLoopDelayMs) }, 'overloaded: shedding requests');
+        shedSinceLog = 0;
+        shedLoggedAt = now;
+      }
+      sendProblem(response, 'overloaded', `The server is at its bound (${shed === 'in_flight' ? 'requests in flight' : 'event-loop delay'}); retry after ${shedRetryAfterSeconds} s`, { reason: shed }, shedRetryAfterSeconds);
+      return;
+    }
     const startedAt = process.hrtime.bigint();
-    response.on('finish', () => {
+    response.once('close', () => {
+      admission.release();
       const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
       const status = response.statusCode;
       if (metrics !== null) {
         const route = routeTemplateOf(request);
-        metrics.httpRequests.labels(request.method, route, statusLabel(status)).inc();
-        metrics.httpDuration.labels(request.method, route).observe(seconds);
+        const method = request.method;
+        const label = `${method} ${route} ${status}`;
+        let counter = requestCounters.get(label);
+        if (counter === undefined) {
+          counter = metrics.httpRequests.labels(method, route, statusLabel(status));
+          requestCounters.set(label, counter);
+        }
+        counter.inc();
+        const durationLabel = `${method} ${route}`;
+        let duration = durations.get(durationLabel);
+        if (duration === undefined) {
+          duration = metrics.httpDuration.labels(method, route);
+          durations.set(durationLabel, duration);
+        }
+        duration.observe(seconds);
       }
-      const entry = { requestId, method: request.method, path: pathOf(request.originalUrl), status, durationMs: seconds * 1000, clientId: response.locals.client?.clientId };
+      // Closed before the answer was written: the caller went away (counted with the status set so far).
+      const entry = { requestId, method: request.method, path: pathOf(request.originalUrl), status, durationMs: seconds * 1000, clientId: response.locals.client?.clientId, ...(response.writableFinished ? {} : { aborted: true }) };
       if (status >= 500) logger.error(entry, 'request');
       else logger.info(entry, 'request');
     });
@@ -100,18 +142,59 @@ function statusLabel(status: number): string {
   return label;
 }
 
-export function createApp(stockhold: Stockhold, logger: Logger): Express {
+/**
+ * Several handlers as one Express layer: each runs when the one before calls next(); an error
+ * (thrown, rejected or passed) goes to Express. What Express's route would do, without a layer,
+ * a match and a dispatch per step on the hot path.
+ */
+export function oneLayer(handlers: readonly RequestHandler[]): RequestHandler {
+  return (request, response, next) => {
+    let index = 0;
+    const step = (error?: unknown): void => {
+      if (error !== undefined && error !== null) {
+        next(error);
+        return;
+      }
+      const handler = handlers[index];
+      index += 1;
+      if (handler === undefined) {
+        next();
+        return;
+      }
+      try {
+        const returned = handler(request, response, step) as unknown;
+        if (returned instanceof Promise) returned.then(undefined, next);
+      } catch (error) {
+        next(error);
+      }
+    };
+    step();
+  };
+}
+
+/**
+ * The API as an Express application. `admission` bounds the requests served at once (see
+ * admission.ts); by default one is made from the config, whose sampler the caller stops with
+ * `app.locals.admission.close()` (startApi does).
+ */
+export function createApp(stockhold: Stockhold, logger: Logger, given?: Admission): Express {
+  const metrics = stockhold.config.metricsEnabled ? stockhold.metrics : null;
+  const admission = given ?? new Admission(stockhold.config, metrics === null ? undefined : (inFlight) => metrics.httpInFlight.set(inFlight));
   const app = express();
+  app.locals.admission = admission;
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('query parser', 'simple');
-  const metrics = stockhold.config.metricsEnabled ? stockhold.metrics : null;
-  app.use(requestObservation(logger, metrics));
+  app.use(requestObservation(logger, metrics, admission));
 
-  const authenticate = authentication(stockhold.config.apiKeys);
-  const parseJson = express.json({ limit: bodyBytesMax, strict: true, type: ['application/json', 'application/*+json'] });
-  // The hot path first, flat on the application; then the rest of the API as one layer.
-  app.post('/v1/reservations', authenticate, parseJson, requireScope('checkout'), createReservationHandler(stockhold));
+  // Authentication, then (when configured) the client's rate limit: both before the body is read.
+  const { rateLimitPerClientRps, rateLimitBurst } = stockhold.config;
+  const authenticate = rateLimitPerClientRps === null
+    ? authentication(stockhold.config.apiKeys)
+    : oneLayer([authentication(stockhold.config.apiKeys), rateLimit(stockhold, { rate: rateLimitPerClientRps, burst: rateLimitBurst })]);
+  const parseJson = jsonBody(bodyBytesMax);
+  // The hot path first, flat on the application, its steps one layer; then the rest of the API.
+  app.post('/v1/reservations', oneLayer([authenticate, parseJson, requireScope('checkout'), createReservationHandler(stockhold)]));
   const admin = adminRoutes(stockhold);
   app.use('/v1/admin', authenticate, parseJson, requireScope('admin'), admin);
   const v1 = v1Routes(stockhold);

@@ -32,6 +32,11 @@ const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; 
   unsupported_media_type: { status: 415, title: 'Content-Type must be application/json' },
   idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different request' },
   backend_unavailable: { status: 503, title: 'A backend is unavailable' },
+  overloaded: { status: 503, title: 'The server is overloaded: retry shortly' },
+  rate_limited: { status: 429, title: 'Too many requests for this API client' },
+  customer_limit_exceeded: { status: 409, title: 'The customer would hold more of this SKU than its limit' },
+  too_many_active_holds: { status: 409, title: 'The customer holds as many reservations as allowed' },
+  customer_id_required: { status: 400, title: 'This SKU is limited per customer: send customerId' },
   internal_error: { status: 500, title: 'Internal error' },
 };
 

@@ -88,7 +88,10 @@ export function createReservationHandler(stockhold: Stockhold): RequestHandler {
       customerId: body.customerId ?? null,
     });
     markReplay(response, replayed);
-    response.status(201).location(`/v1/reservations/${reservation.id}`).json(reservationBody(reservation));
+    // Written directly (what res.status().location().json() does, without its layers).
+    const payload = JSON.stringify(reservationBody(reservation));
+    response.writeHead(201, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(payload), Location: `/v1/reservations/${reservation.id}` });
+    response.end(payload);
   };
 }
 
@@ -107,7 +110,7 @@ function skuRoutes(router: Router, stockhold: Stockhold): void {
     requireJsonBody(request);
     const sku = validateSku(request.params.sku);
     const body = validateSetStock(request.body);
-    response.json(await stockhold.stock.setOnHand(sku, body.onHand, clientOf(response).clientId, body.stripes));
+    response.json(await stockhold.stock.setOnHand(sku, body.onHand, clientOf(response).clientId, body.stripes, body.perCustomerLimit));
   });
 
   router.post('/skus/:sku/adjustments', requireScope('admin'), async (request, response) => {

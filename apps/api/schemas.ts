@@ -13,6 +13,8 @@ export const reasonLengthMax = 200;
 export const customerIdLengthMax = 128;
 export const idempotencyKeyLengthMax = 255;
 export const bodyBytesMax = 64 * 1024;
+/** A per-customer cap of a SKU, units, at most (the migration's CHECK says the same). */
+export const perCustomerLimitMax = 1000;
 export const skuPattern = '^[A-Za-z0-9._-]{1,64}$';
 const skuRegExp = new RegExp(skuPattern);
 const idempotencyKeyRegExp = /^[\x21-\x7e]{1,255}$/;
@@ -23,6 +25,7 @@ export function buildSchemas(config: Config) {
     {
       onHand: Type.Integer({ minimum: 0, maximum: config.stockOnHandMax }),
       stripes: Type.Optional(Type.Integer({ minimum: 1, maximum: stripesMax, description: 'split the SKU over this many stripes (hash slots); default: as it is (1 for a new SKU)' })),
+      perCustomerLimit: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: perCustomerLimitMax }), Type.Null()], { description: 'units one customer may hold across live (pending and confirmed) reservations; null removes the cap; default: as it is (none for a new SKU)' })),
     },
     { additionalProperties: false },
   );

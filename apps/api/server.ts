@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { redisMode } from '../../lib/config';
 import type { Stockhold } from '../../lib/stockhold';
+import type { Admission } from './admission';
 import { createApp } from './app';
 
 export const keepAliveTimeoutMs = 65_000;
@@ -32,6 +33,7 @@ export async function startApi(stockhold: Stockhold, logger: Logger, port = stoc
       const sweep = setInterval(() => server.closeIdleConnections(), idleSweepMs);
       server.close(() => {
         clearInterval(sweep);
+        (app.locals.admission as Admission).close();
         resolve();
       });
       server.closeIdleConnections();

@@ -20,7 +20,7 @@ const commitLagBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 const batchBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 const runBuckets = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
-export type ReservationOutcome = 'created' | 'replayed' | 'insufficient_stock' | 'sku_not_found' | 'unavailable';
+export type ReservationOutcome = 'created' | 'replayed' | 'insufficient_stock' | 'guarded' | 'sku_not_found' | 'unavailable';
 export type ReservationTransition = 'released' | 'expired' | 'confirmed' | 'committed' | 'cancelled' | 'rejected';
 export type HoldOutcome = 'confirmed' | 'released' | 'expired';
 export type QueueState = 'waiting' | 'active' | 'delayed' | 'failed';
@@ -42,6 +42,17 @@ export class Metrics {
     name: 'stockhold_http_requests_total',
     help: 'HTTP requests answered, by method, route template and status.',
     labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly httpShed = new Counter({
+    name: 'stockhold_http_shed_total',
+    help: 'Requests answered 503 overloaded at once, without being served, by reason (in_flight, event_loop_delay).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly httpInFlight = new Gauge({
+    name: 'stockhold_http_in_flight',
+    help: 'Requests being served by this API process (MAX_IN_FLIGHT bounds it).',
     registers: [this.registry],
   });
   readonly httpDuration = new Histogram({
@@ -170,7 +181,7 @@ export class Metrics {
 
   constructor(options: MetricsOptions = {}) {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
-    for (const outcome of ['created', 'replayed', 'insufficient_stock', 'sku_not_found', 'unavailable'] as const) this.reservations.inc({ outcome }, 0);
+    for (const outcome of ['created', 'replayed', 'insufficient_stock', 'guarded', 'sku_not_found', 'unavailable'] as const) this.reservations.inc({ outcome }, 0);
     for (const to of ['released', 'expired', 'confirmed', 'committed', 'cancelled', 'rejected'] as const) this.transitions.inc({ to }, 0);
     for (const result of ['delivered', 'failed', 'dead'] as const) this.webhookDeliveries.inc({ result }, 0);
   }

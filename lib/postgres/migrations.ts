@@ -8,6 +8,7 @@ import * as reconciliation from '../../migrations/20261125000003_reconciliation'
 import * as ledgerPositions from '../../migrations/20261126000004_ledger_positions';
 import * as operations from '../../migrations/20261127000005_operations';
 import * as stripes from '../../migrations/20261128000006_stripes';
+import * as customerLimits from '../../migrations/20261129000007_customer_limits';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -21,6 +22,7 @@ const migrations: ReadonlyArray<readonly [string, Migration]> = [
   ['20261126000004_ledger_positions', ledgerPositions],
   ['20261127000005_operations', operations],
   ['20261128000006_stripes', stripes],
+  ['20261129000007_customer_limits', customerLimits],
 ];
 
 const source: Knex.MigrationSource<string> = {

@@ -17,7 +17,7 @@ import type { ScriptRunner } from '../redis/scripts';
 import { auditHolds } from '../scripts/audit-holds';
 import { correctOnHand } from '../scripts/correct-on-hand';
 import { inspectSku, type Inspection, type InspectSkuResult } from '../scripts/inspect-sku';
-import type { LedgerProjection } from '../stock/ledger-projection';
+import { customerLimitOfRow, type LedgerProjection } from '../stock/ledger-projection';
 import type { RunTally } from './report';
 
 export const correctionAttemptsMax = 3;
@@ -27,6 +27,7 @@ interface LedgerRow {
   sku: string;
   on_hand: string;
   seq: string;
+  per_customer_limit: number | null;
 }
 
 /** A confirmed (pinned) hold found on a SKU: its reservation, the SKU and its quantity. */
@@ -49,7 +50,7 @@ export class SkuReconciliation {
   /** Returns the confirmed reservations of the page, for the stuck-commit check. */
   async reconcilePage(skus: readonly string[], runId: string, dryRun: boolean, tally: RunTally): Promise<StuckCandidate[]> {
     const stuck = await this.knex.transaction(async (transaction) => {
-      const ledger: LedgerRow[] = await transaction('skus').select('sku', 'on_hand', 'seq').whereIn('sku', skus as string[]).orderBy('sku').forShare();
+      const ledger: LedgerRow[] = await transaction('skus').select('sku', 'on_hand', 'seq', customerLimitOfRow(transaction)).whereIn('sku', skus as string[]).orderBy('sku').forShare();
       // Different SKUs touch different keys and rows: reconcile the page's SKUs side by side.
       const perSku = await Promise.all(
         ledger.map(async (row): Promise<StuckCandidate[]> => {

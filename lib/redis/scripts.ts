@@ -33,6 +33,7 @@ export const scriptNames = [
   'beginIdempotent',
   'settleIdempotent',
   'leaseRun',
+  'takeToken',
   'holdLines',
   'returnLines',
   'beginCart',

@@ -53,6 +53,8 @@ export interface ReservationLimits {
   readonly idempotencyInFlightTtlSeconds: number;
   readonly reservationRetentionSeconds: number;
   readonly reclaimPerSkuMax: number;
+  /** Live reservations per customer at most (the guards: single Redis only, see lua/includes/guards.lua). */
+  readonly maxActiveHoldsPerCustomer: number;
   /** Set: Redis is a cluster, and a cart is held slot by slot (./cart-across-slots). */
   readonly redisClusterNodes: readonly unknown[] | null;
 }
@@ -105,6 +107,8 @@ export function normaliseLines(lines: readonly ReservationLine[]): ReservationLi
 /** The reservation outcomes counted from a refusal's code (others are not reservation outcomes). */
 const reservationOutcomes: ReadonlyMap<string, ReservationOutcome> = new Map([
   ['insufficient_stock', 'insufficient_stock'],
+  ['customer_limit_exceeded', 'guarded'],
+  ['too_many_active_holds', 'guarded'],
   ['sku_not_found', 'sku_not_found'],
   ['backend_unavailable', 'unavailable'],
 ] as const);
@@ -248,7 +252,9 @@ export class ReservationService {
       reclaimPerSkuMax: this.limits.reclaimPerSkuMax,
     };
     for (let attempt = 1; attempt <= createAttemptsMax; attempt += 1) {
-      const result = this.limits.redisClusterNodes === null ? await createReservation(this.scripts, this.keys, call) : await this.createAcrossSlots(call);
+      const result = this.limits.redisClusterNodes === null
+        ? await createReservation(this.scripts, this.keys, { ...call, activeHoldsPerCustomerMax: this.limits.maxActiveHoldsPerCustomer })
+        : await this.createAcrossSlots(call);
       if (result.reclaimed.length > 0) this.metrics.holdsReclaimed(result.reclaimed);
       switch (result.kind) {
         case 'created':
@@ -273,6 +279,9 @@ export class ReservationService {
           const short = retryAfterOf(result.lines);
           throw errors.insufficientStock(result.lines.map(({ sku, requested, available }) => ({ sku, requested, available })), short);
         }
+        case 'customer-limit': throw errors.customerLimitExceeded(result.sku, result.limit, result.held);
+        case 'customer-required': throw errors.customerIdRequired(result.sku);
+        case 'too-many-active': throw errors.tooManyActiveHolds(result.activeMax, result.active);
         case 'key-reused': throw errors.idempotencyKeyReused();
         case 'in-flight': throw errors.idempotencyKeyInFlight(Math.max(1, Math.ceil(result.retryAfterMs / 1000)));
         case 'missing': {

@@ -16,6 +16,11 @@ export interface CreateReservationCall {
   readonly idempotencyTtlMs: number;
   readonly retentionMs: number;
   readonly reclaimPerSkuMax: number;
+  /**
+   * The flash-sale guards (lua/includes/guards.lua), single Redis only: per-customer limits of
+   * the lines' SKUs, and at most this many live reservations per customer.
+   */
+  readonly activeHoldsPerCustomerMax?: number;
 }
 
 export interface ShortLineReply {
@@ -33,6 +38,9 @@ export type CreateReservationResult = (
   | { readonly kind: 'key-reused' }
   | { readonly kind: 'missing'; readonly skus: readonly string[] }
   | { readonly kind: 'in-flight'; readonly retryAfterMs: number }
+  | { readonly kind: 'customer-limit'; readonly sku: string; readonly limit: number; readonly held: number }
+  | { readonly kind: 'customer-required'; readonly sku: string }
+  | { readonly kind: 'too-many-active'; readonly activeMax: number; readonly active: number }
 ) & { /** Expired holds this call gave back on the way (any outcome). */ readonly reclaimed: readonly ReclaimedHold[] };
 
 export async function createReservation(scripts: ScriptRunner, keys: RedisKeys, call: CreateReservationCall): Promise<CreateReservationResult> {
@@ -42,6 +50,10 @@ export async function createReservation(scripts: ScriptRunner, keys: RedisKeys, 
   for (const line of call.lines) {
     redisKeys.push(keys.skuState(line.sku), keys.skuHolds(line.sku));
     args.push(line.sku, line.quantity);
+  }
+  if (call.activeHoldsPerCustomerMax !== undefined) {
+    redisKeys.push(keys.customer(call.customerId ?? ''));
+    args.push(call.activeHoldsPerCustomerMax);
   }
   const reply = await scripts.run('createReservation', redisKeys, args);
   const reclaimed = takeReclaimed(reply);
@@ -57,6 +69,9 @@ export async function createReservation(scripts: ScriptRunner, keys: RedisKeys, 
     }
     case -2: return { kind: 'key-reused', reclaimed };
     case -4: return { kind: 'in-flight', retryAfterMs: Number(reply[1]), reclaimed };
+    case -5: return { kind: 'customer-limit', sku: String(reply[1]), limit: Number(reply[2]), held: Number(reply[3]), reclaimed };
+    case -6: return { kind: 'customer-required', sku: String(reply[1]), reclaimed };
+    case -7: return { kind: 'too-many-active', activeMax: Number(reply[1]), active: Number(reply[2]), reclaimed };
     default:
       assert(reply[0] === -3, `createReservation replied ${String(reply[0])}`);
       return { kind: 'missing', skus: reply.slice(1).map(String), reclaimed };

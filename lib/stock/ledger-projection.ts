@@ -100,7 +100,7 @@ export class LedgerProjection {
   async rebuild(skus: readonly string[]): Promise<string[]> {
     const rows: Array<{ sku: string; on_hand: string; seq: string }> = await withPostgres(() =>
       this.knex.transaction(async (transaction) => {
-        const locked = await transaction('skus').select('sku', 'on_hand', 'seq').whereIn('sku', [...skus]).orderBy('sku').forShare();
+        const locked = await transaction('skus').select('sku', 'on_hand', 'seq', customerLimitOfRow(transaction)).whereIn('sku', [...skus]).orderBy('sku').forShare();
         for (const row of locked) await this.initFrom(row);
         return locked;
       }),
@@ -119,17 +119,23 @@ export class LedgerProjection {
       await this.rebuild([sku]);
       return;
     }
-    const row = await withPostgres(() => reader('skus').first('sku', 'on_hand', 'seq').where({ sku }));
+    const row = await withPostgres(() => reader('skus').first('sku', 'on_hand', 'seq', customerLimitOfRow(reader)).where({ sku }));
     assert(row !== undefined, `entries of ${sku} but no projection row`);
     await this.initFrom(row);
   }
 
   /** Rebuilds one SKU from a row the caller read under a lock that keeps it still. */
-  async initFrom(row: { sku: string; on_hand: string | number; seq: string | number }): Promise<'created' | 'exists'> {
-    const result = await initSku(this.scripts, this.keys, row.sku, { onHand: Number(row.on_hand), seq: Number(row.seq) }, this.limits.holdsRebuildMax);
+  async initFrom(row: { sku: string; on_hand: string | number; seq: string | number; per_customer_limit?: number | null }): Promise<'created' | 'exists'> {
+    const ledger = { onHand: Number(row.on_hand), seq: Number(row.seq), perCustomerLimit: row.per_customer_limit ?? null };
+    const result = await initSku(this.scripts, this.keys, row.sku, ledger, this.limits.holdsRebuildMax);
     // Redis lost part of the SKU and kept more holds than one rebuild sums: the SKU cannot be
     // served until they expire or an operator raises HOLDS_REBUILD_MAX. Fail closed, as a 503.
     if (result.kind === 'too-many-holds') throw errors.backendUnavailable('redis', new Error(`${result.holdCount} holds of ${row.sku} outlived its state: more than ${this.limits.holdsRebuildMax} to rebuild it`));
     return result.kind;
   }
+}
+
+/** The per-customer cap a row's Redis state carries: its SKU's (a stripe `X~t` has X's). */
+export function customerLimitOfRow(knex: Knex | Knex.Transaction): Knex.Raw {
+  return knex.raw("(SELECT p.per_customer_limit FROM skus p WHERE p.sku = split_part(skus.sku, '~', 1)) AS per_customer_limit");
 }

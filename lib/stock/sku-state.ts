@@ -19,6 +19,8 @@ export interface SkuView {
   readonly available: number;
   /** A striped SKU's stripe count (lib/stock/stripes.ts); absent when it has one. */
   readonly stripes?: number;
+  /** Units one customer may hold across live reservations (lua/includes/guards.lua); absent: no cap. */
+  readonly perCustomerLimit?: number;
 }
 
 export function skuView(sku: string, onHand: number, reserved: number): SkuView {

@@ -36,6 +36,8 @@ export interface StockLimits {
   /** Replicas that must have a staged debit before the decrease commits (REDIS_CONFIRM_REPLICAS). */
   readonly redisConfirmReplicas: number;
   readonly redisConfirmWaitMs: number;
+  /** Set: Redis is a cluster (the per-customer cap is single Redis only). */
+  readonly redisClusterNodes: readonly unknown[] | null;
 }
 
 /** A striped SKU's stripes are evened out when the units they offer differ by more than this (or half a stripe's share). */
@@ -54,6 +56,8 @@ interface ChangeRequest {
   readonly idempotency: IdempotencyScope | null;
   /** PUT only: the stripe count to have afterwards (undefined: keep the SKU's). */
   readonly stripes?: number;
+  /** PUT only: units one customer may hold (null: no cap; undefined: keep the SKU's). */
+  readonly perCustomerLimit?: number | null;
 }
 
 interface StagedChange {
@@ -65,6 +69,8 @@ interface StagedChange {
   readonly stripes: number;
   /** The tags of stripes 1..k-1 after the change (lib/stock/stripes.ts). */
   readonly stripeTags: readonly number[];
+  /** The SKU's per-customer cap after the change (null: none). */
+  readonly perCustomerLimit?: number | null;
 }
 
 interface LockedRow {
@@ -73,6 +79,7 @@ interface LockedRow {
   readonly version: number;
   readonly stripes: number;
   readonly stripeTags: readonly number[];
+  readonly perCustomerLimit: number | null;
 }
 
 /** What a change staged in Redis before its COMMIT: debits to release by id if it fails. */
@@ -101,26 +108,40 @@ export class StockService {
   /** A SKU's view; a striped SKU's is the sum of its stripes' (read side by side). */
   async read(sku: string): Promise<SkuView> {
     const stripes = await this.stripeLayouts.of(sku);
-    if (stripes.length === 1) return this.skuState.read(sku);
     const views = await Promise.all(stripes.map((stripe) => this.skuState.read(stripe)));
+    const limit = await withRedis(() => this.scripts.redis.hget(this.keys.skuState(sku), 'pcl'));
+    const cap = limit === null ? {} : { perCustomerLimit: Number(limit) };
+    if (stripes.length === 1) return { ...views[0]!, ...cap };
     const onHand = views.reduce((sum, view) => sum + view.onHand, 0);
     const reserved = views.reduce((sum, view) => sum + view.reserved, 0);
-    return { ...skuView(sku, onHand, reserved), stripes: stripes.length };
+    return { ...skuView(sku, onHand, reserved), stripes: stripes.length, ...cap };
   }
 
   /**
    * PUT semantics: on-hand becomes `onHand`; the difference is recorded as an adjustment. With
    * `stripes`, the SKU's stock is split over that many stripes (lib/stock/stripes.ts).
    */
-  async setOnHand(sku: string, onHand: number, clientId: string, stripes?: number): Promise<SkuView> {
+  async setOnHand(sku: string, onHand: number, clientId: string, stripes?: number, perCustomerLimit?: number | null): Promise<SkuView> {
     assert(Number.isSafeInteger(onHand) && onHand >= 0, 'onHand is a non-negative integer');
-    const change = await this.change({ sku, createIfMissing: true, deltaFrom: (before) => onHand - before, reason: 'set on-hand', clientId, idempotency: null, ...(stripes === undefined ? {} : { stripes }) });
+    if (perCustomerLimit !== undefined && perCustomerLimit !== null && this.limits.redisClusterNodes !== null) {
+      // The guards read a customer's reservations in one script: one Redis only (docs/design.md).
+      throw errors.validation([{ field: 'body.perCustomerLimit', message: 'is not supported on a Redis Cluster yet' }]);
+    }
+    const change = await this.change({
+      sku, createIfMissing: true, deltaFrom: (before) => onHand - before, reason: 'set on-hand', clientId, idempotency: null,
+      ...(stripes === undefined ? {} : { stripes }),
+      ...(perCustomerLimit === undefined ? {} : { perCustomerLimit }),
+    });
     return this.viewOf(sku, change);
   }
 
   private viewOf(sku: string, change: StagedChange): SkuView {
     const view = skuView(sku, change.onHandAfter, change.reserved);
-    return change.stripes === 1 ? view : { ...view, stripes: change.stripes };
+    return {
+      ...view,
+      ...(change.stripes === 1 ? {} : { stripes: change.stripes }),
+      ...(change.perCustomerLimit === undefined || change.perCustomerLimit === null ? {} : { perCustomerLimit: change.perCustomerLimit }),
+    };
   }
 
   /** Records a receipt (+) or shrinkage (-). Idempotent per client and Idempotency-Key. */
@@ -188,6 +209,11 @@ export class StockService {
     // whoever touches the SKU next (a stock change, a commit, the reconciler) catches Redis up.
     await Promise.all(staged.entries.map((entry) => this.projection.apply(entry.sku, [entry]).catch(() => undefined)));
     if (staged.stripes > 1 || request.stripes !== undefined) await this.publishStripes(request.sku, staged.stripeTags);
+    // The cap, in every stripe's state (the guard reads the state of the line's stripe): written
+    // after the COMMIT, so a failure here is a 503 whose retry writes it again.
+    if (staged.perCustomerLimit !== undefined && (staged.perCustomerLimit !== null || request.perCustomerLimit !== undefined)) {
+      await this.publishCustomerLimit(stripeSkus(request.sku, staged.stripeTags), staged.perCustomerLimit);
+    }
     return staged;
   }
 
@@ -205,6 +231,11 @@ export class StockService {
     if (dryRun) return true;
     const change = await this.change({ sku, createIfMissing: false, deltaFrom: () => 0, reason: 'rebalance stripes', clientId: 'reconciler', idempotency: null });
     return change.entries.length > 0;
+  }
+
+  /** Writes a SKU's per-customer cap (or its absence) into the Redis state of each of its stripes. */
+  private async publishCustomerLimit(stripes: readonly string[], limit: number | null): Promise<void> {
+    await withRedis(() => Promise.all(stripes.map((stripe) => (limit === null ? this.scripts.redis.hdel(this.keys.skuState(stripe), 'pcl') : this.scripts.redis.hset(this.keys.skuState(stripe), 'pcl', limit)))));
   }
 
   /** Tells every process the SKU's stripes now (the reconciler writes them again if this is lost). */
@@ -237,10 +268,10 @@ export class StockService {
       progress.debits.push({ sku, id: debit.id });
       await this.awaitDebitsReplicated([sku], ownersBefore);
     }
-    if (delta === 0) return { delta, onHandAfter, reserved, entries: [], stripes: 1, stripeTags: [] };
+    if (delta === 0) return { delta, onHandAfter, reserved, entries: [], stripes: 1, stripeTags: [], perCustomerLimit: row.perCustomerLimit };
     const entry: ProjectedEntry & { readonly entryId: number } = await this.appendEntry(transaction, request, sku, row, delta, onHandAfter, debit?.id ?? null, request.idempotency?.key ?? null);
     await appendEvents(transaction, [{ type: 'stock.adjusted', data: { sku, delta, onHandAfter, reason: request.reason, clientId: request.clientId, entryId: entry.entryId, position: entry.seq } }]);
-    return { delta, onHandAfter, reserved, entries: [entry], stripes: 1, stripeTags: [] };
+    return { delta, onHandAfter, reserved, entries: [entry], stripes: 1, stripeTags: [], perCustomerLimit: row.perCustomerLimit };
   }
 
   /**
@@ -260,7 +291,7 @@ export class StockService {
     const all = [...new Set([...stripeSkus(sku, parent.stripeTags), ...kept])];
     for (const stripe of all.slice(1)) await transaction.raw('INSERT INTO skus (sku, on_hand, version) VALUES (?, 0, 1) ON CONFLICT (sku) DO NOTHING', [stripe]);
     const locked = await transaction('skus').select('sku', 'on_hand', 'seq', 'version').whereIn('sku', all.slice(1)).orderBy('sku').forUpdate();
-    const rows = new Map<string, LockedRow>([[sku, parent], ...locked.map((row): [string, LockedRow] => [row.sku as string, { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: 1, stripeTags: [] }])]);
+    const rows = new Map<string, LockedRow>([[sku, parent], ...locked.map((row): [string, LockedRow] => [row.sku as string, { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: 1, stripeTags: [], perCustomerLimit: parent.perCustomerLimit }])]);
     const ownersBefore = slotOwners(this.scripts.redis, all.map((stripe) => this.keys.skuState(stripe)));
     const reserved = new Map<string, number>();
     for (const stripe of all) reserved.set(stripe, await this.prepareRedis(transaction, stripe, rows.get(stripe)!, undefined));
@@ -299,10 +330,10 @@ export class StockService {
       const debitId = progress.debits.find((debit) => debit.sku === stripe)?.id ?? null;
       entries.push(await this.appendEntry(transaction, request, stripe, row, stripeDelta, targets[index]!, debitId, key));
     }
-    if (entries.length === 0 && stripes === parent.stripes) return { delta, onHandAfter, reserved: reservedTotal, entries, stripes, stripeTags };
+    if (entries.length === 0 && stripes === parent.stripes) return { delta, onHandAfter, reserved: reservedTotal, entries, stripes, stripeTags, perCustomerLimit: parent.perCustomerLimit };
     await transaction('skus').update({ stripes, stripe_tags: stripeTags, updated_at: transaction.fn.now() }).where({ sku });
     await appendEvents(transaction, [{ type: 'stock.adjusted', data: { sku, delta, onHandAfter, reason: request.reason, clientId: request.clientId, stripes, entryIds: entries.map((entry) => entry.entryId) } }]);
-    return { delta, onHandAfter, reserved: reservedTotal, entries, stripes, stripeTags };
+    return { delta, onHandAfter, reserved: reservedTotal, entries, stripes, stripeTags, perCustomerLimit: parent.perCustomerLimit };
   }
 
   /**
@@ -325,14 +356,18 @@ export class StockService {
     if (request.createIfMissing) {
       await transaction.raw('INSERT INTO skus (sku, on_hand, version) VALUES (?, 0, 1) ON CONFLICT (sku) DO NOTHING', [sku]);
     }
-    const row = await transaction('skus').first('on_hand', 'seq', 'version', 'stripes', 'stripe_tags').where({ sku }).forUpdate();
+    const row = await transaction('skus').first('on_hand', 'seq', 'version', 'stripes', 'stripe_tags', 'per_customer_limit').where({ sku }).forUpdate();
     if (row === undefined) throw errors.skuNotFound([sku]);
     // Under the row lock an earlier attempt with this key has either committed (and is visible
     // now) or not: a retried key is answered from the ledger before any stock check runs.
     if (request.idempotency !== null && (await this.appliedEntry(transaction, request.clientId, request.idempotency.key)) !== undefined) {
       throw new AlreadyApplied();
     }
-    return { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: Number(row.stripes), stripeTags: (row.stripe_tags as number[]).map(Number) };
+    if (request.perCustomerLimit !== undefined && request.perCustomerLimit !== row.per_customer_limit) {
+      await transaction('skus').update({ per_customer_limit: request.perCustomerLimit }).where({ sku });
+    }
+    const perCustomerLimit = request.perCustomerLimit !== undefined ? request.perCustomerLimit : row.per_customer_limit === null ? null : Number(row.per_customer_limit);
+    return { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: Number(row.stripes), stripeTags: (row.stripe_tags as number[]).map(Number), perCustomerLimit };
   }
 
   /** Brings Redis to the ledger's position and stages the debit; returns what is reserved. */

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import pino from 'pino';
 import { inject } from 'vitest';
+import type { Admission } from '../../apps/api/admission';
 import { createApp } from '../../apps/api/app';
 import { startWorker } from '../../apps/worker/worker';
 import { loadConfig, type Config } from '../../lib/config';
@@ -60,6 +61,10 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     REDIS_KEY_PREFIX: `t:${randomBytes(4).toString('hex')}:`,
     API_KEYS: apiKeys,
     LOG_LEVEL: 'silent',
+    // Load shedding off in tests unless a test turns it on: a loaded CI machine's event-loop
+    // delay would shed a test's request at random (test/overload.test.ts tests the bounds).
+    MAX_IN_FLIGHT: '0',
+    MAX_EVENT_LOOP_DELAY_MS: '0',
     ...overrides,
   });
 }
@@ -168,6 +173,7 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      (app.locals.admission as Admission).close();
       if (stockhold.redis.status === 'ready' && options.keepData !== true) await deleteKeysWithPrefix(stockhold.redis, config.redisKeyPrefix);
       await stockhold.close();
       if (ownDatabaseUrl !== undefined) await dropDatabase(ownDatabaseUrl);

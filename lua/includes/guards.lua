@@ -1,0 +1,90 @@
+--[[
+  Flash-sale guards, checked in the same atomic step as the holds they guard (a check in the
+  caller before the script would race with every other request of the same customer).
+
+  Customer index: a sorted set per customer (KEYS: cust:{customerId}), member = the record key of
+  each reservation the customer made, score = its hold's expiry (ms) when made. Only the scripts
+  that create holds write it; whether a member still holds anything is read from its record:
+  `pending` before its expiry, or `confirmed` (until committed, released, rejected, expired). Dead
+  members are removed when read, so the index holds at most the customer's active-holds cap.
+  Single Redis only: the records are read by the names the index keeps (keys of other slots).
+
+  customerLiveLines(customerKey, now, scanMax)
+    The encoded lines (of the first scanMax members, customerIndexMax from the guard) ("SKU:qty,...") of the customer's live reservations, removing dead members.
+  publicSkuOf(sku)                       the SKU a stripe SKU ("X~t") belongs to
+  customerGuard(customerKey, customerId, lines, now, activeMax)
+    For lines {sku, quantity, skuKey}: refuses with
+      {-6, sku}                   a line's SKU has a per-customer limit (state field `pcl`) and
+                                  the request has no customer
+      {-7, activeMax, active}     the customer has activeMax live reservations already
+      {-5, sku, limit, held}      the customer's live units of that SKU plus the request's would
+                                  pass its limit (stripes count for their SKU)
+    or returns nil when the request may go on.
+  rememberCustomerHold(customerKey, recordKey, expiresAt, keepMs)
+    Adds the new reservation to the index; the index expires keepMs after its newest member.
+]]
+-- Members read from a customer's index at most (MAX_ACTIVE_HOLDS_PER_CUSTOMER is at most this).
+local customerIndexMax = 1000
+
+local function publicSkuOf(sku)
+  return (string.gsub(sku, '~%d+$', ''))
+end
+
+local function customerLiveLines(customerKey, now, scanMax)
+  local members = redis.call('ZRANGE', customerKey, 0, scanMax - 1)
+  local live, dead = {}, {}
+  for _, recordKey in ipairs(members) do
+    local record = redis.call('HMGET', recordKey, 's', 'ex', 'l')
+    local status, expiresAt = record[1], tonumber(record[2])
+    if status == 'confirmed' or (status == 'pending' and expiresAt ~= nil and expiresAt > now) then
+      live[#live + 1] = record[3]
+    else
+      dead[#dead + 1] = recordKey
+    end
+  end
+  if #dead > 0 then redis.call('ZREM', customerKey, unpack(dead)) end
+  return live
+end
+
+local function customerGuard(customerKey, customerId, lines, now, activeMax)
+  -- Per SKU (stripes summed): the request's units, and the limit when the SKU has one.
+  local requested, limits, order = {}, {}, {}
+  for _, line in ipairs(lines) do
+    local sku = publicSkuOf(line.sku)
+    if requested[sku] == nil then
+      requested[sku] = 0
+      order[#order + 1] = sku
+    end
+    requested[sku] = requested[sku] + line.quantity
+    local limit = tonumber(redis.call('HGET', line.skuKey, 'pcl'))
+    if limit ~= nil then limits[sku] = limit end
+  end
+  if customerId == '' then
+    for _, sku in ipairs(order) do
+      if limits[sku] ~= nil then return { -6, sku } end
+    end
+    return nil
+  end
+  local live = customerLiveLines(customerKey, now, customerIndexMax)
+  if #live >= activeMax then return { -7, activeMax, #live } end
+  for _, sku in ipairs(order) do
+    local limit = limits[sku]
+    if limit ~= nil then
+      local held = 0
+      for _, encoded in ipairs(live) do
+        for lineSku, quantity in string.gmatch(encoded, '([^:,]+):(%d+)') do
+          if publicSkuOf(lineSku) == sku then held = held + tonumber(quantity) end
+        end
+      end
+      if held + requested[sku] > limit then return { -5, sku, limit, held } end
+    end
+  end
+  return nil
+end
+
+local function rememberCustomerHold(customerKey, recordKey, expiresAt, keepMs)
+  redis.call('ZADD', customerKey, integerString(expiresAt), recordKey)
+  local keepUntil = expiresAt + keepMs
+  local current = redis.call('PEXPIRETIME', customerKey)
+  if current < keepUntil then redis.call('PEXPIREAT', customerKey, integerString(keepUntil)) end
+end

@@ -1,0 +1,89 @@
+// Load shedding (apps/api/admission.ts): beyond MAX_IN_FLIGHT requests being served, or past
+// MAX_EVENT_LOOP_DELAY_MS of event-loop delay, a request is answered 503 `overloaded` with
+// Retry-After at once, touching no stock and spending no Idempotency-Key; probes are never shed.
+// The worst case is forced, not hoped for: requests are held inside the reservation script's
+// latch so exactly MAX_IN_FLIGHT are in flight, and the event loop is blocked on purpose.
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
+
+let harness: Harness | undefined;
+afterEach(async () => {
+  if (harness !== undefined) harness.stockhold.scripts.latch = undefined;
+  await harness?.close();
+  harness = undefined;
+});
+
+const reserve = (h: Harness, sku: string, key = idempotencyKey()) => h.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: key, body: { lines: [{ sku, quantity: 1 }] } });
+
+describe('load shedding', () => {
+  it('answers 503 overloaded beyond MAX_IN_FLIGHT, touching no stock and spending no key; the held requests finish', async () => {
+    const h = (harness = await startHarness({ MAX_IN_FLIGHT: '2', MAX_EVENT_LOOP_DELAY_MS: '0' }));
+    const sku = await createSku(h, 10);
+    let arrived = 0;
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    h.stockhold.scripts.latch = async (name) => {
+      if (name !== 'createReservation') return;
+      arrived += 1;
+      await gate;
+    };
+    const held = [reserve(h, sku), reserve(h, sku)];
+    while (arrived < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+
+    const shedKey = idempotencyKey();
+    const shed = await reserve(h, sku, shedKey);
+    expect(shed.status).toBe(503);
+    expect(shed.headers.get('retry-after')).toBe('1');
+    expect(shed.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(shed.body).toMatchObject({ code: 'overloaded', status: 503, reason: 'in_flight' });
+    expect(arrived, 'the shed request never reached the script').toBe(2);
+    // Probes are never shed.
+    expect((await h.call('GET', '/healthz', { as: null })).status).toBe(200);
+
+    letGo();
+    expect((await Promise.all(held)).map((response) => response.status)).toEqual([201, 201]);
+    // The shed request's key was not spent: the same key now creates (not replays).
+    h.stockhold.scripts.latch = undefined;
+    const retried = await reserve(h, sku, shedKey);
+    expect(retried.status).toBe(201);
+    expect(retried.headers.get('idempotent-replayed')).toBeNull();
+    expect((await h.call('GET', `/v1/skus/${sku}`)).body).toMatchObject({ onHand: 10, reserved: 3, available: 7 });
+    expect(await h.stockhold.metrics.httpShed.get()).toMatchObject({ values: [{ labels: { reason: 'in_flight' }, value: 1 }] });
+  });
+
+  it('answers 503 overloaded while the event loop is held past MAX_EVENT_LOOP_DELAY_MS, and serves again once it is not', async () => {
+    const h = (harness = await startHarness({ MAX_IN_FLIGHT: '0', MAX_EVENT_LOOP_DELAY_MS: '50' }));
+    const sku = await createSku(h, 10);
+    // The loop blocked 150 ms of every 180: every sample of its delay sees one.
+    const spin = (ms: number) => {
+      const until = Date.now() + ms;
+      while (Date.now() < until);
+    };
+    const blocker = setInterval(() => spin(150), 30);
+    let shed;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      shed = await reserve(h, sku);
+    } finally {
+      clearInterval(blocker);
+    }
+    expect(shed.status).toBe(503);
+    expect(shed.body).toMatchObject({ code: 'overloaded', reason: 'event_loop_delay' });
+    // The delay is sampled every 100 ms: once the loop is free, requests are served again.
+    let served = await reserve(h, sku);
+    for (let attempt = 0; attempt < 20 && served.status === 503; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      served = await reserve(h, sku);
+    }
+    expect(served.status).toBe(201);
+    // Only the served one holds a unit: the shed one touched no stock.
+    expect((await h.call('GET', `/v1/skus/${sku}`)).body).toMatchObject({ reserved: 1, available: 9 });
+  });
+
+  it('does not shed 64 concurrent reservations with the default bounds', async () => {
+    const h = (harness = await startHarness({ MAX_IN_FLIGHT: '512', MAX_EVENT_LOOP_DELAY_MS: '500' }));
+    const sku = await createSku(h, 1000);
+    const answers = await Promise.all(Array.from({ length: 64 }, () => reserve(h, sku)));
+    expect(answers.map((response) => response.status)).toEqual(Array.from({ length: 64 }, () => 201));
+  });
+});
