@@ -3,7 +3,8 @@
 // at the same concurrency for the same duration, and reports throughput, p50/p99/max latency and
 // oversold units. Reads REDIS_URL and DATABASE_URL like the server; creates only tables and keys
 // under a prefix of its own and removes them afterwards.
-//   --duration SECONDS (5)  --concurrency N (64)  --json FILE  --only a,b  --url URL
+//   --duration SECONDS (5)  --concurrency N (64)  --json FILE  --only a,b  --scenarios hot|spread|both
+//   --url URL
 //   --checkout-key SECRET --admin-key SECRET (with --url: a running server to drive over HTTP)
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -14,12 +15,12 @@ import { oversellPhase, throughputPhase, type Scenario } from './contention/driv
 import { svgChart, table, type BenchRow } from './contention/report';
 import { strategyFactories, type BenchEnvironment } from './contention/strategies';
 
-const knownFlags = new Set(['duration', 'concurrency', 'json', 'only', 'url', 'checkout-key', 'admin-key']);
+const knownFlags = new Set(['duration', 'concurrency', 'json', 'only', 'scenarios', 'url', 'checkout-key', 'admin-key']);
 const flags = new Map<string, string>();
 for (let index = 2; index < process.argv.length; index += 2) {
   const name = String(process.argv[index]).replace(/^--/, '');
   if (!knownFlags.has(name) || process.argv[index + 1] === undefined) {
-    process.stderr.write(`usage: npm run bench -- [--duration S] [--concurrency N] [--json FILE] [--only a,b] [--url URL --checkout-key K --admin-key K]\n`);
+    process.stderr.write(`usage: npm run bench -- [--duration S] [--concurrency N] [--json FILE] [--only a,b] [--scenarios hot|spread|both] [--url URL --checkout-key K --admin-key K]\n`);
     process.exit(64);
   }
   flags.set(name, String(process.argv[index + 1]));
@@ -42,10 +43,12 @@ const environment: BenchEnvironment = {
   adminKey: flags.get('admin-key'),
 };
 const spreadSkus = 1000;
+const scenarioChoice = flags.get('scenarios') ?? 'both';
+if (!['hot', 'spread', 'both'].includes(scenarioChoice)) throw new Error('--scenarios: hot, spread or both');
 const scenarios: Scenario[] = [
   { hotSku: true, skus: [`${prefix.slice(0, -1)}-HOT`], oversellUnitsPerSku: 100 },
   { hotSku: false, skus: Array.from({ length: spreadSkus }, (_, index) => `${prefix.slice(0, -1)}-S${index}`), oversellUnitsPerSku: 3 },
-];
+].filter((scenario) => scenarioChoice === 'both' || (scenarioChoice === 'hot') === scenario.hotSku);
 
 function progress(label: string, done: number, total: number, elapsedSec: number): void {
   const width = 30;
@@ -69,8 +72,9 @@ async function main(): Promise<void> {
         const phase = await throughputPhase(strategy, scenario, concurrency, durationSec, (elapsed) => progress(label, done, total, elapsed));
         progress(`${label}: oversell check`, done, total, durationSec);
         const oversold = await oversellPhase(strategy, scenario, concurrency);
+        const refusedWrites = strategy.refusedWrites?.() ?? 0;
         done += 1;
-        rows.push({ strategy: strategy.name, hotSku: scenario.hotSku, concurrency, durationSec, throughputPerSec: phase.throughputPerSec, p50Ms: phase.p50Ms, p99Ms: phase.p99Ms, maxMs: phase.maxMs, oversold });
+        rows.push({ strategy: strategy.name, hotSku: scenario.hotSku, concurrency, durationSec, throughputPerSec: phase.throughputPerSec, p50Ms: phase.p50Ms, p99Ms: phase.p99Ms, maxMs: phase.maxMs, oversold, refusedWrites });
       }
     } finally {
       await strategy.teardown();

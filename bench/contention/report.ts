@@ -11,10 +11,12 @@ export interface BenchRow {
   p99Ms: number;
   maxMs: number;
   oversold: number;
+  /** Stale writes a fencing token refused in the oversell phase (0 for unfenced strategies). */
+  refusedWrites: number;
 }
 
 export function table(rows: readonly BenchRow[]): string {
-  const header = ['strategy', 'SKUs', 'throughput/s', 'p50 ms', 'p99 ms', 'max ms', 'oversold'];
+  const header = ['strategy', 'SKUs', 'throughput/s', 'p50 ms', 'p99 ms', 'max ms', 'oversold', 'refused writes'];
   const body = rows.map((row) => [
     row.strategy,
     row.hotSku ? '1 hot' : '1,000',
@@ -23,6 +25,7 @@ export function table(rows: readonly BenchRow[]): string {
     row.p99Ms.toFixed(2),
     row.maxMs.toFixed(1),
     String(row.oversold),
+    String(row.refusedWrites),
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...body.map((cells) => (cells[column] as string).length)));
   const line = (cells: string[]) => `| ${cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join(' | ')} |`;
@@ -46,7 +49,7 @@ function barChart(rows: readonly BenchRow[], value: (row: BenchRow) => number, t
       if (row === undefined) continue;
       const length = Math.max(1, (value(row) / maximum) * width);
       parts.push(`<rect x="${left}" y="${y + offset}" width="${length.toFixed(1)}" height="12" fill="${hot ? '#d9534f' : '#337ab7'}"/>`);
-      parts.push(`<text x="${left + length + 4}" y="${y + offset + 10}" font-size="10">${value(row).toFixed(value(row) < 10 ? 2 : 0)} ${unit}${row.oversold > 0 ? ` (oversold ${row.oversold})` : ''}</text>`);
+      parts.push(`<text x="${left + length + 4}" y="${y + offset + 10}" font-size="10">${value(row).toFixed(value(row) < 10 ? 2 : 0)} ${unit}${row.oversold > 0 ? ` (oversold ${row.oversold})` : ''}${row.refusedWrites > 0 ? ` (refused ${row.refusedWrites})` : ''}</text>`);
     }
   });
   return parts.join('\n');

@@ -13,6 +13,7 @@ import { loadConfig } from '../../lib/config';
 import { deleteKeysWithPrefix } from '../../lib/redis/delete-keys';
 import type { RedisClient } from '../../lib/redis/connection';
 import { createStockhold, type Stockhold } from '../../lib/stockhold';
+import { PrivateRedis } from '../../chaos/servers';
 
 export interface StockLine {
   readonly sku: string;
@@ -26,6 +27,8 @@ export interface Strategy {
   /** One customer trying to buy: true when granted, false when refused for want of stock. */
   attempt(sku: string, quantity: number): Promise<boolean>;
   teardown(): Promise<void>;
+  /** Writes a fencing token refused since the last setup (fenced strategies only). */
+  refusedWrites?(): number;
 }
 
 export interface BenchEnvironment {
@@ -126,38 +129,96 @@ export class PostgresSelectForUpdate extends PostgresStrategy {
   }
 }
 
-/** A Redlock lock per SKU around read-modify-write in Postgres, with a fencing token in the UPDATE. */
-export class RedlockPostgres extends PostgresStrategy {
-  readonly name = 'redlock-pg';
-  private readonly redis: Redis;
-  private readonly redlock: Redlock;
-  static readonly lockTtlMs = 2000;
+/** The variants of redlock-pg: as meant to be used, and with a holder paused past its lock's TTL. */
+export type RedlockVariant = 'plain' | 'paused-unfenced' | 'paused-fenced';
 
-  constructor(environment: BenchEnvironment) {
-    super(environment, 'redlock');
-    this.redis = new Redis(environment.redisUrl);
-    this.redlock = new Redlock([this.redis], { retryCount: 2000, retryDelay: 5, retryJitter: 5, driftFactor: 0.01 });
+/** Redis servers the lab starts for Redlock's majority (independent processes, no replication). */
+export const redlockServers = 3;
+/** The lock's TTL: long enough for the critical section (two Postgres round trips) under load. */
+export const redlockTtlMs = 2000;
+/** The paused variants: a shorter TTL, so a pause past it does not stall the run for seconds. */
+export const pausedLockTtlMs = 250;
+/** A pause (a GC pause, a page fault, a descheduled VM) longer than the TTL... */
+export const holderPauseMs = 400;
+/** ...in every this-many-th lock holder, between its read and its write. */
+export const pauseEveryAcquisitions = 50;
+
+/**
+ * Redlock (the majority algorithm, node-redlock) over independent Redis processes that the lab
+ * starts, around a read-modify-write in Postgres. Kleppmann's argument, as a number:
+ * - `plain`: a TTL long enough for the critical section, and the UPDATE checks a fencing token;
+ * - `paused-unfenced`: some holders pause past the TTL between their read and their write; the
+ *   lock expires, another client takes it and writes; the paused one wakes and writes its stale
+ *   value: lost updates, counted as oversold units;
+ * - `paused-fenced`: the same pauses, and the UPDATE applies only with a token newer than the
+ *   row's: the stale write is refused (counted in refusedWrites), nothing oversold.
+ * The token is an INCR on the first Redis (Redlock itself has no fencing token: that is the point
+ * of the argument; a real system would take it from a consensus-backed counter).
+ */
+export class RedlockPostgres extends PostgresStrategy {
+  readonly name: string;
+  private servers: PrivateRedis[] = [];
+  private clients: Redis[] = [];
+  private redlock: Redlock | undefined;
+  private acquisitions = 0;
+  private refused = 0;
+
+  constructor(environment: BenchEnvironment, private readonly variant: RedlockVariant = 'plain') {
+    super(environment, variant === 'plain' ? 'redlock' : `redlock_${variant.replace('-', '_')}`);
+    this.name = variant === 'plain' ? 'redlock-pg' : `redlock-pg-${variant}`;
+  }
+
+  override async setup(stock: readonly StockLine[]): Promise<void> {
+    await super.setup(stock);
+    this.refused = 0;
+    this.acquisitions = 0;
+    if (this.redlock !== undefined) {
+      for (const client of this.clients) await client.flushdb();
+      return;
+    }
+    for (let index = 0; index < redlockServers; index += 1) this.servers.push(await PrivateRedis.start());
+    this.clients = this.servers.map((server) => new Redis(server.url));
+    this.redlock = new Redlock(this.clients, { retryCount: 2000, retryDelay: 5, retryJitter: 5, driftFactor: 0.01 });
+  }
+
+  refusedWrites(): number {
+    return this.refused;
   }
 
   async attempt(sku: string, quantity: number): Promise<boolean> {
-    const lock = await this.redlock.acquire([`${this.environment.prefix}lock:{${sku}}`], RedlockPostgres.lockTtlMs);
+    const paused = this.variant !== 'plain';
+    const lock = await this.redlock!.acquire([`lock:{${sku}}`], paused ? pausedLockTtlMs : redlockTtlMs);
+    this.acquisitions += 1;
+    const pauseNow = paused && this.acquisitions % pauseEveryAcquisitions === 0;
     try {
-      const fence = await this.redis.incr(`${this.environment.prefix}fence:{${sku}}`);
+      const fence = await this.clients[0]!.incr(`fence:{${sku}}`);
       const { rows } = await this.pool.query(`SELECT n FROM ${this.table} WHERE sku = $1`, [sku]);
       const n = Number(rows[0].n);
       if (n < quantity) return false;
+      if (pauseNow) await new Promise((resolve) => setTimeout(resolve, holderPauseMs));
+      if (this.variant === 'paused-unfenced') {
+        await this.pool.query(`UPDATE ${this.table} SET n = $2 WHERE sku = $1`, [sku, n - quantity]);
+        return true;
+      }
       // The fencing token: a holder whose lock expired under it cannot overwrite a newer write.
       const result = await this.pool.query(`UPDATE ${this.table} SET n = $2, fence = $3 WHERE sku = $1 AND fence < $3`, [sku, n - quantity, fence]);
-      return result.rowCount === 1;
+      if (result.rowCount === 1) return true;
+      this.refused += 1;
+      return false;
     } finally {
-      await lock.release().catch(() => undefined);
+      // Once: a lock that expired under a paused holder cannot be released, and retrying
+      // (node-redlock's default, the acquire settings) would hold this client for seconds.
+      await this.redlock!.release(lock, { retryCount: 0 }).catch(() => undefined);
     }
   }
 
   override async teardown(): Promise<void> {
     await super.teardown();
-    await deleteKeysWithPrefix(this.redis, this.environment.prefix);
-    this.redis.disconnect();
+    for (const client of this.clients) client.disconnect();
+    await Promise.all(this.servers.map((server) => server.remove()));
+    this.servers = [];
+    this.clients = [];
+    this.redlock = undefined;
   }
 }
 
@@ -306,7 +367,9 @@ export const strategyFactories: ReadonlyArray<readonly [string, (environment: Be
   ['naive-read-modify-write', (environment) => new NaiveReadModifyWrite(environment)],
   ['pg-conditional-update', (environment) => new PostgresConditionalUpdate(environment)],
   ['pg-select-for-update', (environment) => new PostgresSelectForUpdate(environment)],
-  ['redlock-pg', (environment) => new RedlockPostgres(environment)],
+  ['redlock-pg', (environment) => new RedlockPostgres(environment, 'plain')],
+  ['redlock-pg-paused-unfenced', (environment) => new RedlockPostgres(environment, 'paused-unfenced')],
+  ['redlock-pg-paused-fenced', (environment) => new RedlockPostgres(environment, 'paused-fenced')],
   ['redis-lua-reservation', (environment) => new RedisLuaReservation(environment)],
   ['http-reservation', (environment) => new HttpReservation(environment)],
 ];
