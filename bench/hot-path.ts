@@ -22,6 +22,14 @@ const rounds = Number(flags.get('rounds') ?? 3);
 // `git worktree add /tmp/before <commit> && (cd /tmp/before && npm ci && npm run build)`), in
 // the same alternating rounds, so a change is measured as a ratio against its predecessor.
 const baselineDist = flags.get('baseline');
+// `--many 1000,4000`: the many-connections rows (each `--many-duration` s, default 10), run after
+// the rounds against the API as shipped (load shedding on) and with shedding off; `--many 0`: none.
+const manyConnections = (flags.get('many') ?? '1000,4000').split(',').map(Number).filter((count) => count > 0);
+const manyDurationSec = Number(flags.get('many-duration') ?? 10);
+const manyConnectionsMax = 8000;
+if (manyConnections.some((count) => !(Number.isInteger(count) && count <= manyConnectionsMax)) || !(manyDurationSec >= 1 && manyDurationSec <= 600)) {
+  throw new Error(`--many: connection counts up to ${manyConnectionsMax}, comma-separated; --many-duration 1-600`);
+}
 const roundsMax = 20;
 if (!(durationSec >= 1 && durationSec <= 600 && connections >= 1 && connections <= 1024 && rounds >= 1 && rounds <= roundsMax)) {
   throw new Error(`--duration 1-600, --connections 1-1024, --rounds 1-${roundsMax}`);
@@ -79,6 +87,47 @@ async function run(url: string, body: string, authorization: string | undefined,
   return { requestsPerSec: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, non2xx: unexpected, errors: result.errors };
 }
 
+/**
+ * A drop's first burst: `count` connections for `seconds`, each answer timed by its status, so the
+ * latency of the requests served (201) is told apart from the fast "try again" (503 overloaded).
+ */
+async function burst(url: string, authorization: string, count: number, seconds: number) {
+  const served: number[] = [];
+  const shed: number[] = [];
+  let other = 0;
+  let counter = 0;
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon({
+      url,
+      connections: count,
+      duration: seconds,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization },
+      body: JSON.stringify({ lines: [{ sku, quantity: 1 }], ttlSeconds: 900 }),
+      requests: [{ setupRequest: (request: any) => ({ ...request, headers: { ...request.headers, 'idempotency-key': `m-${process.pid}-${count}-${(counter += 1)}` } }) }],
+    }, (error, finished) => (error ? reject(error) : resolve(finished)));
+    instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
+      if (status === 201) served.push(ms);
+      else if (status === 503) shed.push(ms);
+      else other += 1;
+    });
+  });
+  const percentile = (values: number[], fraction: number) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted.length === 0 ? 0 : (sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))] as number);
+  };
+  const answered = served.length + shed.length + other;
+  return {
+    servedPerSec: served.length / seconds,
+    shedShare: answered === 0 ? 0 : shed.length / answered,
+    servedP50Ms: percentile(served, 0.5),
+    servedP99Ms: percentile(served, 0.99),
+    shedP99Ms: percentile(shed, 0.99),
+    other,
+    errors: result.errors + result.timeouts,
+  };
+}
+
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
 
@@ -108,6 +157,7 @@ async function main(): Promise<void> {
     { name: 'stockhold-sold-out', url: `http://127.0.0.1:${api.port}/v1/reservations`, authorization: `Bearer ${secret}`, body: JSON.stringify({ lines: [{ sku: soldOutSku, quantity: 1 }], ttlSeconds: 900 }), expectedStatus: 409 },
   ];
   const results = new Map<string, Array<Awaited<ReturnType<typeof run>>>>();
+  let manyRows = '';
   try {
     process.stdout.write(`warm-up: 2 s each\n`);
     for (const target of targets) await run(target.url, target.body ?? body, target.authorization, 2, target.expectedStatus);
@@ -117,6 +167,12 @@ async function main(): Promise<void> {
         results.set(target.name, [...(results.get(target.name) ?? []), result]);
         process.stdout.write(`round ${round} ${target.name.padEnd(24)} ${result.requestsPerSec.toFixed(0).padStart(7)} req/s  p50 ${result.p50Ms} ms  p99 ${result.p99Ms} ms  unexpected ${result.non2xx}  errors ${result.errors}\n`);
       }
+    }
+    if (baseline === undefined) {
+      // The rounds' processes stop first: the bursts get the machine to themselves.
+      for (const child of [bare.child, api.child, metricsOff.child, clustered.child]) child.kill('SIGTERM');
+      process.stdout.write(`many-connections rows: ${manyConnections.join(', ')} connections, ${manyDurationSec} s each, two APIs\n`);
+      manyRows = await manyConnectionRows(redis);
     }
   } finally {
     bare.child.kill('SIGTERM');
@@ -143,13 +199,43 @@ async function main(): Promise<void> {
   process.stdout.write(`\nmedian of ${rounds} rounds, ${connections} connections, ${durationSec} s each, one hot SKU\n`);
   process.stdout.write(`bare Express 5 + express.json():  ${bareMedian.toFixed(0)} req/s\n`);
   process.stdout.write(`POST /v1/reservations as shipped: ${apiMedian.toFixed(0)} req/s\n`);
-  process.stdout.write(`ratio: ${(apiMedian / bareMedian).toFixed(2)}x\n`);
+  const p99Median = (name: string) => median(results.get(name)!.map((r) => r.p99Ms));
+  process.stdout.write(`ratio: ${(apiMedian / bareMedian).toFixed(2)}x; p99 (median of rounds) ${p99Median('stockhold-reservation')} ms vs bare ${p99Median('bare-express')} ms\n`);
   process.stdout.write(`POST /v1/reservations, WEB_CONCURRENCY=${clusterWorkers}: ${clusterMedian.toFixed(0)} req/s, ratio ${(clusterMedian / bareMedian).toFixed(2)}x\n`);
   const offMedian = median(results.get('stockhold-metrics-off')!.map((r) => r.requestsPerSec));
   const p99Of = (name: string) => median(results.get(name)!.map((r) => r.p99Ms));
   process.stdout.write(`metrics on / off (METRICS_ENABLED=false): ${apiMedian.toFixed(0)} / ${offMedian.toFixed(0)} req/s = ${(apiMedian / offMedian).toFixed(3)} (cost ${((1 - apiMedian / offMedian) * 100).toFixed(1)} %), p99 ${p99Of('stockhold-reservation')} / ${p99Of('stockhold-metrics-off')} ms\n`);
   const soldOutMedian = median(results.get('stockhold-sold-out')!.map((r) => r.requestsPerSec));
   process.stdout.write(`POST /v1/reservations on a sold-out SKU (409): ${soldOutMedian.toFixed(0)} req/s, ${(soldOutMedian / apiMedian).toFixed(2)}x the in-stock rate\n`);
+  process.stdout.write(manyRows);
+}
+
+/**
+ * The many-connections rows: the API as shipped (MAX_IN_FLIGHT and MAX_EVENT_LOOP_DELAY_MS at
+ * their defaults) beside the same API with shedding off, each in a process of its own.
+ */
+async function manyConnectionRows(redis: Redis): Promise<string> {
+  if (manyConnections.length === 0) return '';
+  let out = '';
+  const apiEnv = { REDIS_KEY_PREFIX: prefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: 'info', NODE_ENV: 'production' };
+  await redis.hset(`${prefix}sku:{${sku}}`, 'onHand', stockUnits, 'pos', 0, 'reserved', 0, 'debit', 0);
+  const shipped = await startProcess('stockhold-api-server.js', { ...apiEnv, PORT: '0' });
+  const unbounded = await startProcess('stockhold-api-server.js', { ...apiEnv, PORT: '0', MAX_IN_FLIGHT: '0', MAX_EVENT_LOOP_DELAY_MS: '0' });
+  const defaults = loadConfig({ ...process.env, ...apiEnv });
+  out += (`\nmany connections, ${manyDurationSec} s each (load shedding: MAX_IN_FLIGHT=${defaults.maxInFlight}, MAX_EVENT_LOOP_DELAY_MS=${defaults.maxEventLoopDelayMs})\n`);
+  out += (`| connections | API | served/s | served p50 ms | served p99 ms | shed (503) | shed p99 ms | other | errors |\n|---:|:---|---:|---:|---:|---:|---:|---:|---:|\n`);
+  try {
+    for (const count of manyConnections) {
+      for (const [name, target] of [['shedding on (shipped)', shipped], ['shedding off', unbounded]] as const) {
+        const row = await burst(`http://127.0.0.1:${target.port}/v1/reservations`, `Bearer ${secret}`, count, manyDurationSec);
+        out += (`| ${count} | ${name} | ${row.servedPerSec.toFixed(0)} | ${row.servedP50Ms.toFixed(0)} | ${row.servedP99Ms.toFixed(0)} | ${(row.shedShare * 100).toFixed(1)} % | ${row.shedP99Ms.toFixed(0)} | ${row.other} | ${row.errors} |\n`);
+      }
+    }
+  } finally {
+    shipped.child.kill('SIGTERM');
+    unbounded.child.kill('SIGTERM');
+  }
+  return out;
 }
 
 main().catch((error) => {

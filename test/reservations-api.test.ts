@@ -16,6 +16,32 @@ const reserve = (lines: Array<{ sku: string; quantity: number }>, extra: Record<
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('POST /v1/reservations', () => {
+  // app.ts serves the exact path on a fast lane without the router; other spellings go through
+  // the router to the same handlers. Both must answer the same contract.
+  it('answers the same on the fast lane (exact path, a query string) and through the router (trailing slash)', async () => {
+    const sku = await createSku(harness, 10);
+    const shapes = [];
+    for (const path of ['/v1/reservations', '/v1/reservations?source=app', '/v1/reservations/']) {
+      const created = await harness.call('POST', path, { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }], customerId: 'c-lanes' } });
+      expect(created.status, path).toBe(201);
+      expect(created.headers.get('content-type')).toBe('application/json; charset=utf-8');
+      expect(created.headers.get('location')).toBe(`/v1/reservations/${created.body.id}`);
+      expect(created.headers.get('x-request-id')).toMatch(/\S/);
+      shapes.push(Object.keys(created.body).sort());
+      const unauthorized = await harness.call('POST', path, { as: null, idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }] } });
+      expect(unauthorized.status, path).toBe(401);
+      expect(unauthorized.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
+      expect(unauthorized.headers.get('www-authenticate')).toBe('Bearer realm="stockhold"');
+      expect(unauthorized.body).toMatchObject({ code: 'unauthorized', status: 401, instance: path });
+      const short = await harness.call('POST', path, { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 100 }] } });
+      expect(short.status, path).toBe(409);
+      expect(short.body).toMatchObject({ code: 'insufficient_stock', status: 409 });
+    }
+    expect(shapes[1]).toEqual(shapes[0]);
+    expect(shapes[2]).toEqual(shapes[0]);
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toMatchObject({ reserved: 3 });
+  });
+
   it('creates a pending reservation with Location, summing duplicate lines', async () => {
     const sku = await createSku(harness, 10);
     const before = Date.now();

@@ -1,7 +1,8 @@
 // The Express application: request ids and access logging, health probes, JSON parsing with a
 // size bound, authentication, the v1 routes, and problem+json for everything that goes wrong.
 import { randomBytes } from 'node:crypto';
-import express, { type Express, type Request, type RequestHandler } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Counter, Histogram } from 'prom-client';
 import { errors, StockholdError } from '../../lib/errors';
@@ -52,7 +53,8 @@ const requestIdStem = randomBytes(6).toString('hex');
 let requestCounter = 0;
 
 /** The route template a request matched ("/v1/reservations/:id"), for bounded metric labels. */
-function routeTemplateOf(request: Request): string {
+function routeTemplateOf(request: Request, response: Response): string {
+  if (typeof response.locals.route === 'string') return response.locals.route;
   const route = request.route as { path?: unknown } | undefined;
   if (route !== undefined && typeof route.path === 'string') return request.baseUrl + route.path;
   if (request.baseUrl === queueDashboardPath) return `${queueDashboardPath}/*`;
@@ -81,7 +83,7 @@ function requestObservation(logger: Logger, metrics: Metrics | null, admission: 
     const requestId = typeof given === 'string' && requestIdPattern.test(given) ? given : `${requestIdStem}-${requestCounter.toString(36)}`;
     response.locals.requestId = requestId;
     response.setHeader('X-Request-Id', requestId);
-    const shed = neverShed.has(request.path) ? undefined : admission.admit();
+    const shed = neverShed.has(pathOf(request.url)) ? undefined : admission.admit();
     if (shed !== undefined) {
       metrics?.httpShed.labels(shed).inc();
       shedSinceLog += 1;
@@ -100,7 +102,7 @@ function requestObservation(logger: Logger, metrics: Metrics | null, admission: 
       const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
       const status = response.statusCode;
       if (metrics !== null) {
-        const route = routeTemplateOf(request);
+        const route = routeTemplateOf(request, response);
         const method = request.method;
         const label = `${method} ${route} ${status}`;
         let counter = requestCounters.get(label);
@@ -185,7 +187,8 @@ export function createApp(stockhold: Stockhold, logger: Logger, given?: Admissio
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('query parser', 'simple');
-  app.use(requestObservation(logger, metrics, admission));
+  const observe = requestObservation(logger, metrics, admission);
+  app.use(observe);
 
   // Authentication, then (when configured) the client's rate limit: both before the body is read.
   const { rateLimitPerClientRps, rateLimitBurst } = stockhold.config;
@@ -194,7 +197,8 @@ export function createApp(stockhold: Stockhold, logger: Logger, given?: Admissio
     : oneLayer([authentication(stockhold.config.apiKeys), rateLimit(stockhold, { rate: rateLimitPerClientRps, burst: rateLimitBurst })]);
   const parseJson = jsonBody(bodyBytesMax);
   // The hot path first, flat on the application, its steps one layer; then the rest of the API.
-  app.post('/v1/reservations', oneLayer([authenticate, parseJson, requireScope('checkout'), createReservationHandler(stockhold)]));
+  const hotPath = oneLayer([authenticate, parseJson, requireScope('checkout'), createReservationHandler(stockhold)]);
+  app.post(hotPathRoute, hotPath);
   const admin = adminRoutes(stockhold);
   app.use('/v1/admin', authenticate, parseJson, requireScope('admin'), admin);
   const v1 = v1Routes(stockhold);
@@ -235,6 +239,48 @@ export function createApp(stockhold: Stockhold, logger: Logger, given?: Admissio
     response.setHeader('Allow', allowed.join(', '));
     next(errors.methodNotAllowed(request.method, allowed));
   });
-  app.use(problemHandler(logger));
+  const problems = problemHandler(logger);
+  app.use(problems);
+  fastLane(app, oneLayer([observe, hotPath]), problems);
   return app;
+}
+
+/** The hot path's route: POST here skips the router (fastLane). */
+export const hotPathRoute = '/v1/reservations';
+
+/**
+ * The hot path without the router. Express 5's router (path matching, a `next` per layer, the
+ * params and prefix bookkeeping) and its prototype swap of every request and response (V8
+ * deoptimises objects whose prototype changes) cost more per request than everything Stockhold
+ * does for a reservation (docs/benchmarks.md: a bare Node endpoint answers 3-4x what a bare
+ * Express one does on this machine). `POST /v1/reservations` exactly (a query string allowed) is
+ * handed to the same observation and handlers, which use only Node's own request and response
+ * API and `locals`; the response becomes Express's only when a problem is rendered. Every other
+ * request, and every other spelling of this one (a trailing slash, other case), goes through the
+ * router, where the same handlers are mounted on the same route.
+ */
+function fastLane(app: Express, handlers: RequestHandler, problems: ErrorRequestHandler): void {
+  type Handle = (request: IncomingMessage, response: ServerResponse, callback?: unknown) => void;
+  const routed = (app as unknown as { handle: Handle }).handle.bind(app);
+  (app as unknown as { handle: Handle }).handle = (incoming, outgoing, callback) => {
+    const url = incoming.url ?? '';
+    if (incoming.method !== 'POST' || !(url === hotPathRoute || url.startsWith(`${hotPathRoute}?`))) {
+      routed(incoming, outgoing, callback);
+      return;
+    }
+    const request = incoming as Request;
+    const response = outgoing as Response;
+    response.locals = { route: hotPathRoute };
+    request.originalUrl = url;
+    request.baseUrl = '';
+    handlers(request, response, (error?: unknown) => {
+      // The handlers answer or fail; none hands the request on. A problem is rendered with
+      // Express's response methods, as on the router.
+      Object.setPrototypeOf(request, app.request);
+      Object.setPrototypeOf(response, app.response);
+      request.res = response;
+      response.req = request;
+      problems(error ?? new StockholdError('route_not_found', `No route for POST ${hotPathRoute}`), request, response, () => undefined);
+    });
+  };
 }

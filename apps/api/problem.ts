@@ -44,11 +44,13 @@ export function sendProblem(response: Response, code: ErrorCode | 'internal_erro
   const { status, title } = statusOf[code];
   if (retryAfterSeconds !== undefined) response.setHeader('Retry-After', String(retryAfterSeconds));
   if (status === 401 && !response.hasHeader('WWW-Authenticate')) response.setHeader('WWW-Authenticate', 'Bearer realm="stockhold"');
-  response
-    .status(status)
-    .type('application/problem+json')
-    // Extensions first: RFC 9457's own members (status above all, a number) are never overwritten.
-    .send(JSON.stringify({ ...extensions, type: `${problemTypeBase}${code}`, title, status, detail, code, instance: response.req.originalUrl, requestId: response.locals.requestId }));
+  // Extensions first: RFC 9457's own members (status above all, a number) are never overwritten.
+  const body = JSON.stringify({ ...extensions, type: `${problemTypeBase}${code}`, title, status, detail, code, instance: response.req.originalUrl ?? response.req.url, requestId: response.locals.requestId });
+  // Node's own response API: a shed request on the fast lane has no Express methods (app.ts).
+  response.statusCode = status;
+  response.setHeader('Content-Type', 'application/problem+json; charset=utf-8');
+  response.setHeader('Content-Length', Buffer.byteLength(body));
+  response.end(body);
 }
 
 interface BodyParserError extends Error {

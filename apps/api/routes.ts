@@ -10,6 +10,7 @@ import { normaliseLines, reservationIdPattern, type Reservation } from '../../li
 import { publicLines } from '../../lib/stock/stripes';
 import type { Stockhold } from '../../lib/stockhold';
 import { clientOf, requireScope, seesAllReservations } from './auth';
+import { isJsonType } from './json-body';
 import { buildSchemas, idempotencyKeyOf, validateSku, validator } from './schemas';
 
 function reservationBody(reservation: Reservation, status: string = reservation.status) {
@@ -44,16 +45,20 @@ async function answerAfterWait(request: Request, response: Response, stockhold: 
 }
 
 function requireIdempotencyKey(request: Request): string {
-  const key = idempotencyKeyOf(request.get('idempotency-key'));
+  const given = request.headers['idempotency-key'];
+  const key = idempotencyKeyOf(typeof given === 'string' ? given : undefined);
   if (key === undefined) throw new StockholdError('idempotency_key_missing', 'Send an Idempotency-Key header (1-255 visible ASCII characters) with every mutation');
   return key;
 }
 
 /** A body is JSON or absent; anything else is 415 before it is read. */
 function requireJsonBody(request: Request): void {
-  if (request.get('content-length') === '0') return;
-  if (request.is(['application/json', 'application/*+json']) === false) {
-    throw new StockholdError('unsupported_media_type', `Content-Type ${String(request.get('content-type') ?? '(none)')} is not application/json`);
+  const { headers } = request;
+  if (headers['content-length'] === '0') return;
+  // No body at all (neither length nor chunks) is not refused here: the validator says what is missing.
+  if (headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) return;
+  if (!isJsonType(headers['content-type'])) {
+    throw new StockholdError('unsupported_media_type', `Content-Type ${String(headers['content-type'] ?? '(none)')} is not application/json`);
   }
 }
 

@@ -131,6 +131,10 @@ function retryAfterOf(lines: readonly ShortLineReply[]): number | undefined {
 }
 
 export class ReservationService {
+  // The hot path's two outcomes, their label lookups done once.
+  private readonly createdCounter;
+  private readonly replayedCounter;
+
   constructor(
     private readonly scripts: ScriptRunner,
     private readonly keys: RedisKeys,
@@ -139,13 +143,16 @@ export class ReservationService {
     private readonly limits: ReservationLimits,
     private readonly metrics: Metrics,
     private readonly stripeLayouts: StripeLayouts,
-  ) {}
+  ) {
+    this.createdCounter = metrics.reservations.labels('created');
+    this.replayedCounter = metrics.reservations.labels('replayed');
+  }
 
   /** Creates (or replays) a reservation, counting its outcome. */
   async create(request: CreateReservation): Promise<{ reservation: Reservation; replayed: boolean }> {
     try {
       const created = await this.createOnce(request);
-      this.metrics.reservations.inc({ outcome: created.replayed ? 'replayed' : 'created' });
+      (created.replayed ? this.replayedCounter : this.createdCounter).inc();
       return created;
     } catch (error) {
       const outcome = error instanceof StockholdError ? reservationOutcomes.get(error.code) : undefined;
