@@ -4,7 +4,8 @@
 // It reports per-round throughput and the ratio of the medians. It seeds its hot SKU straight
 // into Redis under a key prefix of its own and deletes those keys afterwards: it writes nothing
 // to Postgres and touches nothing it did not create.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, fork, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -26,6 +27,11 @@ const baselineDist = flags.get('baseline');
 // the rounds against the API as shipped (load shedding on) and with shedding off; `--many 0`: none.
 const manyConnections = (flags.get('many') ?? '1000,4000').split(',').map(Number).filter((count) => count > 0);
 const manyDurationSec = Number(flags.get('many-duration') ?? 10);
+// `--many-only true`: only the many-connections rows; `--shed MAX_IN_FLIGHT=N,MAX_EVENT_LOOP_DELAY_MS=M`:
+// the shedding API's bounds for those rows (default: the shipped defaults), to tune them.
+const manyOnly = flags.get('many-only') === 'true';
+const shedOverrides = Object.fromEntries((flags.get('shed') ?? '').split(',').filter((pair) => pair !== '').map((pair) => pair.split('=') as [string, string]));
+if (Object.keys(shedOverrides).some((name) => !['MAX_IN_FLIGHT', 'MAX_EVENT_LOOP_DELAY_MS'].includes(name))) throw new Error('--shed takes MAX_IN_FLIGHT=N,MAX_EVENT_LOOP_DELAY_MS=M');
 const manyConnectionsMax = 8000;
 if (manyConnections.some((count) => !(Number.isInteger(count) && count <= manyConnectionsMax)) || !(manyDurationSec >= 1 && manyDurationSec <= 600)) {
   throw new Error(`--many: connection counts up to ${manyConnectionsMax}, comma-separated; --many-duration 1-600`);
@@ -87,11 +93,59 @@ async function run(url: string, body: string, authorization: string | undefined,
   return { requestsPerSec: result.requests.average, p50Ms: result.latency.p50, p99Ms: result.latency.p99, non2xx: unexpected, errors: result.errors };
 }
 
+type BurstRow = { servedPerSec: number; shedShare: number; servedP50Ms: number; servedP99Ms: number; shedP99Ms: number; other: number; errors: number };
+
+/** wrk, when installed (apt-get install wrk): a C client, whose own latency at thousands of connections is small. */
+function wrkPath(): string | undefined {
+  for (const candidate of ['/usr/bin/wrk', '/usr/local/bin/wrk']) if (existsSync(candidate)) return candidate;
+  return undefined;
+}
+
+/** Percentiles of a histogram {ms: count}. */
+function histogramPercentile(histogram: Record<string, number>, fraction: number): number {
+  const entries = Object.entries(histogram).map(([ms, count]) => [Number(ms), count] as const).sort((a, b) => a[0] - b[0]);
+  const total = entries.reduce((sum, [, count]) => sum + count, 0);
+  let seen = 0;
+  for (const [ms, count] of entries) {
+    seen += count;
+    if (seen > total * fraction) return ms;
+  }
+  return entries.at(-1)?.[0] ?? 0;
+}
+
 /**
- * A drop's first burst: `count` connections for `seconds`, each answer timed by its status, so the
- * latency of the requests served (201) is told apart from the fast "try again" (503 overloaded).
+ * A drop's first burst through wrk (bench/many-connections.lua): each request's send time rides in
+ * X-Request-Id, which the server echoes, so served (201) and shed (503) answers are timed apart.
  */
-async function burst(url: string, authorization: string, count: number, seconds: number) {
+async function burstWithWrk(wrk: string, url: string, authorization: string, count: number, seconds: number): Promise<BurstRow> {
+  const script = path.join(__dirname, '..', '..', 'bench', 'many-connections.lua');
+  const body = JSON.stringify({ lines: [{ sku, quantity: 1 }], ttlSeconds: 900 });
+  const output = await new Promise<string>((resolve, reject) => {
+    execFile(wrk, ['-t2', `-c${count}`, `-d${seconds}s`, '--timeout', '10s', '-s', script, url, '--', `w${process.pid}-${count}-`, authorization, body], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+  });
+  const line = output.split('\n').find((candidate) => candidate.startsWith('RESULT '));
+  if (line === undefined) throw new Error(`wrk printed no RESULT line:\n${output}`);
+  const result = JSON.parse(line.slice('RESULT '.length)) as { served: Record<string, number>; shed: Record<string, number>; other: number; unmatched: number; errors: number; durationUs: number };
+  const servedCount = Object.values(result.served).reduce((sum, n) => sum + n, 0);
+  const shedCount = Object.values(result.shed).reduce((sum, n) => sum + n, 0);
+  const answered = servedCount + shedCount + result.other + result.unmatched;
+  return {
+    servedPerSec: servedCount / (result.durationUs / 1e6),
+    shedShare: answered === 0 ? 0 : shedCount / answered,
+    servedP50Ms: histogramPercentile(result.served, 0.5),
+    servedP99Ms: histogramPercentile(result.served, 0.99),
+    shedP99Ms: histogramPercentile(result.shed, 0.99),
+    other: result.other + result.unmatched,
+    errors: result.errors,
+  };
+}
+
+/**
+ * A drop's first burst with autocannon (when wrk is not installed): each answer timed by its
+ * status. At thousands of connections autocannon's own event loop adds seconds to its tail (a bare
+ * Node endpoint measured p99 3.3 s at 4,000 connections with it, 163 ms with wrk).
+ */
+async function burst(url: string, authorization: string, count: number, seconds: number): Promise<BurstRow> {
   const served: number[] = [];
   const shed: number[] = [];
   let other = 0;
@@ -133,6 +187,15 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
 
 async function main(): Promise<void> {
   const redis = new Redis(config.redisUrl);
+  if (manyOnly) {
+    try {
+      process.stdout.write(await manyConnectionRows(redis));
+    } finally {
+      await deleteKeysWithPrefix(redis, prefix);
+      redis.disconnect();
+    }
+    return;
+  }
   await redis.hset(`${prefix}sku:{${sku}}`, 'onHand', stockUnits, 'pos', 0, 'reserved', 0, 'debit', 0);
   await redis.hset(`${prefix}sku:{${soldOutSku}}`, 'onHand', 0, 'pos', 0, 'reserved', 0, 'debit', 0);
   const bare = await startProcess('bare-express-server.js', { PORT: '0' });
@@ -219,15 +282,18 @@ async function manyConnectionRows(redis: Redis): Promise<string> {
   let out = '';
   const apiEnv = { REDIS_KEY_PREFIX: prefix, API_KEYS: `bench:checkout:${secret}`, LOG_LEVEL: 'info', NODE_ENV: 'production' };
   await redis.hset(`${prefix}sku:{${sku}}`, 'onHand', stockUnits, 'pos', 0, 'reserved', 0, 'debit', 0);
-  const shipped = await startProcess('stockhold-api-server.js', { ...apiEnv, PORT: '0' });
+  const shipped = await startProcess('stockhold-api-server.js', { ...apiEnv, ...shedOverrides, PORT: '0' });
   const unbounded = await startProcess('stockhold-api-server.js', { ...apiEnv, PORT: '0', MAX_IN_FLIGHT: '0', MAX_EVENT_LOOP_DELAY_MS: '0' });
-  const defaults = loadConfig({ ...process.env, ...apiEnv });
-  out += (`\nmany connections, ${manyDurationSec} s each (load shedding: MAX_IN_FLIGHT=${defaults.maxInFlight}, MAX_EVENT_LOOP_DELAY_MS=${defaults.maxEventLoopDelayMs})\n`);
+  const defaults = loadConfig({ ...process.env, ...apiEnv, ...shedOverrides });
+  const wrk = wrkPath();
+  const client = wrk === undefined ? 'autocannon (install wrk for a tail the client does not inflate)' : 'wrk -t2';
+  out += (`\nmany connections, ${manyDurationSec} s each, ${client} (load shedding: MAX_IN_FLIGHT=${defaults.maxInFlight}, MAX_EVENT_LOOP_DELAY_MS=${defaults.maxEventLoopDelayMs})\n`);
   out += (`| connections | API | served/s | served p50 ms | served p99 ms | shed (503) | shed p99 ms | other | errors |\n|---:|:---|---:|---:|---:|---:|---:|---:|---:|\n`);
   try {
     for (const count of manyConnections) {
-      for (const [name, target] of [['shedding on (shipped)', shipped], ['shedding off', unbounded]] as const) {
-        const row = await burst(`http://127.0.0.1:${target.port}/v1/reservations`, `Bearer ${secret}`, count, manyDurationSec);
+      for (const [name, target] of [[Object.keys(shedOverrides).length === 0 ? 'shedding on (shipped)' : 'shedding on (--shed)', shipped], ['shedding off', unbounded]] as const) {
+        const url = `http://127.0.0.1:${target.port}/v1/reservations`;
+        const row = wrk === undefined ? await burst(url, `Bearer ${secret}`, count, manyDurationSec) : await burstWithWrk(wrk, url, `Bearer ${secret}`, count, manyDurationSec);
         out += (`| ${count} | ${name} | ${row.servedPerSec.toFixed(0)} | ${row.servedP50Ms.toFixed(0)} | ${row.servedP99Ms.toFixed(0)} | ${(row.shedShare * 100).toFixed(1)} % | ${row.shedP99Ms.toFixed(0)} | ${row.other} | ${row.errors} |\n`);
       }
     }

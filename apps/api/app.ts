@@ -10,11 +10,11 @@ import { checkReadiness } from '../../lib/readiness';
 import type { Stockhold } from '../../lib/stockhold';
 import type { Metrics } from '../../lib/metrics/metrics';
 import { adminRoutes } from './admin-routes';
-import { Admission, shedRetryAfterSeconds } from './admission';
+import { Admission, shedRetryAfterSeconds, type ShedReason } from './admission';
 import { authentication, requireScope } from './auth';
 import { jsonBody } from './json-body';
 import { openApiDocument } from './openapi';
-import { problemHandler, sendProblem } from './problem';
+import { problemHandler, problemTitle, problemTypeBase, sendProblem } from './problem';
 import { rateLimit } from './rate-limit';
 import { queueDashboard, queueDashboardPath } from './queue-dashboard';
 import { createReservationHandler, v1Routes } from './routes';
@@ -61,6 +61,17 @@ function routeTemplateOf(request: Request, response: Response): string {
   return 'unmatched';
 }
 
+/** A shed request's problem document up to its instance and request id, by reason (sendProblem's fields and order). */
+const shedBodies: Readonly<Record<ShedReason, string>> = {
+  in_flight: shedBody('in_flight', 'requests in flight'),
+  event_loop_delay: shedBody('event_loop_delay', 'event-loop delay'),
+};
+
+function shedBody(reason: ShedReason, bound: string): string {
+  const whole = JSON.stringify({ reason, type: `${problemTypeBase}overloaded`, title: problemTitle('overloaded'), status: 503, detail: `The server is at its bound (${bound}); retry after ${shedRetryAfterSeconds} s`, code: 'overloaded' });
+  return whole.slice(0, -1);
+}
+
 /** Never shed: an overloaded process must still answer its probes and its scrape. */
 const neverShed = new Set(['/healthz', '/readyz', '/metrics']);
 
@@ -77,6 +88,11 @@ function requestObservation(logger: Logger, metrics: Metrics | null, admission: 
   const durations = new Map<string, Histogram.Internal<'method' | 'route'>>();
   let shedSinceLog = 0;
   let shedLoggedAt = 0;
+  const noCount = { inc: () => undefined };
+  const shedCounters = {
+    in_flight: metrics?.httpShed.labels('in_flight') ?? noCount,
+    event_loop_delay: metrics?.httpShed.labels('event_loop_delay') ?? noCount,
+  };
   return (request, response, next) => {
     const given = request.headers['x-request-id'];
     requestCounter += 1;
@@ -85,7 +101,7 @@ function requestObservation(logger: Logger, metrics: Metrics | null, admission: 
     response.setHeader('X-Request-Id', requestId);
     const shed = neverShed.has(pathOf(request.url)) ? undefined : admission.admit();
     if (shed !== undefined) {
-      metrics?.httpShed.labels(shed).inc();
+      shedCounters[shed].inc();
       shedSinceLog += 1;
       const now = Date.now();
       if (now - shedLoggedAt >= 1000) {
@@ -93,7 +109,11 @@ function requestObservation(logger: Logger, metrics: Metrics | null, admission: 
         shedSinceLog = 0;
         shedLoggedAt = now;
       }
-      sendProblem(response, 'overloaded', `The server is at its bound (${shed === 'in_flight' ? 'requests in flight' : 'event-loop delay'}); retry after ${shedRetryAfterSeconds} s`, { reason: shed }, shedRetryAfterSeconds);
+      // The cheapest answer the contract allows: every shed request costs the loop that is
+      // already behind (docs/design.md, "Overload"); the body is built from fixed parts.
+      const body = `${shedBodies[shed]},"instance":${JSON.stringify(request.url)},"requestId":${JSON.stringify(requestId)}}`;
+      response.writeHead(503, { 'Content-Type': 'application/problem+json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Retry-After': shedRetryAfterSeconds });
+      response.end(body);
       return;
     }
     const startedAt = process.hrtime.bigint();
@@ -255,7 +275,7 @@ export const hotPathRoute = '/v1/reservations';
  * does for a reservation (docs/benchmarks.md: a bare Node endpoint answers 3-4x what a bare
  * Express one does on this machine). `POST /v1/reservations` exactly (a query string allowed) is
  * handed to the same observation and handlers, which use only Node's own request and response
- * API and `locals`; the response becomes Express's only when a problem is rendered. Every other
+ * API and `locals`, as does the problem handler (problem.ts). Every other
  * request, and every other spelling of this one (a trailing slash, other case), goes through the
  * router, where the same handlers are mounted on the same route.
  */
@@ -274,12 +294,9 @@ function fastLane(app: Express, handlers: RequestHandler, problems: ErrorRequest
     request.originalUrl = url;
     request.baseUrl = '';
     handlers(request, response, (error?: unknown) => {
-      // The handlers answer or fail; none hands the request on. A problem is rendered with
-      // Express's response methods, as on the router.
-      Object.setPrototypeOf(request, app.request);
-      Object.setPrototypeOf(response, app.response);
-      request.res = response;
-      response.req = request;
+      // The handlers answer or fail; none hands the request on. Problems are written with Node's
+      // response API (problem.ts), so a refusal (a sold-out SKU answers thousands a second) stays
+      // on the fast lane too.
       problems(error ?? new StockholdError('route_not_found', `No route for POST ${hotPathRoute}`), request, response, () => undefined);
     });
   };

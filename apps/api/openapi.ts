@@ -2,11 +2,18 @@
 import type { Config } from '../../lib/config';
 import { buildSchemas, idempotencyKeyLengthMax } from './schemas';
 
+/** What a problem status can mean, beyond its code (the code says which). */
+const problemDescriptions: Readonly<Record<number, string>> = {
+  409: 'conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed',
+  429: 'rate_limited: the API client\'s token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when',
+  503: 'backend_unavailable (fail closed) or overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS); Retry-After',
+};
+
 export function openApiDocument(config: Config) {
   const schemas = buildSchemas(config);
   const problem = { $ref: '#/components/schemas/Problem' };
   const problems = (...statuses: number[]) =>
-    Object.fromEntries(statuses.map((status) => [String(status), { description: 'problem', content: { 'application/problem+json': { schema: problem } } }]));
+    Object.fromEntries(statuses.map((status) => [String(status), { description: problemDescriptions[status] ?? 'problem', content: { 'application/problem+json': { schema: problem } } }]));
   const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
   const idempotencyKey = { name: 'Idempotency-Key', in: 'header', required: true, schema: { type: 'string', minLength: 1, maxLength: idempotencyKeyLengthMax } };
   const skuParameter = { name: 'sku', in: 'path', required: true, schema: schemas.sku };
@@ -19,16 +26,16 @@ export function openApiDocument(config: Config) {
     info: { title: 'Stockhold', version: '1.0.0', description: 'Stock reservations for flash-sale checkouts.' },
     security: [{ bearer: [] }],
     paths: {
-      '/v1/skus/{sku}': { get: { summary: 'Read a SKU', parameters: [skuParameter], responses: { '200': json(skuView), ...problems(400, 401, 404, 503) } } },
+      '/v1/skus/{sku}': { get: { summary: 'Read a SKU', parameters: [skuParameter], responses: { '200': json(skuView), ...problems(400, 401, 404, 429, 503) } } },
       '/v1/skus/{sku}/stock': {
-        put: { summary: 'Set on-hand (admin)', parameters: [skuParameter], requestBody: json(schemas.setStock), responses: { '200': json(skuView), ...problems(400, 401, 403, 409, 413, 415, 503) } },
+        put: { summary: 'Set on-hand (admin)', parameters: [skuParameter], requestBody: json(schemas.setStock), responses: { '200': json(skuView), ...problems(400, 401, 403, 409, 413, 415, 429, 503) } },
       },
       '/v1/skus/{sku}/adjustments': {
         post: {
           summary: 'Receipt or shrinkage (admin)',
           parameters: [skuParameter, idempotencyKey],
           requestBody: json(schemas.adjustment),
-          responses: { '201': json(skuView), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 503) },
+          responses: { '201': json(skuView), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
         },
       },
       '/v1/reservations': {
@@ -36,25 +43,25 @@ export function openApiDocument(config: Config) {
           summary: 'Reserve stock, all lines or none (checkout)',
           parameters: [idempotencyKey],
           requestBody: json(schemas.createReservation),
-          responses: { '201': json(reservation), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 503) },
+          responses: { '201': json(reservation), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
         },
       },
       '/v1/reservations/{id}': {
-        get: { summary: 'Read a reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 503) } },
-        delete: { summary: 'Release a pending reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 409, 503) } },
+        get: { summary: 'Read a reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 429, 503) } },
+        delete: { summary: 'Release a pending reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 409, 429, 503) } },
       },
       '/v1/reconcile': {
         post: {
           summary: 'Run one reconciliation now (admin)',
           parameters: [{ name: 'dryRun', in: 'query', required: false, schema: { enum: ['true', 'false'] } }],
-          responses: { '200': json({ $ref: '#/components/schemas/ReconcileReport' }), ...problems(400, 401, 403, 409, 503) },
+          responses: { '200': json({ $ref: '#/components/schemas/ReconcileReport' }), ...problems(400, 401, 403, 409, 429, 503) },
         },
       },
       '/v1/reconcile/runs': {
         get: {
           summary: 'The latest reconciliation runs, newest first (admin)',
           parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }],
-          responses: { '200': json({ type: 'object', properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }), ...problems(400, 401, 403, 503) },
+          responses: { '200': json({ type: 'object', properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }), ...problems(400, 401, 403, 429, 503) },
         },
       },
       '/v1/events': {
@@ -64,21 +71,21 @@ export function openApiDocument(config: Config) {
             { name: 'after', in: 'query', required: false, schema: { type: 'integer', minimum: 0, default: 0 } },
             { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
           ],
-          responses: { '200': json({ $ref: '#/components/schemas/EventPage' }), ...problems(400, 401, 403, 503) },
+          responses: { '200': json({ $ref: '#/components/schemas/EventPage' }), ...problems(400, 401, 403, 429, 503) },
         },
       },
       '/v1/reservations/{id}/confirm': {
         post: {
           summary: 'Confirm: the hold stops expiring and is committed to the ledger (owner, fulfillment)',
           parameters: [idParameter, prefer],
-          responses: { '200': json(reservation), '202': json(reservation), ...problems(401, 403, 404, 409, 410, 503) },
+          responses: { '200': json(reservation), '202': json(reservation), ...problems(401, 403, 404, 409, 410, 429, 503) },
         },
       },
       '/v1/reservations/{id}/cancel': {
         post: {
           summary: "Cancel a committed reservation: its units return to stock (fulfillment, admin)",
           parameters: [idParameter, prefer],
-          responses: { '200': json(reservation), '202': json(reservation), ...problems(401, 403, 404, 409, 503) },
+          responses: { '200': json(reservation), '202': json(reservation), ...problems(401, 403, 404, 409, 429, 503) },
         },
       },
     },
@@ -92,7 +99,7 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
     schemas: {
       SkuView: {
         type: 'object',
-        properties: { sku: { type: 'string' }, onHand: { type: 'integer' }, reserved: { type: 'integer' }, available: { type: 'integer' }, stripes: { type: 'integer', minimum: 2, description: 'present when the SKU is striped: the sums are over its stripes' } },
+        properties: { sku: { type: 'string' }, onHand: { type: 'integer' }, reserved: { type: 'integer' }, available: { type: 'integer' }, stripes: { type: 'integer', minimum: 2, description: 'present when the SKU is striped: the sums are over its stripes' }, perCustomerLimit: { type: 'integer', minimum: 1, maximum: 1000, description: 'present when set: units one customer may hold across live reservations' } },
       },
       Reservation: {
         type: 'object',

@@ -40,6 +40,10 @@ const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; 
   internal_error: { status: 500, title: 'Internal error' },
 };
 
+export function problemTitle(code: ErrorCode | 'internal_error'): string {
+  return statusOf[code].title;
+}
+
 export function sendProblem(response: Response, code: ErrorCode | 'internal_error', detail: string, extensions: Readonly<Record<string, unknown>> = {}, retryAfterSeconds?: number): void {
   const { status, title } = statusOf[code];
   if (retryAfterSeconds !== undefined) response.setHeader('Retry-After', String(retryAfterSeconds));
