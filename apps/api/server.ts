@@ -8,13 +8,19 @@ import { createApp } from './app';
 
 export const keepAliveTimeoutMs = 65_000;
 export const requestTimeoutMs = 30_000;
+/**
+ * Connections the kernel queues for accept() (capped by net.core.somaxconn). Node's default, 511,
+ * overflows when a drop opens thousands of connections at once: the overflow waits for SYN
+ * retransmits (1 s, 3 s, ...) before its first request is even read.
+ */
+export const listenBacklog = 4096;
 /** While stopping, idle keep-alive connections are closed this often. */
 export const idleSweepMs = 50;
 
 export async function startApi(stockhold: Stockhold, logger: Logger, port = stockhold.config.port): Promise<{ server: Server; stop: () => Promise<void> }> {
   const app = createApp(stockhold, logger);
   const server = await new Promise<Server>((resolve, reject) => {
-    const listening = app.listen(port, '0.0.0.0', (error?: Error) => (error ? reject(error) : resolve(listening)));
+    const listening = app.listen(port, '0.0.0.0', listenBacklog, (error?: Error) => (error ? reject(error) : resolve(listening)));
   });
   server.keepAliveTimeout = keepAliveTimeoutMs;
   server.requestTimeout = requestTimeoutMs;

@@ -27,6 +27,7 @@
 local customerIndexMax = 1000
 
 local function publicSkuOf(sku)
+  if not string.find(sku, '~', 1, true) then return sku end
   return (string.gsub(sku, '~%d+$', ''))
 end
 
@@ -47,6 +48,13 @@ local function customerLiveLines(customerKey, now, scanMax)
 end
 
 local function customerGuard(customerKey, customerId, lines, now, activeMax)
+  if customerId == '' then
+    -- No customer: refused only where a line's SKU has a cap (the common case reads one field a line).
+    for _, line in ipairs(lines) do
+      if redis.call('HEXISTS', line.skuKey, 'pcl') == 1 then return { -6, publicSkuOf(line.sku) } end
+    end
+    return nil
+  end
   -- Per SKU (stripes summed): the request's units, and the limit when the SKU has one.
   local requested, limits, order = {}, {}, {}
   for _, line in ipairs(lines) do
@@ -58,12 +66,6 @@ local function customerGuard(customerKey, customerId, lines, now, activeMax)
     requested[sku] = requested[sku] + line.quantity
     local limit = tonumber(redis.call('HGET', line.skuKey, 'pcl'))
     if limit ~= nil then limits[sku] = limit end
-  end
-  if customerId == '' then
-    for _, sku in ipairs(order) do
-      if limits[sku] ~= nil then return { -6, sku } end
-    end
-    return nil
   end
   local live = customerLiveLines(customerKey, now, customerIndexMax)
   if #live >= activeMax then return { -7, activeMax, #live } end
