@@ -21,9 +21,9 @@ export interface Config {
   readonly maxInFlight: number;
   /** Event-loop delay (ms, the worst in the last 100 ms sample) beyond which requests are shed (0: off). */
   readonly maxEventLoopDelayMs: number;
-  /** Live holds (pending or confirmed reservations) one customer may have across SKUs. */
+  /** Live (pending or confirmed) reservations one customer of a client may have across SKUs; 0: no cap. */
   readonly maxActiveHoldsPerCustomer: number;
-  /** Reservation requests per second per API client, a token bucket in Redis; null: no limit. */
+  /** Requests per second per API client on /v1 (a token bucket in Redis); null: no limit. */
   readonly rateLimitPerClientRps: number | null;
   /** The bucket's size: requests a client may make at once after being idle. */
   readonly rateLimitBurst: number;
@@ -215,7 +215,7 @@ export function loadConfig(env: Environment = process.env): Config {
     webConcurrency: integer('WEB_CONCURRENCY', 1, 1, 64),
     maxInFlight: integer('MAX_IN_FLIGHT', 512, 0, 100_000),
     maxEventLoopDelayMs: integer('MAX_EVENT_LOOP_DELAY_MS', 500, 0, 60_000),
-    maxActiveHoldsPerCustomer: integer('MAX_ACTIVE_HOLDS_PER_CUSTOMER', 10, 1, 1000),
+    maxActiveHoldsPerCustomer: integer('MAX_ACTIVE_HOLDS_PER_CUSTOMER', 10, 0, 1000),
     rateLimitPerClientRps,
     // One second's worth by default; a bucket smaller than one request would refuse everything.
     rateLimitBurst: integer('RATE_LIMIT_BURST', rateLimitPerClientRps ?? 1, 1, 10_000_000),

@@ -142,6 +142,14 @@ describe('reservation bodies refused with 400 validation_failed', () => {
     await expectUnchanged();
   });
 
+  // The body is read once: an unknown /v1/admin path falls through to /v1, whose JSON reader
+  // must not wait for a stream that already ended (it hung until the client gave up).
+  it('answers a JSON body on an admin path without that method: 405, at once', async () => {
+    const response = await harness.call('POST', '/v1/admin/jobs', { body: { anything: true } });
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('GET');
+  });
+
   it('refuses a malformed Idempotency-Key with 400', async () => {
     const response = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: 'a'.repeat(256), body: { lines: [{ sku, quantity: 1 }] } });
     expect(response.status).toBe(400);

@@ -99,6 +99,30 @@ describe('per-customer purchase limit', () => {
     expect((await reserve(harness, [{ sku, quantity: 1 }], customer)).body).toMatchObject({ code: 'customer_limit_exceeded', limit: 1, held: 1 });
   });
 
+  it('the reconciler puts back a cap Redis lost or never got, and removes one the ledger does not have', async () => {
+    const sku = await limitedSku(50, 2);
+    const stateKey = harness.stockhold.keys.skuState(sku);
+    await harness.stockhold.redis.hdel(stateKey, 'pcl');
+    const free = await createSku(harness, 10);
+    await harness.stockhold.redis.hset(harness.stockhold.keys.skuState(free), 'pcl', 1);
+    const run = await harness.call('POST', '/v1/reconcile');
+    expect(run.status).toBe(200);
+    expect(run.body.corrections).toEqual(expect.arrayContaining([
+      { sku, field: 'perCustomerLimit', before: null, after: 2 },
+      { sku: free, field: 'perCustomerLimit', before: 1, after: null },
+    ]));
+    expect(await harness.stockhold.redis.hget(stateKey, 'pcl')).toBe('2');
+    expect(await harness.stockhold.redis.hget(harness.stockhold.keys.skuState(free), 'pcl')).toBeNull();
+  });
+
+  it('counts a customer per API client: the same customerId of another shop has its own allowance', async () => {
+    const sku = await limitedSku(50, 1);
+    expect((await reserve(harness, [{ sku, quantity: 1 }], 'shared-id')).status).toBe(201);
+    const otherShop = await harness.call('POST', '/v1/reservations', { as: 'otherCheckout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }], customerId: 'shared-id' } });
+    expect(otherShop.status).toBe(201);
+    expect((await reserve(harness, [{ sku, quantity: 1 }], 'shared-id')).status).toBe(409);
+  });
+
   it('removes the limit with null, and refuses a limit out of 1-1000', async () => {
     const sku = await limitedSku(50, 1);
     const cleared = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 50, perCustomerLimit: null } });

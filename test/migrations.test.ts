@@ -13,7 +13,7 @@ const dropScratch = () => dropDatabase(scratchUrl);
 
 afterAll(dropScratch);
 
-const all = ['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation', '20261126000004_ledger_positions', '20261127000005_operations', '20261128000006_stripes'];
+const all = ['20261125000001_create_ledger', '20261125000002_create_reservations', '20261125000003_reconciliation', '20261126000004_ledger_positions', '20261127000005_operations', '20261128000006_stripes', '20261129000007_customer_limits'];
 
 describe('migrations', () => {
   it('go up from empty, down, and up again', async () => {
@@ -44,7 +44,7 @@ describe('migrations', () => {
       await knex.migrate.up(migrationConfig);
       // An event written before the fifth: it gets a transaction id (delivered by webhooks).
       await knex('events').insert({ type: 'stock.adjusted', data: JSON.stringify({ sku: 'OLD-A' }) });
-      expect(await migrateToLatest(knex)).toEqual(['20261127000005_operations', '20261128000006_stripes']);
+      expect(await migrateToLatest(knex)).toEqual(['20261127000005_operations', '20261128000006_stripes', '20261129000007_customer_limits']);
       const [old] = await knex('events').select('txid', 'request_id');
       expect(old.txid).toMatch(/^\d+$/);
       expect(old.request_id).toBeNull();
@@ -65,6 +65,10 @@ describe('migrations', () => {
       await expect(knex('skus').update({ stripes: 65 }).where({ sku: 'M-1' })).rejects.toThrow(/check constraint/);
       await expect(knex('skus').update({ stripes: 3, stripe_tags: [1] }).where({ sku: 'M-1' })).rejects.toThrow(/check constraint/);
       await knex('skus').update({ stripes: 2, stripe_tags: [1] }).where({ sku: 'M-1' });
+      // The seventh: a per-customer cap of 1-1000 units, or none; the reconciler may log its correction.
+      expect((await knex('skus').first('per_customer_limit').where({ sku: 'M-1' }))?.per_customer_limit).toBeNull();
+      for (const bad of [0, 1001]) await expect(knex('skus').update({ per_customer_limit: bad }).where({ sku: 'M-1' })).rejects.toThrow(/check constraint/);
+      await knex('skus').update({ per_customer_limit: 1000 }).where({ sku: 'M-1' });
     } finally {
       await knex.destroy();
     }

@@ -1,15 +1,15 @@
 // Load shedding: the first second of a drop must not queue without bound inside the process.
 // A request is admitted while fewer than `maxInFlight` are being served and the event loop's
-// delay (the longest a timer waited past its time in the last sample, 100 ms) is at most
+// delay (how late a 10 ms timer fired at worst, in the last 100-200 ms) is at most
 // `maxEventLoopDelayMs`; otherwise it is answered at once with 503 `overloaded` and Retry-After,
 // before its body is read or any backend is asked: it touches no stock. Health probes and
 // /metrics are never shed, so an overloaded process still says how it is.
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 
-/** The event-loop delay is sampled (and its histogram reset) this often. */
+/** A sample of the event-loop delay ends this often (the gauges are told; the delay keeps the worst of two). */
 export const eventLoopSampleMs = 100;
-/** The histogram's resolution: a timer every 10 ms; its own period is not delay. */
-const histogramResolutionMs = 10;
+/** The delay timer fires this often; how late it fires is the event loop's delay. */
+export const delayTickMs = 10;
 /** Retry-After of a shed request, seconds: a drop's burst passes in about that. */
 export const shedRetryAfterSeconds = 1;
 
@@ -25,25 +25,35 @@ export interface AdmissionLimits {
 export class Admission {
   private served = 0;
   private delayMs = 0;
-  private readonly histogram: IntervalHistogram | undefined;
   private readonly sampler: NodeJS.Timeout | undefined;
 
-  /** `observe` is told, at every sample, the requests in flight and the delay (for gauges). */
+  /**
+   * `observe` is told, every sample, the requests in flight and the delay (for gauges). The delay
+   * is measured by a timer of our own every `delayTickMs`: each firing records how late it came
+   * (a stall is recorded by the first firing after it, whatever else ran first), and the delay
+   * is the worst of this sample and the one before, so a stall raises it at once and for at
+   * least one full sample. (perf_hooks' histogram, reset each sample, lost a stall when the reset
+   * ran before its own timer did: the forced test saw it.)
+   */
   constructor(private readonly limits: AdmissionLimits, observe?: (inFlight: number, eventLoopDelayMs: number) => void) {
-    const histogram = limits.maxEventLoopDelayMs > 0 ? monitorEventLoopDelay({ resolution: histogramResolutionMs }) : undefined;
-    histogram?.enable();
-    this.histogram = histogram;
-    if (histogram === undefined && observe === undefined) return;
+    const watching = limits.maxEventLoopDelayMs > 0;
+    if (!watching && observe === undefined) return;
+    let expected = performance.now() + delayTickMs;
+    let sampleStart = performance.now();
+    let previousMax = 0;
+    let currentMax = 0;
     this.sampler = setInterval(() => {
-      if (histogram !== undefined) {
-        // The worst wait, not the mean (under-pressure's): one 150 ms stall among ten free timers
-        // has a mean of 15 ms, yet every request that came in during it waited 150 ms. Before the
-        // first timer fired the histogram is empty (max 0).
-        this.delayMs = Math.max(0, histogram.max / 1e6 - histogramResolutionMs);
-        histogram.reset();
+      const now = performance.now();
+      currentMax = Math.max(currentMax, now - expected);
+      expected = now + delayTickMs;
+      if (watching) this.delayMs = Math.max(previousMax, currentMax);
+      if (now - sampleStart >= eventLoopSampleMs) {
+        observe?.(this.served, this.delayMs);
+        previousMax = currentMax;
+        currentMax = 0;
+        sampleStart = now;
       }
-      observe?.(this.served, this.delayMs);
-    }, eventLoopSampleMs);
+    }, delayTickMs);
     this.sampler.unref();
   }
 
@@ -52,7 +62,7 @@ export class Admission {
     return this.served;
   }
 
-  /** The event loop's delay at the last sample, ms. */
+  /** The event loop's delay: the worst lateness of the delay timer in this sample and the last, ms. */
   get eventLoopDelayMs(): number {
     return this.delayMs;
   }
@@ -66,11 +76,11 @@ export class Admission {
   }
 
   release(): void {
-    this.served -= 1;
+    // Never below zero: a release without an admission would raise the bound for good.
+    if (this.served > 0) this.served -= 1;
   }
 
   close(): void {
     if (this.sampler !== undefined) clearInterval(this.sampler);
-    this.histogram?.disable();
   }
 }

@@ -2,6 +2,7 @@
 // size bound, authentication, the v1 routes, and problem+json for everything that goes wrong.
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import express, { type ErrorRequestHandler, type Express, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Counter, Histogram } from 'prom-client';
@@ -72,6 +73,36 @@ function shedBody(reason: ShedReason, bound: string): string {
   return whole.slice(0, -1);
 }
 
+/** The status logged and counted for a request whose caller closed before its answer was written. */
+export const clientClosedStatus = 499;
+
+/**
+ * Admitted requests not yet released, per connection. A response's 'close' releases its slot; a
+ * connection's 'close' releases every slot still held on it, so requests pipelined behind one
+ * that never got the socket (Node 20 emits no 'close' for their responses when the connection
+ * resets) do not hold slots for ever. One listener per connection, none per request.
+ */
+const slotsHeld = Symbol('stockhold.slotsHeld');
+type SlotSocket = Socket & { [slotsHeld]?: number };
+
+function holdSlot(admission: Admission, socket: SlotSocket): void {
+  if (socket[slotsHeld] === undefined) {
+    socket[slotsHeld] = 0;
+    socket.once('close', () => {
+      for (let held = socket[slotsHeld] ?? 0; held > 0; held -= 1) admission.release();
+      socket[slotsHeld] = 0;
+    });
+  }
+  socket[slotsHeld] += 1;
+}
+
+function releaseSlot(admission: Admission, socket: SlotSocket): void {
+  // Zero: the connection's 'close' released it already.
+  if ((socket[slotsHeld] ?? 0) === 0) return;
+  socket[slotsHeld]! -= 1;
+  admission.release();
+}
+
 /** Never shed: an overloaded process must still answer its probes and its scrape. */
 const neverShed = new Set(['/healthz', '/readyz', '/metrics']);
 
@@ -99,7 +130,8 @@ function requestObservation(logger: Logger, metrics: Metrics | null, admission: 
     const requestId = typeof given === 'string' && requestIdPattern.test(given) ? given : `${requestIdStem}-${requestCounter.toString(36)}`;
     response.locals.requestId = requestId;
     response.setHeader('X-Request-Id', requestId);
-    const shed = neverShed.has(pathOf(request.url)) ? undefined : admission.admit();
+    const exempt = neverShed.has(pathOf(request.url));
+    const shed = exempt ? undefined : admission.admit();
     if (shed !== undefined) {
       shedCounters[shed].inc();
       shedSinceLog += 1;
@@ -116,11 +148,13 @@ function requestObservation(logger: Logger, metrics: Metrics | null, admission: 
       response.end(body);
       return;
     }
+    if (!exempt) holdSlot(admission, request.socket);
     const startedAt = process.hrtime.bigint();
     response.once('close', () => {
-      admission.release();
+      if (!exempt) releaseSlot(admission, request.socket);
       const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
-      const status = response.statusCode;
+      // Closed before the answer was written: the caller went away (499, as nginx counts it).
+      const status = response.writableFinished ? response.statusCode : clientClosedStatus;
       if (metrics !== null) {
         const route = routeTemplateOf(request, response);
         const method = request.method;
@@ -139,7 +173,6 @@ function requestObservation(logger: Logger, metrics: Metrics | null, admission: 
         }
         duration.observe(seconds);
       }
-      // Closed before the answer was written: the caller went away (counted with the status set so far).
       const entry = { requestId, method: request.method, path: pathOf(request.originalUrl), status, durationMs: seconds * 1000, clientId: response.locals.client?.clientId, ...(response.writableFinished ? {} : { aborted: true }) };
       if (status >= 500) logger.error(entry, 'request');
       else logger.info(entry, 'request');

@@ -32,12 +32,13 @@ function parseFailed(detail: string): StockholdError {
 
 /** Parses a JSON text that must be an object or an array (strict, as express.json was). */
 export function parseStrictJson(text: string): unknown {
-  let first = 0;
+  // A UTF-8 byte order mark is not JSON, but express.json() took it; so do we.
+  let first = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   while (first < text.length && (text[first] === ' ' || text[first] === '\t' || text[first] === '\n' || text[first] === '\r')) first += 1;
   if (first === text.length) return {};
   if (text[first] !== '{' && text[first] !== '[') throw parseFailed('the top level must be an object or an array');
   try {
-    return JSON.parse(text) as unknown;
+    return JSON.parse(first === 0 ? text : text.slice(first)) as unknown;
   } catch (error) {
     throw parseFailed((error as Error).message);
   }
@@ -45,8 +46,10 @@ export function parseStrictJson(text: string): unknown {
 
 export function jsonBody(limitBytes: number): RequestHandler {
   const tooLarge = () => new StockholdError('payload_too_large', `The body is larger than ${limitBytes / 1024} KiB`);
-  return (request, _response, next) => {
-    if (!hasBody(request) || !isJsonType(request.headers['content-type'])) {
+  return (request, response, next) => {
+    // Read once: a request that falls through one mounted router into the next (an unknown
+    // /v1/admin path reaches /v1) meets this again with its stream already ended.
+    if (request.body !== undefined || request.readableEnded || !hasBody(request) || !isJsonType(request.headers['content-type'])) {
       next();
       return;
     }
@@ -60,9 +63,14 @@ export function jsonBody(limitBytes: number): RequestHandler {
       next(new StockholdError('unsupported_media_type', `Content-Encoding ${encoding} is not supported: send the body uncompressed`));
       return;
     }
+    // Too large: the rest of the body is not read, so the connection cannot carry another request.
+    const refuseTooLarge = () => {
+      response.setHeader('Connection', 'close');
+      return tooLarge();
+    };
     const declared = request.headers['content-length'];
     if (declared !== undefined && Number(declared) > limitBytes) {
-      next(tooLarge());
+      next(refuseTooLarge());
       return;
     }
     const chunks: Buffer[] = [];
@@ -79,7 +87,7 @@ export function jsonBody(limitBytes: number): RequestHandler {
       if (received > limitBytes) {
         // Read no further: the rest is dropped with the connection once the 413 is written.
         request.pause();
-        settle(tooLarge());
+        settle(refuseTooLarge());
         return;
       }
       chunks.push(chunk);

@@ -139,7 +139,7 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
           failures: { type: 'array', items: { type: 'object', properties: { sku: { type: 'string' }, message: { type: 'string' } } } },
           corrections: {
             type: 'array',
-            items: { type: 'object', properties: { sku: { type: 'string' }, field: { enum: ['onHand', 'reserved', 'state'] }, before: { type: ['integer', 'null'] }, after: { type: ['integer', 'null'] } } },
+            items: { type: 'object', properties: { sku: { type: 'string' }, field: { enum: ['onHand', 'reserved', 'state', 'perCustomerLimit'] }, before: { type: ['integer', 'null'] }, after: { type: ['integer', 'null'] } } },
           },
         },
       },

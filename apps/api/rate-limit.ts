@@ -25,7 +25,7 @@ export function rateLimit(stockhold: Stockhold, limit: RateLimit): RequestHandle
       return;
     }
     const retryAfterSeconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
-    response.setHeader('RateLimit', `"${ratePolicyName}";r=0;t=${retryAfterSeconds}`);
+    response.setHeader('RateLimit', `"${ratePolicyName}";r=0;t=${Math.ceil(result.fullInMs / 1000)}`);
     throw new StockholdError('rate_limited', `Client ${clientId} is limited to ${limit.rate} requests a second (burst ${limit.burst}); retry after ${retryAfterSeconds} s`, { limit: limit.rate, burst: limit.burst }, retryAfterSeconds);
   };
 }

@@ -5,7 +5,7 @@ export type ReconcileTrigger = 'manual' | 'scheduled' | 'cli';
 export interface Correction {
   readonly sku: string;
   /** onHand or reserved corrected, or state: the SKU was missing from Redis and rebuilt. */
-  readonly field: 'onHand' | 'reserved' | 'state';
+  readonly field: 'onHand' | 'reserved' | 'state' | 'perCustomerLimit';
   readonly before: number | null;
   readonly after: number | null;
 }

@@ -18,6 +18,8 @@ import { auditHolds } from '../scripts/audit-holds';
 import { correctOnHand } from '../scripts/correct-on-hand';
 import { inspectSku, type Inspection, type InspectSkuResult } from '../scripts/inspect-sku';
 import { customerLimitOfRow, type LedgerProjection } from '../stock/ledger-projection';
+import { writeCustomerLimit } from '../stock/sku-state';
+import { withRedis } from '../redis/connection';
 import type { RunTally } from './report';
 
 export const correctionAttemptsMax = 3;
@@ -61,6 +63,7 @@ export class SkuReconciliation {
               return [];
             }
             await this.reconcileOnHand(transaction, row, inspection, dryRun, tally);
+            await this.reconcileCustomerLimit(row, dryRun, tally);
             if (inspection.confirmedTruncated) tally.confirmedTruncated += 1;
             return inspection.confirmed.map((hold) => ({ id: hold.id, sku: row.sku, quantity: hold.quantity }));
           } catch (error) {
@@ -108,6 +111,20 @@ export class SkuReconciliation {
       }
       pos = result.pos;
     }
+  }
+
+  /**
+   * The per-customer cap Redis enforces against the ledger's (a stock change writes it before its
+   * COMMIT, so a COMMIT that failed can leave a cap the ledger does not have). Under the page's
+   * FOR SHARE: no stock change of the SKU writes a cap meanwhile. One stripe's row at a time.
+   */
+  private async reconcileCustomerLimit(row: LedgerRow, dryRun: boolean, tally: RunTally): Promise<void> {
+    const stored = await withRedis(() => this.scripts.redis.hget(this.keys.skuState(row.sku), 'pcl'));
+    const before = stored === null ? null : Number(stored);
+    const after = row.per_customer_limit === null ? null : Number(row.per_customer_limit);
+    if (before === after) return;
+    if (!dryRun) await withRedis(() => writeCustomerLimit(this.scripts.redis, this.keys, row.sku, after));
+    tally.correct({ sku: row.sku, field: 'perCustomerLimit', before, after });
   }
 
   /** A dry run changes nothing: Redis is compared with the ledger at Redis's own position. */

@@ -11,8 +11,8 @@ export interface RedisKeys {
   /** A short-lived key in `key`'s slot, written so a WAIT on this connection covers what `key`'s primary has. */
   replicationWitness(key: string): string;
   idempotency(clientId: string, idempotencyKey: string): string;
-  /** A customer's live reservations (lua/includes/guards.lua), in the customer's slot. */
-  customer(customerId: string): string;
+  /** A customer's live reservations (lua/includes/guards.lua): customers are an API client's own. */
+  customer(clientId: string, customerId: string): string;
   /** An API client's token bucket (lua/takeToken-1.lua). */
   rateLimit(clientId: string): string;
 }
@@ -26,7 +26,7 @@ export function redisKeys(prefix: string): RedisKeys {
     reservation: (id) => `${prefix}res:{${id}}`,
     replicationWitness: (key) => `${key}:rw`,
     idempotency: (clientId, idempotencyKey) => `${prefix}idem:${clientId}:${idempotencyKey}`,
-    customer: (customerId) => `${prefix}cust:{${customerId}}`,
+    customer: (clientId, customerId) => `${prefix}cust:{${clientId}:${customerId}}`,
     rateLimit: (clientId) => `${prefix}rl:{${clientId}}`,
   };
 }

@@ -52,7 +52,7 @@ export async function createReservation(scripts: ScriptRunner, keys: RedisKeys, 
     args.push(line.sku, line.quantity);
   }
   if (call.activeHoldsPerCustomerMax !== undefined) {
-    redisKeys.push(keys.customer(call.customerId ?? ''));
+    redisKeys.push(keys.customer(call.clientId, call.customerId ?? ''));
     args.push(call.activeHoldsPerCustomerMax);
   }
   const reply = await scripts.run('createReservation', redisKeys, args);

@@ -7,6 +7,7 @@
 // (prepareStockChange), and the marker is only ever read when Redis has no state for the SKU.
 import { errors } from '../errors';
 import type { Metrics } from '../metrics/metrics';
+import type { RedisClient } from '../redis/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { readSku } from '../scripts/read-sku';
@@ -65,4 +66,13 @@ export class SkuState {
     }
     return unknown;
   }
+}
+
+/**
+ * A stripe's per-customer cap (field `pcl` of its state, lua/includes/guards.lua), or its absence.
+ * A state rebuilt later keeps it (rebuildState writes its own fields, deletes none of these).
+ */
+export async function writeCustomerLimit(redis: RedisClient, keys: RedisKeys, stripe: string, limit: number | null): Promise<void> {
+  if (limit === null) await redis.hdel(keys.skuState(stripe), 'pcl');
+  else await redis.hset(keys.skuState(stripe), 'pcl', limit);
 }

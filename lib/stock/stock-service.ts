@@ -26,7 +26,7 @@ import type { ProjectedEntry } from '../scripts/apply-entries';
 import { prepareStockChange } from '../scripts/prepare-stock-change';
 import { releaseDebit } from '../scripts/release-debit';
 import type { LedgerProjection } from './ledger-projection';
-import { skuView, type SkuState, type SkuView } from './sku-state';
+import { skuView, writeCustomerLimit, type SkuState, type SkuView } from './sku-state';
 import { chooseStripeTags, encodeStripeTags, stripeSkus, type StripeLayouts } from './stripes';
 
 export interface StockLimits {
@@ -187,6 +187,13 @@ export class StockService {
     let staged: StagedChange;
     try {
       staged = await withPostgres(() => this.stageInTransaction(transaction, request, progress));
+      // The SKU's per-customer cap into every stripe's state (the guard reads the stripe a line
+      // lands on), under the row lock and as the last step before COMMIT: two changes of one SKU
+      // cannot land their caps out of order, a state that prepareStockChange just rebuilt or a
+      // stripe just added has its cap before any reservation can use it, and a refused change
+      // writes none. A COMMIT that then fails leaves Redis with the new cap until the reconciler
+      // compares it with the ledger (lib/reconcile/sku-reconciliation.ts).
+      await this.publishCustomerLimit(stripeSkus(request.sku, staged.stripeTags), staged.perCustomerLimit ?? null);
     } catch (error) {
       // Nothing committed (a transaction that ended underneath us, its connection dropped, is a
       // 503 from withPostgres: knex says "Transaction query already complete").
@@ -209,11 +216,6 @@ export class StockService {
     // whoever touches the SKU next (a stock change, a commit, the reconciler) catches Redis up.
     await Promise.all(staged.entries.map((entry) => this.projection.apply(entry.sku, [entry]).catch(() => undefined)));
     if (staged.stripes > 1 || request.stripes !== undefined) await this.publishStripes(request.sku, staged.stripeTags);
-    // The cap, in every stripe's state (the guard reads the state of the line's stripe): written
-    // after the COMMIT, so a failure here is a 503 whose retry writes it again.
-    if (staged.perCustomerLimit !== undefined && (staged.perCustomerLimit !== null || request.perCustomerLimit !== undefined)) {
-      await this.publishCustomerLimit(stripeSkus(request.sku, staged.stripeTags), staged.perCustomerLimit);
-    }
     return staged;
   }
 
@@ -235,7 +237,7 @@ export class StockService {
 
   /** Writes a SKU's per-customer cap (or its absence) into the Redis state of each of its stripes. */
   private async publishCustomerLimit(stripes: readonly string[], limit: number | null): Promise<void> {
-    await withRedis(() => Promise.all(stripes.map((stripe) => (limit === null ? this.scripts.redis.hdel(this.keys.skuState(stripe), 'pcl') : this.scripts.redis.hset(this.keys.skuState(stripe), 'pcl', limit)))));
+    await withRedis(() => Promise.all(stripes.map((stripe) => writeCustomerLimit(this.scripts.redis, this.keys, stripe, limit))));
   }
 
   /** Tells every process the SKU's stripes now (the reconciler writes them again if this is lost). */

@@ -2,7 +2,7 @@
   Flash-sale guards, checked in the same atomic step as the holds they guard (a check in the
   caller before the script would race with every other request of the same customer).
 
-  Customer index: a sorted set per customer (KEYS: cust:{customerId}), member = the record key of
+  Customer index: a sorted set per customer of an API client (KEYS: cust:{clientId:customerId}), member = the record key of
   each reservation the customer made, score = its hold's expiry (ms) when made. Only the scripts
   that create holds write it; whether a member still holds anything is read from its record:
   `pending` before its expiry, or `confirmed` (until committed, released, rejected, expired). Dead
@@ -16,7 +16,7 @@
     For lines {sku, quantity, skuKey}: refuses with
       {-6, sku}                   a line's SKU has a per-customer limit (state field `pcl`) and
                                   the request has no customer
-      {-7, activeMax, active}     the customer has activeMax live reservations already
+      {-7, activeMax, active}     the customer has activeMax live reservations already (0: no cap)
       {-5, sku, limit, held}      the customer's live units of that SKU plus the request's would
                                   pass its limit (stripes count for their SKU)
     or returns nil when the request may go on.
@@ -68,7 +68,7 @@ local function customerGuard(customerKey, customerId, lines, now, activeMax)
     if limit ~= nil then limits[sku] = limit end
   end
   local live = customerLiveLines(customerKey, now, customerIndexMax)
-  if #live >= activeMax then return { -7, activeMax, #live } end
+  if activeMax > 0 and #live >= activeMax then return { -7, activeMax, #live } end
   for _, sku in ipairs(order) do
     local limit = limits[sku]
     if limit ~= nil then

@@ -71,6 +71,8 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
 
 export interface Harness {
   readonly stockhold: Stockhold;
+  /** The API's admission (load shedding), to see what it holds. */
+  readonly admission: Admission;
   readonly config: Config;
   /** Starts an in-process commit worker (stopped by close()). */
   startWorker(): Promise<() => Promise<void>>;
@@ -140,6 +142,7 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
   const workers: Array<() => Promise<void>> = [];
   return {
     stockhold,
+    admission: app.locals.admission as Admission,
     config,
     baseUrl,
     async startWorker() {
