@@ -15,6 +15,19 @@ afterEach(async () => {
   harness = undefined;
 });
 
+/** Holds every reservation inside its script (the runner's latch) until letGo(). */
+function holdReservations(h: Harness): { arrived: () => number; letGo: () => void } {
+  let arrived = 0;
+  let letGo!: () => void;
+  const gate = new Promise<void>((resolve) => (letGo = resolve));
+  h.stockhold.scripts.latch = async (name) => {
+    if (name !== 'createReservation') return;
+    arrived += 1;
+    await gate;
+  };
+  return { arrived: () => arrived, letGo };
+}
+
 const reserve = (h: Harness, sku: string, key = idempotencyKey()) => h.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: key, body: { lines: [{ sku, quantity: 1 }] } });
 
 describe('load shedding', () => {
@@ -27,16 +40,9 @@ describe('load shedding', () => {
       expect((await fetch(`${h.baseUrl}/metrics`).then(async (response) => [response.status, await response.text()]))[0]).toBe(200);
     }
     expect(h.admission.inFlight).toBe(0);
-    let arrived = 0;
-    let letGo!: () => void;
-    const gate = new Promise<void>((resolve) => (letGo = resolve));
-    h.stockhold.scripts.latch = async (name) => {
-      if (name !== 'createReservation') return;
-      arrived += 1;
-      await gate;
-    };
+    const latch = holdReservations(h);
     const held = [reserve(h, sku), reserve(h, sku)];
-    while (arrived < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    while (latch.arrived() < 2) await new Promise((resolve) => setTimeout(resolve, 5));
 
     const shedKey = idempotencyKey();
     const shed = await reserve(h, sku, shedKey);
@@ -44,11 +50,11 @@ describe('load shedding', () => {
     expect(shed.headers.get('retry-after')).toBe('1');
     expect(shed.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     expect(shed.body).toMatchObject({ code: 'overloaded', status: 503, reason: 'in_flight' });
-    expect(arrived, 'the shed request never reached the script').toBe(2);
+    expect(latch.arrived(), 'the shed request never reached the script').toBe(2);
     // Probes are never shed.
     expect((await h.call('GET', '/healthz', { as: null })).status).toBe(200);
 
-    letGo();
+    latch.letGo();
     expect((await Promise.all(held)).map((response) => response.status)).toEqual([201, 201]);
     // The shed request's key was not spent: the same key now creates (not replays).
     h.stockhold.scripts.latch = undefined;
@@ -103,14 +109,7 @@ describe('load shedding', () => {
   it('gives back the slots of pipelined requests whose connection reset before they were answered', async () => {
     const h = (harness = await startHarness({ MAX_IN_FLIGHT: '4', MAX_EVENT_LOOP_DELAY_MS: '0' }));
     const sku = await createSku(h, 10);
-    let arrived = 0;
-    let letGo!: () => void;
-    const gate = new Promise<void>((resolve) => (letGo = resolve));
-    h.stockhold.scripts.latch = async (name) => {
-      if (name !== 'createReservation') return;
-      arrived += 1;
-      await gate;
-    };
+    const latch = holdReservations(h);
     const body = JSON.stringify({ lines: [{ sku, quantity: 1 }] });
     const request = (key: string) =>
       `POST /v1/reservations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${secrets.checkout}\r\nContent-Type: application/json\r\nIdempotency-Key: ${key}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
@@ -122,9 +121,9 @@ describe('load shedding', () => {
     expect(h.admission.inFlight).toBe(3);
     socket.resetAndDestroy();
     await new Promise((resolve) => socket.once('close', resolve));
-    letGo();
+    latch.letGo();
     for (let waited = 0; waited < 200 && h.admission.inFlight > 0; waited += 1) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(h.admission.inFlight).toBe(0);
-    expect(arrived).toBeGreaterThanOrEqual(1);
+    expect(latch.arrived()).toBeGreaterThanOrEqual(1);
   });
 });
