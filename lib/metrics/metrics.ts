@@ -184,6 +184,7 @@ export class Metrics {
     for (const outcome of ['created', 'replayed', 'insufficient_stock', 'guarded', 'sku_not_found', 'unavailable'] as const) this.reservations.inc({ outcome }, 0);
     for (const to of ['released', 'expired', 'confirmed', 'committed', 'cancelled', 'rejected'] as const) this.transitions.inc({ to }, 0);
     for (const result of ['delivered', 'failed', 'dead'] as const) this.webhookDeliveries.inc({ result }, 0);
+    for (const reason of ['in_flight', 'event_loop_delay'] as const) this.httpShed.inc({ reason }, 0);
   }
 
   /**
