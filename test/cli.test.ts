@@ -79,6 +79,18 @@ describe('stock', () => {
     expect((await cli(['stock', 'set', sku, '12', '--stripes', '65'])).code).toBe(2);
   });
 
+  it('set --per-customer-limit caps a SKU per customer; get shows it; --no-per-customer-limit removes it', async () => {
+    const sku = uniqueName('CLIC');
+    const set = await cli(['stock', 'set', sku, '20', '--per-customer-limit', '2']);
+    expect(set.code, set.err).toBe(0);
+    expect(set.out).toMatch(/^sku\s+onHand\s+reserved\s+available\s+perCustomerLimit$/m);
+    expect(set.out).toMatch(new RegExp(`^${sku}\\s+20\\s+0\\s+20\\s+2$`, 'm'));
+    expect(JSON.parse((await cli(['stock', 'get', sku, '--json'])).out)).toEqual({ sku, onHand: 20, reserved: 0, available: 20, perCustomerLimit: 2 });
+    expect((await cli(['stock', 'set', sku, '20', '--per-customer-limit', '1001'])).code).toBe(2);
+    expect((await cli(['stock', 'set', sku, '20', '--no-per-customer-limit'])).code).toBe(0);
+    expect(await view(sku)).toEqual({ sku, onHand: 20, reserved: 0, available: 20 });
+  });
+
   it('set, get and adjust round trip; the printed key repeats an adjustment without applying it twice', async () => {
     const sku = uniqueName('CLI');
     const set = await cli(['stock', 'set', sku, '10']);

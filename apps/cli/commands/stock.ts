@@ -15,16 +15,27 @@ export interface SkuView {
   readonly available: number;
   /** A striped SKU's stripe count; its figures are the stripes' sums. */
   readonly stripes?: number;
+  /** Units one customer may hold across live reservations, when capped. */
+  readonly perCustomerLimit?: number;
 }
 
 export const adjustmentReasonDefault = 'operator adjustment (stockhold CLI)';
 
 const skuColumns: readonly Column[] = [{ header: 'sku' }, { header: 'onHand', align: 'right' }, { header: 'reserved', align: 'right' }, { header: 'available', align: 'right' }];
 
-/** The SKU as a table; a striped SKU's with its stripe count. */
+/** The SKU as a table; a striped SKU's with its stripe count, a capped one's with its cap. */
 function skuTable(view: SkuView): string {
+  const columns: Column[] = [...skuColumns];
   const row = [view.sku, String(view.onHand), String(view.reserved), String(view.available)];
-  return view.stripes === undefined ? renderTable(skuColumns, [row]) : renderTable([...skuColumns, { header: 'stripes', align: 'right' }], [[...row, String(view.stripes)]]);
+  if (view.stripes !== undefined) {
+    columns.push({ header: 'stripes', align: 'right' });
+    row.push(String(view.stripes));
+  }
+  if (view.perCustomerLimit !== undefined) {
+    columns.push({ header: 'perCustomerLimit', align: 'right' });
+    row.push(String(view.perCustomerLimit));
+  }
+  return renderTable(columns, [row]);
 }
 
 function printSku(context: CommandContext, view: SkuView): void {
@@ -66,9 +77,12 @@ export function registerStock(program: Command, context: CommandContext): void {
     .argument('<onHand>', 'units on hand', wholeNumber(0, Number.MAX_SAFE_INTEGER))
     .option('--idempotency-key <key>', 'repeat an earlier change with the key it printed')
     .option('--stripes <k>', 'split a hot SKU over k stripes (1-64), each in its own Redis hash slot', wholeNumber(1, 64))
-    .action(async (sku: string, onHand: number, options: { idempotencyKey?: string; stripes?: number }) => {
+    .option('--per-customer-limit <n>', 'cap the units one customer may hold across live reservations (1-1000)', wholeNumber(1, 1000))
+    .option('--no-per-customer-limit', 'remove the cap')
+    .action(async (sku: string, onHand: number, options: { idempotencyKey?: string; stripes?: number; perCustomerLimit?: number | false }) => {
       const idempotencyKey = options.idempotencyKey ?? newIdempotencyKey();
-      const answer = await context.client().call<SkuView>('PUT', `${skuPath(sku)}/stock`, { body: { onHand, ...(options.stripes === undefined ? {} : { stripes: options.stripes }) }, idempotencyKey });
+      const cap = options.perCustomerLimit === undefined ? {} : { perCustomerLimit: options.perCustomerLimit === false ? null : options.perCustomerLimit };
+      const answer = await context.client().call<SkuView>('PUT', `${skuPath(sku)}/stock`, { body: { onHand, ...(options.stripes === undefined ? {} : { stripes: options.stripes }), ...cap }, idempotencyKey });
       printMutation(context, answer, idempotencyKey);
     });
 
