@@ -67,8 +67,10 @@ local lines = {}
 for i = 1, lineCount do
   lines[i] = { sku = ARGV[7 + 2 * i], quantity = tonumber(ARGV[8 + 2 * i]), skuKey = KEYS[1 + 2 * i], holdsKey = KEYS[2 + 2 * i] }
 end
+local remember = false
 if guarded then
-  local refusedByGuard = customerGuard(KEYS[#KEYS], ARGV[4], lines, now, tonumber(ARGV[#ARGV]))
+  local refusedByGuard
+  refusedByGuard, remember = customerGuard(KEYS[#KEYS], ARGV[4], lines, now, tonumber(ARGV[#ARGV]))
   if refusedByGuard then return refusedByGuard end
 end
 local missing, short, cursors = checkLines(lines, now, reclaimLimit)
@@ -83,6 +85,6 @@ for i, line in ipairs(lines) do encoded[i] = line.sku .. ':' .. line.quantity en
 redis.call('HSET', KEYS[2], 's', 'pending', 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(encoded, ','))
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'u', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[2], holdTtlMs + tonumber(ARGV[7]))
-if guarded and ARGV[4] ~= '' then rememberCustomerHold(KEYS[#KEYS], KEYS[2], expiresAt, tonumber(ARGV[7])) end
+if remember and ARGV[4] ~= '' then rememberCustomerHold(KEYS[#KEYS], KEYS[2], expiresAt, tonumber(ARGV[7])) end
 redis.call('SET', KEYS[1], 'd|' .. ARGV[1] .. '|' .. reservationId .. '|' .. integerString(now) .. '|' .. integerString(expiresAt), 'PX', ARGV[6])
 return withReclaimed({ 1, now, expiresAt })

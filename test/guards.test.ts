@@ -115,6 +115,48 @@ describe('per-customer purchase limit', () => {
     expect(await harness.stockhold.redis.hget(harness.stockhold.keys.skuState(free), 'pcl')).toBeNull();
   });
 
+  // The page's SELECT ... FOR SHARE waits for a change holding the row, then reads the SKU's cap
+  // through a subquery with its old snapshot: the reconciler must read the cap again, not take
+  // the cap just set for drift. Forced with a transaction that holds the row while the run starts.
+  it('the reconciler does not undo a cap a change committed while the run waited for its row', async () => {
+    const sku = await limitedSku(50, 2);
+    const change = await harness.stockhold.knex.transaction();
+    try {
+      await change('skus').first('sku').where({ sku }).forUpdate();
+      await change('skus').update({ per_customer_limit: 5 }).where({ sku });
+      await harness.stockhold.redis.hset(harness.stockhold.keys.skuState(sku), 'pcl', 5);
+      const run = harness.call('POST', '/v1/reconcile');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await change.commit();
+      const report = (await run).body;
+      expect(report.corrections.filter((correction: { sku: string }) => correction.sku === sku)).toEqual([]);
+    } finally {
+      if (!change.isCompleted()) await change.rollback();
+    }
+    expect(await harness.stockhold.redis.hget(harness.stockhold.keys.skuState(sku), 'pcl')).toBe('5');
+  });
+
+  // A stock change that finds the SKU's state lost rebuilds it (prepareStockChange) before its
+  // COMMIT; reservations reach that state at once. The ledger's cap is in place before the rebuild.
+  it('a stock change rebuilding a lost state puts the ledger\'s cap there before the rebuild', async () => {
+    const sku = await limitedSku(50, 3);
+    const stateKey = harness.stockhold.keys.skuState(sku);
+    await harness.stockhold.redis.del(stateKey);
+    let capBeforeRebuild: string | null | undefined;
+    harness.stockhold.scripts.latch = async (name) => {
+      if (name !== 'prepareStockChange') return;
+      harness.stockhold.scripts.latch = undefined;
+      capBeforeRebuild = await harness.stockhold.redis.hget(stateKey, 'pcl');
+    };
+    try {
+      expect((await harness.call('POST', `/v1/skus/${sku}/adjustments`, { idempotencyKey: idempotencyKey(), body: { delta: 5, reason: 'receipt' } })).status).toBe(201);
+    } finally {
+      harness.stockhold.scripts.latch = undefined;
+    }
+    expect(capBeforeRebuild).toBe('3');
+    expect(await harness.stockhold.redis.hmget(stateKey, 'pcl', 'onHand')).toEqual(['3', '55']);
+  });
+
   it('counts a customer per API client: the same customerId of another shop has its own allowance', async () => {
     const sku = await limitedSku(50, 1);
     expect((await reserve(harness, [{ sku, quantity: 1 }], 'shared-id')).status).toBe(201);

@@ -19,6 +19,7 @@ import { correctOnHand } from '../scripts/correct-on-hand';
 import { inspectSku, type Inspection, type InspectSkuResult } from '../scripts/inspect-sku';
 import { customerLimitOfRow, type LedgerProjection } from '../stock/ledger-projection';
 import { writeCustomerLimit } from '../stock/sku-state';
+import { publicSku } from '../stock/stripes';
 import { withRedis } from '../redis/connection';
 import type { RunTally } from './report';
 
@@ -63,7 +64,7 @@ export class SkuReconciliation {
               return [];
             }
             await this.reconcileOnHand(transaction, row, inspection, dryRun, tally);
-            await this.reconcileCustomerLimit(row, dryRun, tally);
+            await this.reconcileCustomerLimit(transaction, row.sku, dryRun, tally);
             if (inspection.confirmedTruncated) tally.confirmedTruncated += 1;
             return inspection.confirmed.map((hold) => ({ id: hold.id, sku: row.sku, quantity: hold.quantity }));
           } catch (error) {
@@ -116,15 +117,19 @@ export class SkuReconciliation {
   /**
    * The per-customer cap Redis enforces against the ledger's (a stock change writes it before its
    * COMMIT, so a COMMIT that failed can leave a cap the ledger does not have). Under the page's
-   * FOR SHARE: no stock change of the SKU writes a cap meanwhile. One stripe's row at a time.
+   * FOR SHARE no stock change of this row (a SKU, or one of its stripes, which every change of the
+   * SKU locks too) can write a cap meanwhile. The cap is read again in a statement of its own: the
+   * page's SELECT may have waited for a change's lock and still read the SKU's cap as of before
+   * that change (its snapshot), and would take the cap just set for drift.
    */
-  private async reconcileCustomerLimit(row: LedgerRow, dryRun: boolean, tally: RunTally): Promise<void> {
-    const stored = await withRedis(() => this.scripts.redis.hget(this.keys.skuState(row.sku), 'pcl'));
+  private async reconcileCustomerLimit(transaction: Knex.Transaction, stripe: string, dryRun: boolean, tally: RunTally): Promise<void> {
+    const ledgerRow = await transaction('skus').first('per_customer_limit').where({ sku: publicSku(stripe) });
+    const after = ledgerRow?.per_customer_limit === undefined || ledgerRow.per_customer_limit === null ? null : Number(ledgerRow.per_customer_limit);
+    const stored = await withRedis(() => this.scripts.redis.hget(this.keys.skuState(stripe), 'pcl'));
     const before = stored === null ? null : Number(stored);
-    const after = row.per_customer_limit === null ? null : Number(row.per_customer_limit);
     if (before === after) return;
-    if (!dryRun) await withRedis(() => writeCustomerLimit(this.scripts.redis, this.keys, row.sku, after));
-    tally.correct({ sku: row.sku, field: 'perCustomerLimit', before, after });
+    if (!dryRun) await withRedis(() => writeCustomerLimit(this.scripts.redis, this.keys, stripe, after));
+    tally.correct({ sku: stripe, field: 'perCustomerLimit', before, after });
   }
 
   /** A dry run changes nothing: Redis is compared with the ledger at Redis's own position. */

@@ -80,6 +80,8 @@ interface LockedRow {
   readonly stripes: number;
   readonly stripeTags: readonly number[];
   readonly perCustomerLimit: number | null;
+  /** The cap the ledger has now (before this change). */
+  readonly committedPerCustomerLimit: number | null;
 }
 
 /** What a change staged in Redis before its COMMIT: debits to release by id if it fails. */
@@ -189,9 +191,9 @@ export class StockService {
       staged = await withPostgres(() => this.stageInTransaction(transaction, request, progress));
       // The SKU's per-customer cap into every stripe's state (the guard reads the stripe a line
       // lands on), under the row lock and as the last step before COMMIT: two changes of one SKU
-      // cannot land their caps out of order, a state that prepareStockChange just rebuilt or a
-      // stripe just added has its cap before any reservation can use it, and a refused change
-      // writes none. A COMMIT that then fails leaves Redis with the new cap until the reconciler
+      // cannot land their caps out of order, a stripe just added has its cap before any
+      // reservation can use it (publishStripes comes after the COMMIT), and a refused change
+      // writes none (a state rebuilt meanwhile has the ledger's cap: stageInTransaction). A COMMIT that then fails leaves Redis with the new cap until the reconciler
       // compares it with the ledger (lib/reconcile/sku-reconciliation.ts).
       await this.publishCustomerLimit(stripeSkus(request.sku, staged.stripeTags), staged.perCustomerLimit ?? null);
     } catch (error) {
@@ -256,6 +258,10 @@ export class StockService {
     const { sku } = request;
     const ownersBefore = slotOwners(this.scripts.redis, [this.keys.skuState(sku)]);
     const row = await this.lockRow(transaction, request);
+    // The ledger's cap first, before prepareStockChange may rebuild a state Redis lost (the
+    // rebuild keeps fields it does not write): no reservation meets that state uncapped while
+    // this change runs. The change's own cap is written at its end (change()).
+    await this.publishCustomerLimit(stripeSkus(sku, row.stripeTags), row.committedPerCustomerLimit);
     if (row.stripes > 1 || (request.stripes ?? 1) > 1) return this.stageStriped(transaction, request, row, progress);
     const debitId = randomId();
     const delta = request.deltaFrom(row.onHand);
@@ -293,7 +299,7 @@ export class StockService {
     const all = [...new Set([...stripeSkus(sku, parent.stripeTags), ...kept])];
     for (const stripe of all.slice(1)) await transaction.raw('INSERT INTO skus (sku, on_hand, version) VALUES (?, 0, 1) ON CONFLICT (sku) DO NOTHING', [stripe]);
     const locked = await transaction('skus').select('sku', 'on_hand', 'seq', 'version').whereIn('sku', all.slice(1)).orderBy('sku').forUpdate();
-    const rows = new Map<string, LockedRow>([[sku, parent], ...locked.map((row): [string, LockedRow] => [row.sku as string, { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: 1, stripeTags: [], perCustomerLimit: parent.perCustomerLimit }])]);
+    const rows = new Map<string, LockedRow>([[sku, parent], ...locked.map((row): [string, LockedRow] => [row.sku as string, { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: 1, stripeTags: [], perCustomerLimit: parent.perCustomerLimit, committedPerCustomerLimit: parent.committedPerCustomerLimit }])]);
     const ownersBefore = slotOwners(this.scripts.redis, all.map((stripe) => this.keys.skuState(stripe)));
     const reserved = new Map<string, number>();
     for (const stripe of all) reserved.set(stripe, await this.prepareRedis(transaction, stripe, rows.get(stripe)!, undefined));
@@ -368,8 +374,9 @@ export class StockService {
     if (request.perCustomerLimit !== undefined && request.perCustomerLimit !== row.per_customer_limit) {
       await transaction('skus').update({ per_customer_limit: request.perCustomerLimit }).where({ sku });
     }
-    const perCustomerLimit = request.perCustomerLimit !== undefined ? request.perCustomerLimit : row.per_customer_limit === null ? null : Number(row.per_customer_limit);
-    return { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: Number(row.stripes), stripeTags: (row.stripe_tags as number[]).map(Number), perCustomerLimit };
+    const committedPerCustomerLimit = row.per_customer_limit === null ? null : Number(row.per_customer_limit);
+    const perCustomerLimit = request.perCustomerLimit !== undefined ? request.perCustomerLimit : committedPerCustomerLimit;
+    return { onHand: Number(row.on_hand), seq: Number(row.seq), version: Number(row.version), stripes: Number(row.stripes), stripeTags: (row.stripe_tags as number[]).map(Number), perCustomerLimit, committedPerCustomerLimit };
   }
 
   /** Brings Redis to the ledger's position and stages the debit; returns what is reserved. */

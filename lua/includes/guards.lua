@@ -19,7 +19,7 @@
       {-7, activeMax, active}     the customer has activeMax live reservations already (0: no cap)
       {-5, sku, limit, held}      the customer's live units of that SKU plus the request's would
                                   pass its limit (stripes count for their SKU)
-    or returns nil when the request may go on.
+    or returns nil when the request may go on, with whether the new reservation goes into the index.
   rememberCustomerHold(customerKey, recordKey, expiresAt, keepMs)
     Adds the new reservation to the index; the index expires keepMs after its newest member.
 ]]
@@ -67,7 +67,14 @@ local function customerGuard(customerKey, customerId, lines, now, activeMax)
     local limit = tonumber(redis.call('HGET', line.skuKey, 'pcl'))
     if limit ~= nil then limits[sku] = limit end
   end
+  local capped = next(limits) ~= nil
+  -- Nothing to count and nothing to remember: the index only has to know reservations that a
+  -- cap may count (with the active cap off, those with a capped line).
+  if activeMax == 0 and not capped then return nil, false end
   local live = customerLiveLines(customerKey, now, customerIndexMax)
+  -- Still more members than one read takes (only with the active cap off): a capped line cannot
+  -- be counted, so it is refused rather than let through.
+  if capped and redis.call('ZCARD', customerKey) > customerIndexMax then return { -7, customerIndexMax, customerIndexMax } end
   if activeMax > 0 and #live >= activeMax then return { -7, activeMax, #live } end
   for _, sku in ipairs(order) do
     local limit = limits[sku]
@@ -81,7 +88,7 @@ local function customerGuard(customerKey, customerId, lines, now, activeMax)
       if held + requested[sku] > limit then return { -5, sku, limit, held } end
     end
   end
-  return nil
+  return nil, true
 end
 
 local function rememberCustomerHold(customerKey, recordKey, expiresAt, keepMs)
