@@ -7,8 +7,12 @@ import { loadConfig } from '../lib/config';
 import { requestFingerprint } from '../lib/idempotency/fingerprint';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../lib/stockhold';
+import { measureLayouts } from './memory-layouts';
 
-const holdsPerShape = Number(process.argv[2] ?? 20_000);
+// `npm run bench:memory [-- HOLDS] [-- --layouts]`: holds per shape (default 20,000); --layouts
+// also measures the candidate layouts of the redesign (bench/memory-layouts.ts).
+const layoutsToo = process.argv.includes('--layouts');
+const holdsPerShape = Number(process.argv.slice(2).find((argument) => /^\d+$/.test(argument)) ?? 20_000);
 const holdsMax = 1_000_000;
 if (!(holdsPerShape >= 1000 && holdsPerShape <= holdsMax)) throw new Error(`holds per shape: 1000-${holdsMax}`);
 const batch = 200;
@@ -61,6 +65,7 @@ async function main(): Promise<void> {
   try {
     await measure(stockhold, 'one hot SKU', ['MEM-HOT']);
     await measure(stockhold, 'spread over 1,000 SKUs', Array.from({ length: 1000 }, (_, index) => `MEM-${index}`));
+    if (layoutsToo) process.stdout.write(await measureLayouts(stockhold.redis, holdsPerShape));
   } finally {
     await deleteKeysWithPrefix(stockhold.redis, prefix);
     await stockhold.close();
