@@ -4,6 +4,7 @@
 // The worst case is forced, not hoped for: requests are held inside the reservation script's
 // latch so exactly MAX_IN_FLIGHT are in flight, and the event loop is blocked on purpose.
 import { afterEach, describe, expect, it } from 'vitest';
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { loadConfig } from '../lib/config';
 import { createSku, idempotencyKey, secrets, startHarness, type Harness } from './support/harness';
@@ -51,6 +52,17 @@ describe('load shedding', () => {
     expect(shed.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     expect(shed.body).toMatchObject({ code: 'overloaded', status: 503, reason: 'in_flight' });
     expect(latch.arrived(), 'the shed request never reached the script').toBe(2);
+    // A large body is not drained on a loop that is behind: the shed answer closes the connection.
+    const large = await new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+      const body = JSON.stringify({ lines: [{ sku, quantity: 1 }], customerId: 'x'.repeat(20 * 1024) });
+      const outgoing = httpRequest(`${h.baseUrl}/v1/reservations`, { method: 'POST', headers: { authorization: `Bearer ${secrets.checkout}`, 'content-type': 'application/json', 'idempotency-key': idempotencyKey(), 'content-length': Buffer.byteLength(body) } }, (incoming) => {
+        incoming.resume();
+        incoming.on('end', () => resolve({ status: incoming.statusCode ?? 0, connection: incoming.headers.connection }));
+      });
+      outgoing.on('error', reject);
+      outgoing.end(body);
+    });
+    expect(large).toEqual({ status: 503, connection: 'close' });
     // Probes are never shed.
     expect((await h.call('GET', '/healthz', { as: null })).status).toBe(200);
 
@@ -63,7 +75,7 @@ describe('load shedding', () => {
     expect(retried.headers.get('idempotent-replayed')).toBeNull();
     expect((await h.call('GET', `/v1/skus/${sku}`)).body).toMatchObject({ onHand: 10, reserved: 3, available: 7 });
     const shedCounts = (await h.stockhold.metrics.httpShed.get()).values.map(({ labels, value }) => [labels.reason, value]);
-    expect(Object.fromEntries(shedCounts)).toEqual({ in_flight: 1, event_loop_delay: 0 });
+    expect(Object.fromEntries(shedCounts)).toEqual({ in_flight: 2, event_loop_delay: 0 });
   });
 
   it('answers 503 overloaded while the event loop is held past MAX_EVENT_LOOP_DELAY_MS, and serves again once it is not', async () => {

@@ -103,6 +103,9 @@ function releaseSlot(admission: Admission, socket: SlotSocket): void {
   admission.release();
 }
 
+/** A shed request's unread body up to this size is drained to keep its connection; a larger (or chunked) one closes it. */
+export const shedDrainBytesMax = 16 * 1024;
+
 /** Never shed: an overloaded process must still answer its probes and its scrape. */
 const neverShed = new Set(['/healthz', '/readyz', '/metrics']);
 
@@ -144,7 +147,11 @@ function requestObservation(logger: Logger, metrics: Metrics | null, admission: 
       // The cheapest answer the contract allows: every shed request costs the loop that is
       // already behind (docs/design.md, "Overload"); the body is built from fixed parts.
       const body = `${shedBodies[shed]},"instance":${JSON.stringify(request.url)},"requestId":${JSON.stringify(requestId)}}`;
-      response.writeHead(503, { 'Content-Type': 'application/problem+json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Retry-After': shedRetryAfterSeconds });
+      const headers: Record<string, string | number> = { 'Content-Type': 'application/problem+json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Retry-After': shedRetryAfterSeconds };
+      // Node reads and drops an unread body to keep the connection: not a large or chunked one,
+      // on a loop that is already behind. The caller reconnects for its retry.
+      if (request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > shedDrainBytesMax) headers.Connection = 'close';
+      response.writeHead(503, headers);
       response.end(body);
       return;
     }
