@@ -9,8 +9,8 @@ import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 
 /** Holds of one index bucket at most: below zset-max-listpack-entries (128), so it stays a listpack. */
 export const bucketHoldsMax = 100;
-/** Record buckets (shared hashes): holds per bucket stay below hash-max-listpack-entries (512). */
-export const recordBucketsPer100Holds = 1;
+/** Records per shared hash, about: below hash-max-listpack-entries (512), so each stays a listpack. */
+export const recordsPerBucket = 100;
 
 interface Layout {
   readonly name: string;
@@ -18,16 +18,16 @@ interface Layout {
   write(redis: RedisClient, prefix: string, index: number, id: string, expiresAt: number, holds: number): Promise<string[]>;
 }
 
-const recordHash = (id: string, expiresAt: number) => ['s', 'pending', 'c', 'checkout-web', 'ca', String(expiresAt - 900_000), 'ex', String(expiresAt), 'l', 'MEM-HOT:1'];
+const recordHash = (expiresAt: number) => ['s', 'pending', 'c', 'checkout-web', 'ca', String(expiresAt - 900_000), 'ex', String(expiresAt), 'l', 'MEM-HOT:1'];
 /** The record as one string: status, client, expiry offset (the id carries the creation time), lines. */
-const recordString = (id: string, expiresAt: number) => `p|checkout-web|900000|MEM-HOT:1`;
+const recordString = 'p|checkout-web|900000|MEM-HOT:1';
 
 const layouts: readonly Layout[] = [
   {
     name: 'today: record hash per key + one sorted set (skiplist)',
     async write(redis, prefix, _index, id, expiresAt) {
       const record = `${prefix}res:{${id}}`;
-      await redis.multi().hset(record, ...recordHash(id, expiresAt)).pexpire(record, 3_600_000).zadd(`${prefix}holds:{MEM-HOT}`, expiresAt, `${id}:1`).exec();
+      await redis.multi().hset(record, ...recordHash(expiresAt)).pexpire(record, 3_600_000).zadd(`${prefix}holds:{MEM-HOT}`, expiresAt, `${id}:1`).exec();
       return [record, `${prefix}holds:{MEM-HOT}`];
     },
   },
@@ -35,33 +35,34 @@ const layouts: readonly Layout[] = [
     name: 'record as one string per key (embstr) + one sorted set',
     async write(redis, prefix, _index, id, expiresAt) {
       const record = `${prefix}res:{${id}}`;
-      await redis.multi().set(record, recordString(id, expiresAt), 'PX', 3_600_000).zadd(`${prefix}holds:{MEM-HOT}`, expiresAt, `${id}:1`).exec();
+      await redis.multi().set(record, recordString, 'PX', 3_600_000).zadd(`${prefix}holds:{MEM-HOT}`, expiresAt, `${id}:1`).exec();
       return [record, `${prefix}holds:{MEM-HOT}`];
     },
   },
   {
     name: 'records as fields of shared hashes (listpacks) + one sorted set',
     async write(redis, prefix, _index, id, expiresAt, holds) {
-      const bucket = `${prefix}recs:{${bucketOf(id, Math.max(1, Math.ceil(holds / 100) * recordBucketsPer100Holds))}}`;
-      await redis.multi().hset(bucket, id, recordString(id, expiresAt)).zadd(`${prefix}holds:{MEM-HOT}`, expiresAt, `${id}:1`).exec();
+      const bucket = recordBucket(prefix, id, holds);
+      await redis.multi().hset(bucket, id, recordString).zadd(`${prefix}holds:{MEM-HOT}`, expiresAt, `${id}:1`).exec();
       return [bucket, `${prefix}holds:{MEM-HOT}`];
     },
   },
   {
     name: 'records in shared hashes + the index in buckets of <= 100 holds (listpacks)',
     async write(redis, prefix, index, id, expiresAt, holds) {
-      const bucket = `${prefix}recs:{${bucketOf(id, Math.max(1, Math.ceil(holds / 100) * recordBucketsPer100Holds))}}`;
+      const bucket = recordBucket(prefix, id, holds);
       const indexBucket = `${prefix}holds:{MEM-HOT}:${Math.floor(index / bucketHoldsMax)}`;
-      await redis.multi().hset(bucket, id, recordString(id, expiresAt)).zadd(indexBucket, expiresAt, `${id}:1`).exec();
+      await redis.multi().hset(bucket, id, recordString).zadd(indexBucket, expiresAt, `${id}:1`).exec();
       return [bucket, indexBucket];
     },
   },
 ];
 
-function bucketOf(id: string, buckets: number): number {
+/** The shared hash a record goes to: enough buckets that each holds about recordsPerBucket. */
+function recordBucket(prefix: string, id: string, holds: number): string {
   let hash = 0;
   for (let index = 0; index < id.length; index += 1) hash = (hash * 31 + id.charCodeAt(index)) >>> 0;
-  return hash % buckets;
+  return `${prefix}recs:{${hash % Math.max(1, Math.ceil(holds / recordsPerBucket))}}`;
 }
 
 async function usedMemory(redis: RedisClient): Promise<number> {

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
 
 const refusedReason = 'refused-at-commit-test';
+/** A per-customer cap whose COMMIT the test trigger refuses. */
+const refusedCap = 999;
 let harness: Harness;
 
 beforeAll(async () => {
@@ -21,11 +23,20 @@ beforeAll(async () => {
     DROP TRIGGER IF EXISTS test_refuse_at_commit ON ledger_entries;
     CREATE CONSTRAINT TRIGGER test_refuse_at_commit AFTER INSERT ON ledger_entries
       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_refuse_at_commit();
+    CREATE OR REPLACE FUNCTION test_refuse_cap_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.per_customer_limit = ${refusedCap} THEN RAISE EXCEPTION 'refused at commit (test)'; END IF;
+      RETURN NULL;
+    END $$;
+    DROP TRIGGER IF EXISTS test_refuse_cap_at_commit ON skus;
+    CREATE CONSTRAINT TRIGGER test_refuse_cap_at_commit AFTER UPDATE ON skus
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_refuse_cap_at_commit();
   `);
 });
 
 afterAll(async () => {
   await harness.stockhold.knex.raw('DROP TRIGGER IF EXISTS test_refuse_at_commit ON ledger_entries; DROP FUNCTION IF EXISTS test_refuse_at_commit();');
+  await harness.stockhold.knex.raw('DROP TRIGGER IF EXISTS test_refuse_cap_at_commit ON skus; DROP FUNCTION IF EXISTS test_refuse_cap_at_commit();');
   await harness.close();
 });
 
@@ -71,5 +82,31 @@ describe('a stock change whose COMMIT fails', () => {
     expect(again.status).toBe(503);
     expect(await ledgerOnHand(sku)).toBe(10);
     expect((await view(sku)).onHand).toBe(10);
+  });
+
+  // The cap is written into Redis under the row lock before the COMMIT (stock-service.ts): a
+  // COMMIT refused after it leaves Redis enforcing a cap the ledger never took. The next stock
+  // change writes the ledger's cap first, and the reconciler compares them: both put it back.
+  it('a cap whose COMMIT fails answers 503; the next stock change and the reconciler bring Redis back to the ledger\'s cap', async () => {
+    const sku = await createSku(harness, 10, 'COMMITFAIL');
+    const stateKey = harness.stockhold.keys.skuState(sku);
+    const failed = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10, perCustomerLimit: refusedCap } });
+    if (harness.config.redisClusterNodes !== null) {
+      // Caps are single Redis only: a cluster refuses them before any transaction.
+      expect(failed.status).toBe(400);
+      return;
+    }
+    expect(failed.status).toBe(503);
+    expect((await harness.stockhold.knex('skus').first('per_customer_limit').where({ sku })).per_customer_limit).toBeNull();
+    // The window: Redis took the cap, the ledger did not.
+    expect(await harness.stockhold.redis.hget(stateKey, 'pcl')).toBe(String(refusedCap));
+    expect((await harness.call('POST', `/v1/skus/${sku}/adjustments`, { idempotencyKey: idempotencyKey(), body: { delta: 1, reason: 'receipt' } })).status).toBe(201);
+    expect(await harness.stockhold.redis.hget(stateKey, 'pcl')).toBeNull();
+    expect((await view(sku)).perCustomerLimit).toBeUndefined();
+    // The same window closed by the reconciler.
+    await harness.stockhold.redis.hset(stateKey, 'pcl', refusedCap);
+    const run = await harness.call('POST', '/v1/reconcile');
+    expect(run.body.corrections).toEqual(expect.arrayContaining([{ sku, field: 'perCustomerLimit', before: refusedCap, after: null }]));
+    expect(await harness.stockhold.redis.hget(stateKey, 'pcl')).toBeNull();
   });
 });

@@ -70,7 +70,7 @@ interface StagedChange {
   /** The tags of stripes 1..k-1 after the change (lib/stock/stripes.ts). */
   readonly stripeTags: readonly number[];
   /** The SKU's per-customer cap after the change (null: none). */
-  readonly perCustomerLimit?: number | null;
+  readonly perCustomerLimit: number | null;
 }
 
 interface LockedRow {
@@ -142,7 +142,7 @@ export class StockService {
     return {
       ...view,
       ...(change.stripes === 1 ? {} : { stripes: change.stripes }),
-      ...(change.perCustomerLimit === undefined || change.perCustomerLimit === null ? {} : { perCustomerLimit: change.perCustomerLimit }),
+      ...(change.perCustomerLimit === null ? {} : { perCustomerLimit: change.perCustomerLimit }),
     };
   }
 
@@ -189,13 +189,17 @@ export class StockService {
     let staged: StagedChange;
     try {
       staged = await withPostgres(() => this.stageInTransaction(transaction, request, progress));
-      // The SKU's per-customer cap into every stripe's state (the guard reads the stripe a line
-      // lands on), under the row lock and as the last step before COMMIT: two changes of one SKU
-      // cannot land their caps out of order, a stripe just added has its cap before any
-      // reservation can use it (publishStripes comes after the COMMIT), and a refused change
-      // writes none (a state rebuilt meanwhile has the ledger's cap: stageInTransaction). A COMMIT that then fails leaves Redis with the new cap until the reconciler
-      // compares it with the ledger (lib/reconcile/sku-reconciliation.ts).
-      await this.publishCustomerLimit(stripeSkus(request.sku, staged.stripeTags), staged.perCustomerLimit ?? null);
+      // A change that sets the cap or the stripes writes the SKU's cap into every stripe's state
+      // (the guard reads the stripe a line lands on), under the row lock and as the last step
+      // before COMMIT: two changes of one SKU cannot land their caps out of order, a stripe just
+      // added has its cap before any reservation can use it (publishStripes comes after the
+      // COMMIT), and a refused change writes none. Any other change left the ledger's cap, which
+      // stageInTransaction wrote first (before a state Redis lost could be rebuilt). A COMMIT that
+      // then fails leaves Redis with the new cap until the reconciler compares it with the ledger
+      // (lib/reconcile/sku-reconciliation.ts).
+      if (request.perCustomerLimit !== undefined || request.stripes !== undefined) {
+        await this.publishCustomerLimit(stripeSkus(request.sku, staged.stripeTags), staged.perCustomerLimit);
+      }
     } catch (error) {
       // Nothing committed (a transaction that ended underneath us, its connection dropped, is a
       // 503 from withPostgres: knex says "Transaction query already complete").
@@ -260,7 +264,7 @@ export class StockService {
     const row = await this.lockRow(transaction, request);
     // The ledger's cap first, before prepareStockChange may rebuild a state Redis lost (the
     // rebuild keeps fields it does not write): no reservation meets that state uncapped while
-    // this change runs. The change's own cap is written at its end (change()).
+    // this change runs. A change of the cap or the stripes writes its own at its end (change()).
     await this.publishCustomerLimit(stripeSkus(sku, row.stripeTags), row.committedPerCustomerLimit);
     if (row.stripes > 1 || (request.stripes ?? 1) > 1) return this.stageStriped(transaction, request, row, progress);
     const debitId = randomId();
