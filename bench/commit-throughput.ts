@@ -12,6 +12,7 @@ import { dropDatabase } from '../lib/postgres/connection';
 import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import type { Reservation } from '../lib/reservations/reservation-service';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
+import { readReservation } from '../lib/scripts/reservation-record';
 import { createStockhold, type Stockhold } from '../lib/stockhold';
 
 const flags = new Map<string, string>();
@@ -106,13 +107,10 @@ async function round(mode: string, batchMax: number): Promise<RoundResult> {
     // Wait for the Redis side of the last batch, then read each reservation's confirm and commit times.
     let lags: number[] = [];
     for (let attempt = 0; attempt < 500 && lags.length < reservationsPerRound; attempt += 1) {
-      const pipeline = stockhold.redis.pipeline();
-      for (const reservation of reservations) pipeline.hmget(stockhold.keys.reservation(reservation.id), 'cf', 'cm');
-      const replies = (await pipeline.exec()) ?? [];
-      lags = replies.flatMap(([, value]) => {
-        const [confirmedAt, committedAt] = value as Array<string | null>;
-        return committedAt ? [Number(committedAt) - Number(confirmedAt)] : [];
-      });
+      const records = await Promise.all(reservations.map((reservation) => readReservation(stockhold.scripts, stockhold.keys, reservation.id)));
+      lags = records.flatMap((record) =>
+        record?.status === 'committed' && record.settledAtMs !== null && record.confirmedAtMs !== null ? [record.settledAtMs - record.confirmedAtMs] : [],
+      );
       if (lags.length < reservationsPerRound) await new Promise((resolve) => setTimeout(resolve, pollMs));
     }
     const view = await stockhold.stock.read(sku);

@@ -31,6 +31,7 @@ async function measure(stockhold: Stockhold, label: string, skus: string[]) {
   for (const sku of skus) await stockhold.redis.hset(keys.skuState(sku), 'onHand', 1_000_000_000, 'pos', 0, 'reserved', 0, 'debit', 0);
   const before = await usedMemory(stockhold);
   let sample: { id: string; idempotencyKey: string } | undefined;
+  const buckets = new Set<string>();
   for (let start = 0; start < holdsPerShape; start += batch) {
     const created = await Promise.all(
       Array.from({ length: Math.min(batch, holdsPerShape - start) }, async (_, offset) => {
@@ -44,9 +45,13 @@ async function measure(stockhold: Stockhold, label: string, skus: string[]) {
       }),
     );
     sample ??= created[0];
+    for (const { id } of created) buckets.add(keys.reservation(id));
   }
   const after = await usedMemory(stockhold);
-  const record = await memoryUsage(stockhold, keys.reservation(sample!.id));
+  // Records share buckets (lua/includes/record.lua): a record's cost is its share of theirs.
+  let recordBytes = 0;
+  for (const bucket of buckets) recordBytes += await memoryUsage(stockhold, bucket);
+  const record = recordBytes / holdsPerShape;
   const idempotency = await memoryUsage(stockhold, keys.idempotency('checkout-web', sample!.idempotencyKey));
   let index = 0;
   for (const sku of skus) index += await memoryUsage(stockhold, keys.skuHolds(sku));
@@ -54,7 +59,7 @@ async function measure(stockhold: Stockhold, label: string, skus: string[]) {
   process.stdout.write(
     `${label}: ${holdsPerShape} holds\n` +
       `  used_memory growth per reservation (hold + idempotency record): ${((after - before) / holdsPerShape).toFixed(0)} B\n` +
-      `  MEMORY USAGE reservation record: ${record} B, holds index per hold: ${indexPerHold.toFixed(0)} B => per hold ${(record + indexPerHold).toFixed(0)} B\n` +
+      `  MEMORY USAGE reservation record: ${record.toFixed(0)} B (${buckets.size} buckets, ${(holdsPerShape / buckets.size).toFixed(0)} records each), holds index per hold: ${indexPerHold.toFixed(0)} B => per hold ${(record + indexPerHold).toFixed(0)} B\n` +
       `  MEMORY USAGE idempotency record (36-char key): ${idempotency} B\n`,
   );
 }

@@ -5,7 +5,7 @@
   A pending reservation past its expiry is expired here (its units come back) and refused.
 
   Input:
-    KEYS[1]          reservation record (hash: s, c, u, ca, ex, l, v)
+    KEYS[1]          the bucket of the reservation's record (see includes/record)
     KEYS[2i]         SKU state of line i, in the record's line order
     KEYS[2i + 1]     holds index of line i
     ARGV[1]          reservation id
@@ -20,21 +20,23 @@
 --- @include "includes/common"
 --- @include "includes/holds"
 --- @include "includes/reservations"
+--- @include "includes/record"
 
-local record = redis.call('HMGET', KEYS[1], 's', 'ex', 'l', 'v')
-local status = record[1]
-if not status then return { -1 } end
-if status == 'confirmed' or status == 'committed' or status == 'cancelled' or status == 'rejected' then return { 2, status, tonumber(record[4] or '1') } end
+local record = recordLoad(KEYS[1], ARGV[1])
+if not record then return { -1 } end
+local status = record.s
+if status == 'confirmed' or status == 'committed' or status == 'cancelled' or status == 'rejected' then return { 2, status, record.v } end
 if status == 'released' then return { -2 } end
 if status == 'expired' then return { -3 } end
 if status ~= 'pending' then fail('unknown status ' .. status) end
 
-local lines = recordLines(record[3])
+local lines = recordLines(record.l)
 local keys = lineKeys(lines, 2)
 local now = nowMs()
-if now >= tonumber(record[2]) then
+if now >= record.ex then
   returnHolds(lines, keys, ARGV[1])
-  redis.call('HSET', KEYS[1], 's', 'expired', 'ra', integerString(now))
+  record.s, record.at = 'expired', now
+  recordSave(KEYS[1], ARGV[1], record)
   return { -3 }
 end
 -- A pending hold before its expiry cannot have been reclaimed: check them all before writing.
@@ -49,8 +51,8 @@ for i, line in ipairs(lines) do
   auditHoldChange(keys[i].skuKey, cursor, scores[i], -line.quantity)
   auditHoldChange(keys[i].skuKey, cursor, math.huge, line.quantity)
 end
--- A pending record carries no fence field: it is 1 until confirmed.
-local fence = tonumber(record[4] or '1') + 1
-redis.call('HSET', KEYS[1], 's', 'confirmed', 'v', fence, 'cf', integerString(now))
-redis.call('PERSIST', KEYS[1])
+local fence = record.v + 1
+record.s, record.v, record.cf = 'confirmed', fence, now
+recordSave(KEYS[1], ARGV[1], record)
+recordKeepForever(KEYS[1])
 return { 1, fence, now }

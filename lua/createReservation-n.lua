@@ -6,7 +6,7 @@
   Input:
     KEYS[1]          idempotency record (string "<state>|<fingerprint>|<payload>", see beginIdempotent;
                      a reservation's payload is "<reservationId>|<createdAtMs>|<expiresAtMs>")
-    KEYS[2]          reservation record (hash: s, c, u, ca, ex, l; v, the fence, is 1 until confirmed)
+    KEYS[2]          the bucket of the reservation's record (see includes/record; the id is the field)
     KEYS[1 + 2i]     SKU state of line i   (hash: onHand, debit, reserved, pcl; see includes/projection)
     KEYS[2 + 2i]     holds index of line i (zset: "<reservationId>:<quantity>" -> expiresAt ms)
     KEYS[#KEYS]      with the guards (an odd count of KEYS): the customer's index (see includes/guards)
@@ -39,6 +39,7 @@
 ]]
 --- @include "includes/common"
 --- @include "includes/holds"
+--- @include "includes/record"
 --- @include "includes/guards"
 
 local guarded = #KEYS % 2 == 1
@@ -82,9 +83,8 @@ holdLines(lines, cursors, reservationId, expiresAt)
 local encoded = {}
 for i, line in ipairs(lines) do encoded[i] = line.sku .. ':' .. line.quantity end
 
-redis.call('HSET', KEYS[2], 's', 'pending', 'c', ARGV[3], 'ca', integerString(now), 'ex', integerString(expiresAt), 'l', table.concat(encoded, ','))
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'u', ARGV[4]) end
-redis.call('PEXPIRE', KEYS[2], holdTtlMs + tonumber(ARGV[7]))
-if remember and ARGV[4] ~= '' then rememberCustomerHold(KEYS[#KEYS], KEYS[2], expiresAt, tonumber(ARGV[7])) end
+recordSave(KEYS[2], reservationId, { s = 'pending', v = 1, c = ARGV[3], u = ARGV[4] ~= '' and ARGV[4] or nil, ca = now, ex = expiresAt, l = table.concat(encoded, ',') })
+recordKeepUntil(KEYS[2], expiresAt + tonumber(ARGV[7]))
+if remember and ARGV[4] ~= '' then rememberCustomerHold(KEYS[#KEYS], KEYS[2], reservationId, expiresAt, tonumber(ARGV[7])) end
 redis.call('SET', KEYS[1], 'd|' .. ARGV[1] .. '|' .. reservationId .. '|' .. integerString(now) .. '|' .. integerString(expiresAt), 'PX', ARGV[6])
 return withReclaimed({ 1, now, expiresAt })

@@ -4,20 +4,23 @@
   committed reservation awaiting cancellation at the job's fence changes.
 
   Input:
-    KEYS[1]  reservation record (hash: s, v, cx, ...)
-    ARGV[1]  fence the cancel job carries
-    ARGV[2]  record retention, milliseconds
+    KEYS[1]  the bucket of the reservation's record (see includes/record)
+    ARGV[1]  reservation id
+    ARGV[2]  fence the cancel job carries
+    ARGV[3]  record retention, milliseconds
 
   Output:
     {1}           marked cancelled
     {0, status}   not awaiting cancellation at this fence: unchanged ("missing" when lost)
 ]]
 --- @include "includes/common"
+--- @include "includes/record"
 
-local record = redis.call('HMGET', KEYS[1], 's', 'v', 'cx')
-if not record[1] then return { 0, 'missing' } end
-if record[1] ~= 'committed' or record[2] ~= ARGV[1] or not record[3] then return { 0, record[1] } end
-redis.call('HSET', KEYS[1], 's', 'cancelled', 'cn', integerString(nowMs()))
-redis.call('HDEL', KEYS[1], 'cx')
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local record = recordLoad(KEYS[1], ARGV[1])
+if not record then return { 0, 'missing' } end
+if record.s ~= 'committed' or record.v ~= tonumber(ARGV[2]) or not record.cx then return { 0, record.s } end
+local now = nowMs()
+record.s, record.at, record.cx = 'cancelled', now, false
+recordSave(KEYS[1], ARGV[1], record)
+recordKeepUntil(KEYS[1], now + tonumber(ARGV[3]))
 return { 1 }

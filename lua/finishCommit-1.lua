@@ -5,19 +5,23 @@
   nothing. The record then expires after the retention period (Postgres answers after that).
 
   Input:
-    KEYS[1]  reservation record (hash: s, v, ...)
-    ARGV[1]  fence the commit job carries
-    ARGV[2]  record retention once committed, milliseconds
+    KEYS[1]  the bucket of the reservation's record (see includes/record)
+    ARGV[1]  reservation id
+    ARGV[2]  fence the commit job carries
+    ARGV[3]  record retention once committed, milliseconds
 
   Output:
     {1}           marked committed
     {0, status}   not confirmed at this fence: unchanged ("missing" when Redis lost the record)
 ]]
 --- @include "includes/common"
+--- @include "includes/record"
 
-local record = redis.call('HMGET', KEYS[1], 's', 'v')
-if not record[1] then return { 0, 'missing' } end
-if record[1] ~= 'confirmed' or record[2] ~= ARGV[1] then return { 0, record[1] } end
-redis.call('HSET', KEYS[1], 's', 'committed', 'cm', integerString(nowMs()))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local record = recordLoad(KEYS[1], ARGV[1])
+if not record then return { 0, 'missing' } end
+if record.s ~= 'confirmed' or record.v ~= tonumber(ARGV[2]) then return { 0, record.s } end
+local now = nowMs()
+record.s, record.at = 'committed', now
+recordSave(KEYS[1], ARGV[1], record)
+recordKeepUntilAfterConfirmed(KEYS[1], now + tonumber(ARGV[3]))
 return { 1 }

@@ -4,23 +4,25 @@
   is (a resumed attempt, or a retry after the record was written).
 
   Input:
-    KEYS[1]  reservation record (hash, see createReservation-n)
-    ARGV[1]  client id
-    ARGV[2]  customer id, "" when none
-    ARGV[3]  createdAtMs
-    ARGV[4]  expiresAtMs
-    ARGV[5]  lines, "SKU:qty,SKU:qty"
-    ARGV[6]  retention after the hold expires, ms
+    KEYS[1]  the bucket of the reservation's record (see includes/record)
+    ARGV[1]  reservation id
+    ARGV[2]  client id
+    ARGV[3]  customer id, "" when none
+    ARGV[4]  createdAtMs
+    ARGV[5]  expiresAtMs
+    ARGV[6]  lines, "SKU:qty,SKU:qty"
+    ARGV[7]  retention after the hold expires, ms
 
   Output:
     {1}   written
     {2}   already there: unchanged
 ]]
 --- @include "includes/common"
+--- @include "includes/record"
 
-if redis.call('EXISTS', KEYS[1]) == 1 then return { 2 } end
-if ARGV[5] == '' then fail('a record has at least one line') end
-redis.call('HSET', KEYS[1], 's', 'pending', 'c', ARGV[1], 'ca', ARGV[3], 'ex', ARGV[4], 'l', ARGV[5])
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'u', ARGV[2]) end
-redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[4]) + tonumber(ARGV[6]))
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return { 2 } end
+if ARGV[6] == '' then fail('a record has at least one line') end
+local expiresAt = tonumber(ARGV[5])
+recordSave(KEYS[1], ARGV[1], { s = 'pending', v = 1, c = ARGV[2], u = ARGV[3] ~= '' and ARGV[3] or nil, ca = tonumber(ARGV[4]), ex = expiresAt, l = ARGV[6] })
+recordKeepUntil(KEYS[1], expiresAt + tonumber(ARGV[7]))
 return { 1 }

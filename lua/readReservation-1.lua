@@ -3,14 +3,17 @@
   same clock that wrote the hold.
 
   Input:
-    KEYS[1]  reservation record (hash: s, c, u, ca, ex, l, ra)
+    KEYS[1]  the bucket of the reservation's record (see includes/record)
+    ARGV[1]  reservation id
 
   Output:
     {nowMs}                     no such reservation
-    {nowMs, field, value, ...}  the record's fields
+    {nowMs, field, value, ...}  the record's fields: s, c, ca, ex, l, v, and when set u, cf, at, cx
 ]]
 --- @include "includes/common"
+--- @include "includes/record"
 
-local result = redis.call('HGETALL', KEYS[1])
+local record = recordLoad(KEYS[1], ARGV[1])
+local result = record and recordFlat(record) or {}
 table.insert(result, 1, nowMs())
 return result

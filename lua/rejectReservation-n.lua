@@ -6,7 +6,7 @@
   job names are still removed if they are there.
 
   Input:
-    KEYS[1]          reservation record (hash: s, v, l, ...)
+    KEYS[1]          the bucket of the reservation's record (see includes/record)
     KEYS[2i]         SKU state of line i, in the job's line order
     KEYS[2i + 1]     holds index of line i
     ARGV[1]          reservation id
@@ -22,6 +22,7 @@
 --- @include "includes/common"
 --- @include "includes/holds"
 --- @include "includes/reservations"
+--- @include "includes/record"
 
 local lineCount = (#KEYS - 1) / 2
 if lineCount < 1 or lineCount ~= math.floor(lineCount) then fail('KEYS must be 1 + 2 per line') end
@@ -33,10 +34,12 @@ for i = 1, lineCount do
   lines[i] = { sku = sku, quantity = tonumber(ARGV[3 + i]) }
 end
 local keys = lineKeys(lines, 2)
-local record = redis.call('HMGET', KEYS[1], 's', 'v')
-if not record[1] then return { 0, 'missing', returnHolds(lines, keys, ARGV[1]) } end
-if record[1] ~= 'confirmed' or record[2] ~= ARGV[2] then return { 0, record[1], 0 } end
+local record = recordLoad(KEYS[1], ARGV[1])
+if not record then return { 0, 'missing', returnHolds(lines, keys, ARGV[1]) } end
+if record.s ~= 'confirmed' or record.v ~= tonumber(ARGV[2]) then return { 0, record.s, 0 } end
 local units = returnHolds(lines, keys, ARGV[1])
-redis.call('HSET', KEYS[1], 's', 'rejected', 'rj', integerString(nowMs()))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local now = nowMs()
+record.s, record.at = 'rejected', now
+recordSave(KEYS[1], ARGV[1], record)
+recordKeepUntilAfterConfirmed(KEYS[1], now + tonumber(ARGV[3]))
 return { 1, units }

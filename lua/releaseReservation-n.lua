@@ -4,7 +4,7 @@
   no reserve call has reclaimed them yet. Releasing again answers with the status it has.
 
   Input:
-    KEYS[1]          reservation record (hash: s, c, u, ca, ex, l, v)
+    KEYS[1]          the bucket of the reservation's record (see includes/record)
     KEYS[2i]         SKU state of line i, in the record's line order
     KEYS[2i + 1]     holds index of line i
     ARGV[1]          reservation id (names its members in the holds indexes)
@@ -18,18 +18,20 @@
 --- @include "includes/common"
 --- @include "includes/holds"
 --- @include "includes/reservations"
+--- @include "includes/record"
 
-local record = redis.call('HMGET', KEYS[1], 's', 'ex', 'l')
-local status = record[1]
-if not status then return { -1 } end
+local record = recordLoad(KEYS[1], ARGV[1])
+if not record then return { -1 } end
+local status = record.s
 if status == 'released' or status == 'expired' then return { 2, status } end
 if status ~= 'pending' then return { -2, status } end
 
-local lines = recordLines(record[3])
+local lines = recordLines(record.l)
 local keys = lineKeys(lines, 2)
 local now = nowMs()
 local newStatus = 'released'
-if now >= tonumber(record[2]) then newStatus = 'expired' end
+if now >= record.ex then newStatus = 'expired' end
 returnHolds(lines, keys, ARGV[1])
-redis.call('HSET', KEYS[1], 's', newStatus, 'ra', integerString(now))
+record.s, record.at = newStatus, now
+recordSave(KEYS[1], ARGV[1], record)
 return { 1, newStatus }

@@ -9,10 +9,11 @@
               retention; the caller gives the holds back
 
   Input:
-    KEYS[1]  reservation record (hash, see createReservation-n)
-    ARGV[1]  confirm | expire | release | reject
-    ARGV[2]  reject: the fence the commit job carries
-    ARGV[3]  reject: record retention, ms
+    KEYS[1]  the bucket of the reservation's record (see includes/record)
+    ARGV[1]  reservation id
+    ARGV[2]  confirm | expire | release | reject
+    ARGV[3]  reject: the fence the commit job carries
+    ARGV[4]  reject: record retention, ms
 
   Output:
      {1, fence, confirmedAtMs}   confirm: confirmed now
@@ -21,32 +22,36 @@
     {-1}                         no such reservation
 ]]
 --- @include "includes/common"
+--- @include "includes/record"
 
-local record = redis.call('HMGET', KEYS[1], 's', 'v', 'ex')
-local status = record[1]
-if not status then return { -1 } end
-local fence = tonumber(record[2] or '1')
-local step = ARGV[1]
+local id = ARGV[1]
+local record = recordLoad(KEYS[1], id)
+if not record then return { -1 } end
+local status, fence = record.s, record.v
+local step = ARGV[2]
 local now = nowMs()
 if step == 'reject' then
-  if status ~= 'confirmed' or record[2] ~= ARGV[2] then return { 2, status, fence } end
-  redis.call('HSET', KEYS[1], 's', 'rejected', 'rj', integerString(now))
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  if status ~= 'confirmed' or fence ~= tonumber(ARGV[3]) then return { 2, status, fence } end
+  record.s, record.at = 'rejected', now
+  recordSave(KEYS[1], id, record)
+  recordKeepUntilAfterConfirmed(KEYS[1], now + tonumber(ARGV[4]))
   return { 1, 'rejected' }
 end
 if status ~= 'pending' then return { 2, status, fence } end
 if step == 'confirm' then
-  redis.call('HSET', KEYS[1], 's', 'confirmed', 'v', fence + 1, 'cf', integerString(now))
-  redis.call('PERSIST', KEYS[1])
+  record.s, record.v, record.cf = 'confirmed', fence + 1, now
+  recordSave(KEYS[1], id, record)
+  recordKeepForever(KEYS[1])
   return { 1, fence + 1, now }
 end
 local newStatus
 if step == 'expire' then
   newStatus = 'expired'
 elseif step == 'release' then
-  newStatus = now >= tonumber(record[3]) and 'expired' or 'released'
+  newStatus = now >= record.ex and 'expired' or 'released'
 else
   fail('settleRecord: confirm, expire, release or reject, got ' .. tostring(step))
 end
-redis.call('HSET', KEYS[1], 's', newStatus, 'ra', integerString(now))
+record.s, record.at = newStatus, now
+recordSave(KEYS[1], id, record)
 return { 1, newStatus }

@@ -112,7 +112,7 @@ describe('Redis Cluster', () => {
     await expect(createReservation(scripts, keys, { ...call, lines: [{ sku, quantity: 1 }, { sku: other, quantity: 1 }] })).rejects.toThrow(/several slots/);
     await expect(createReservation(scripts, keys, { ...call, lines: [{ sku, quantity: 1 }] })).rejects.toThrow(/several slots/);
     // Nothing reached the cluster.
-    expect(await client.exists(keys.reservation(call.id))).toBe(0);
+    expect(await readReservation(scripts, keys, call.id)).toBeUndefined();
     expect(await client.exists(keys.skuHolds(sku))).toBe(0);
   });
 
@@ -268,7 +268,7 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
     expect(await createCartAcrossSlots(scripts, keys, call)).toMatchObject({ kind: 'insufficient', lines: [{ sku: b, requested: 2, available: 1 }] });
     expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
     expect(await client.get(keys.idempotency('shop', call.idempotencyKey))).toBeNull();
-    expect(await client.exists(keys.reservation(call.id))).toBe(0);
+    expect(await readReservation(scripts, keys, call.id)).toBeUndefined();
     await prepareStockChange(scripts, keys, { sku: b, ledgerSeq: 1, ledgerOnHand: 2, reclaimPerSkuMax: 10, holdsRebuildMax: 10 });
     expect(await createCartAcrossSlots(scripts, keys, call)).toMatchObject({ kind: 'created' });
   });
@@ -285,7 +285,7 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
     scripts.latch = undefined;
     const [first] = slotGroups(keys, call.lines);
     expect(await reserved(scripts, first![0]!.sku)).toBe(1);
-    expect(await client.exists(keys.reservation(call.id))).toBe(0);
+    expect(await readReservation(scripts, keys, call.id)).toBeUndefined();
     // The retry carries a fresh id, as a new request would. While the crashed attempt's lease
     // runs it might still be alive: one attempt at a time.
     const early = await createCartAcrossSlots(scripts, keys, { ...call, id: randomBytes(16).toString('base64url') });

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
+import { dropRecord } from './support/records';
 import { PrivatePostgres } from '../chaos/servers';
 
 let postgres: PrivatePostgres;
@@ -76,7 +77,7 @@ describe('a process restart', () => {
       for (const id of ids) expect((await second.call('GET', `/v1/reservations/${id}`, { as: 'checkout' })).body.status).toBe('committed');
       expect((await second.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 10, reserved: 0, available: 10 });
       // Even once Redis has forgotten them, Postgres answers.
-      for (const id of ids) await second.stockhold.redis.del(second.stockhold.keys.reservation(id));
+      for (const id of ids) await dropRecord(second.stockhold.redis, second.stockhold.keys, id);
       for (const id of ids) expect((await second.call('GET', `/v1/reservations/${id}`, { as: 'checkout' })).body.status).toBe('committed');
     } finally {
       await second.close();

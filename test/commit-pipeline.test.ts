@@ -3,6 +3,7 @@
 // after expiry or release are refused, and cancellations return units once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
+import { dropRecord } from './support/records';
 
 let harness: Harness;
 beforeAll(async () => {
@@ -134,7 +135,7 @@ describe('cancel', () => {
     const sku = await createSku(harness, 6);
     const created = await reserve([{ sku, quantity: 2 }], { customerId: 'cust-7' });
     await confirm(created.body.id, 10);
-    await harness.stockhold.redis.del(harness.stockhold.keys.reservation(created.body.id));
+    await dropRecord(harness.stockhold.redis, harness.stockhold.keys, created.body.id);
     const read = await harness.call('GET', `/v1/reservations/${created.body.id}`, { as: 'checkout' });
     expect(read.status).toBe(200);
     expect(read.body).toMatchObject({ id: created.body.id, status: 'committed', lines: [{ sku, quantity: 2 }], customerId: 'cust-7', createdAt: created.body.createdAt, expiresAt: created.body.expiresAt });
@@ -145,7 +146,7 @@ describe('cancel', () => {
     const cancelled = await harness.call('POST', `/v1/reservations/${created.body.id}/cancel`, { as: 'fulfillment', headers: { prefer: 'wait=10' } });
     expect(cancelled.body.status).toBe('cancelled');
     expect((await harness.call('GET', `/v1/skus/${sku}`)).body.onHand).toBe(6);
-    await harness.stockhold.redis.del(harness.stockhold.keys.reservation(created.body.id));
+    await dropRecord(harness.stockhold.redis, harness.stockhold.keys, created.body.id);
     expect((await harness.call('GET', `/v1/reservations/${created.body.id}`, { as: 'checkout' })).body.status).toBe('cancelled');
     expect((await confirm(created.body.id)).status).toBe(409);
   });
@@ -174,7 +175,7 @@ describe('without a worker running', () => {
     // Only a confirmed hold stands in the way: no pending hold can free it, so no Retry-After.
     expect(refused.headers.get('retry-after')).toBeNull();
     expect((await idle.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 2, reserved: 2, available: 0 });
-    expect(await idle.stockhold.redis.ttl(idle.stockhold.keys.reservation(created.body.id))).toBe(-1);
+    expect(await idle.stockhold.redis.ttl(idle.stockhold.keys.reservation(created.body.id)), 'the bucket of a confirmed record does not expire').toBe(-1);
     // The job waits in the queue for a worker; one arriving later commits it.
     const stop = await idle.startWorker();
     const settled = await idle.stockhold.commits.waitFor(created.body.id, (r) => r.status === 'committed', 10_000);

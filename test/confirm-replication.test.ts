@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateRedis } from '../chaos/servers';
 import { createSku, idempotencyKey, startHarness, uniqueName, type Harness } from './support/harness';
+import { readRecord } from './support/records';
 
 let primary: PrivateRedis;
 let replica: PrivateRedis;
@@ -53,7 +54,7 @@ describe('REDIS_CONFIRM_REPLICAS=1', () => {
     // The replica had it when the answer went out.
     const fromReplica = new Redis(replica.port, '127.0.0.1');
     try {
-      expect(await fromReplica.hget(harness.stockhold.keys.reservation(first), 's')).toBe('confirmed');
+      expect((await readRecord(fromReplica, harness.stockhold.keys, first))?.s).toBe('confirmed');
     } finally {
       fromReplica.disconnect();
     }

@@ -49,6 +49,7 @@ import { releaseDebit } from '../lib/scripts/release-debit';
 import { applyRoundsMax } from '../lib/stock/ledger-projection';
 import { catchUpRoundsMax } from '../lib/stock/stock-service';
 import { testRedisUrl } from './support/harness';
+import { dropRecord, patchRecord, readRecord } from './support/records';
 import * as model from './support/sku-model';
 import { assertReply, clockValue, type ExpectedReply, type LedgerEntry, type ReservationModel, type SkuModel } from './support/sku-model';
 
@@ -129,7 +130,7 @@ class RealSku {
   /** As CommitService.cancel: the ledger's fence and copy of the reservation. */
   requestCancel(reservation: ReservationModel, ledgerFence: number): Promise<ScriptReply> {
     const recreate = [ledgerFence, clientId, '', reservation.createdAtMs, reservation.expiresAtMs, `${sku}:${reservation.quantity}`, retentionMs];
-    return scripts.run('requestCancel', [this.keys.reservation(reservation.id)], recreate);
+    return scripts.run('requestCancel', [this.keys.reservation(reservation.id)], [reservation.id, ...recreate]);
   }
 
   /** As SkuReconciliation.inspect outside a dry run. */
@@ -152,7 +153,7 @@ class RealSku {
     const pastMs = Number(seconds) * 1000 + Math.floor(Number(microseconds) / 1000) - 1;
     const updated = await redis.zadd(this.keys.skuHolds(sku), 'XX', 'CH', pastMs, model.holdMember(reservation));
     expect(updated, 'the pending hold whose deadline passes is in the index').toBe(1);
-    await redis.hset(this.keys.reservation(reservation.id), 'ex', pastMs);
+    await patchRecord(redis, this.keys, reservation.id, { ex: pastMs });
   }
 
   /** Redis loses its data: every key of this run goes, as in a restart without the AOF. */
@@ -201,7 +202,6 @@ async function observe(real: RealSku, skuModel: SkuModel): Promise<Observation> 
   pipeline.time();
   pipeline.hgetall(real.keys.skuState(sku));
   pipeline.zrange(real.keys.skuHolds(sku), 0, -1, 'WITHSCORES');
-  for (const reservation of skuModel.reservations) pipeline.hmget(real.keys.reservation(reservation.id), 's', 'v', 'cx', 'ex');
   const results = (await pipeline.exec()) ?? [];
   const replies = results.map(([error, value]) => {
     if (error !== null) throw error;
@@ -221,10 +221,10 @@ async function observe(real: RealSku, skuModel: SkuModel): Promise<Observation> 
     holds.set(scored[index] as string, score === 'inf' ? 'confirmed' : Number(score) <= nowMs ? 'past' : 'live');
   }
   const records = new Map<string, ObservedRecord | null>();
-  skuModel.reservations.forEach((reservation, index) => {
-    const [status, fence, cancelRequested, expiresAt] = replies[3 + index] as [string | null, string | null, string | null, string | null];
-    records.set(reservation.id, status === null ? null : { status, fence: Number(fence ?? 1), cancelRequested: cancelRequested !== null, deadlinePassed: Number(expiresAt) <= nowMs });
-  });
+  for (const reservation of skuModel.reservations) {
+    const record = await readRecord(redis, real.keys, reservation.id);
+    records.set(reservation.id, record === undefined ? null : { status: record.s!, fence: Number(record.v), cancelRequested: record.cx !== undefined, deadlinePassed: Number(record.ex) <= nowMs });
+  }
   return { state, holds, records };
 }
 
@@ -585,8 +585,8 @@ class RetentionPasses extends ReservationCommand {
 
   protected async apply(skuModel: SkuModel, real: RealSku): Promise<string> {
     const reservation = this.target(skuModel);
-    // What PEXPIRE does once the retention has run: the key is gone.
-    await redis.del(real.keys.reservation(reservation.id));
+    // What the bucket's expiry does once the retention has run: the record is gone.
+    await dropRecord(redis, real.keys, reservation.id);
     reservation.record = null;
     return 'expired';
   }

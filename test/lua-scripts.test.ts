@@ -9,9 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
-import { redisKeys } from '../lib/redis/keys';
+import { reservationIdAt } from '../lib/random-ids';
+import { recordBucketsPerWindow, recordWindowChars, redisKeys } from '../lib/redis/keys';
 import { loadScripts, ScriptRunner } from '../lib/redis/scripts';
+import { readReservation } from '../lib/scripts/reservation-record';
 import { testRedisUrl, uniqueName } from './support/harness';
+import { dropRecord, patchRecord, readRecord } from './support/records';
 
 const prefix = `t:lua:${randomBytes(4).toString('hex')}:`;
 const keys = redisKeys(prefix);
@@ -64,6 +67,12 @@ function reserve(call: ReserveCall) {
   return { id, idemKey, reply: scripts.run('createReservation', keyList, args) };
 }
 
+/** Fields of a reservation's record, null where absent (the record is one encoded field of a bucket). */
+async function recordFields(id: string, ...fields: string[]): Promise<Array<string | null>> {
+  const record = await readRecord(redis, keys, id);
+  return fields.map((field) => record?.[field] ?? null);
+}
+
 const numberOrNull = (value: string | null | undefined) => (value === null || value === undefined ? null : Number(value));
 
 /** The projection fields of a SKU state (null where a field is absent). */
@@ -78,6 +87,7 @@ const holds = (sku: string) => redis.zrange(keys.skuHolds(sku), 0, -1);
 
 const lineKeys = (id: string, lines: Array<[string, number]>) => [keys.reservation(id), ...lines.flatMap(([sku]) => stateKeys(sku))];
 const confirm = (id: string, lines: Array<[string, number]>) => scripts.run('confirmReservation', lineKeys(id, lines), [id]);
+const release = (id: string, lines: Array<[string, number]>) => scripts.run('releaseReservation', lineKeys(id, lines), [id]);
 
 /** A confirmed reservation (holds at +inf, fence 2). */
 async function confirmed(lines: Array<[string, number]>): Promise<string> {
@@ -105,7 +115,7 @@ const releaseDebit = (sku: string, id: string) => scripts.run('releaseDebit', [k
 const initSku = (sku: string, onHand: number, pos: number, holdsMax = 100) => scripts.run('initSku', stateKeys(sku), [onHand, pos, holdsMax]);
 const readSku = (sku: string) => scripts.run('readSku', stateKeys(sku), [100]);
 const correctOnHand = (sku: string, pos: number, onHand: number, dryRun = false) => scripts.run('correctOnHand', [keys.skuState(sku)], [pos, onHand, dryRun ? '1' : '0']);
-const finish = (script: 'finishCommit' | 'finishCancel', id: string, fence: number) => scripts.run(script, [keys.reservation(id)], [fence, hourMs]);
+const finish = (script: 'finishCommit' | 'finishCancel', id: string, fence: number) => scripts.run(script, [keys.reservation(id)], [id, fence, hourMs]);
 
 describe('loader', () => {
   it('resolves includes once and names every script with its key count', () => {
@@ -144,8 +154,8 @@ describe('createReservation', () => {
     expect(await skuState(a)).toEqual({ onHand: 10, pos: 1, reserved: 3, debit: 0, did: null });
     expect(await skuState(b)).toEqual({ onHand: 5, pos: 1, reserved: 5, debit: 0, did: null });
     expect(await redis.zscore(keys.skuHolds(a), `${call.id}:3`)).toBe(String(expiresAt));
-    expect(await redis.hgetall(keys.reservation(call.id))).toEqual({
-      s: 'pending', c: 'client-1', u: 'cust-9', ca: String(createdAt), ex: String(expiresAt), l: `${a}:3,${b}:5`,
+    expect(await readRecord(redis, keys, call.id)).toEqual({
+      s: 'pending', c: 'client-1', u: 'cust-9', ca: String(createdAt), ex: String(expiresAt), l: `${a}:3,${b}:5`, v: '1',
     });
     expect(await redis.get(call.idemKey)).toBe(`d|fp-1|${call.id}|${createdAt}|${expiresAt}`);
     expect(await redis.pttl(call.idemKey)).toBeGreaterThan(hourMs - 5000);
@@ -158,7 +168,7 @@ describe('createReservation', () => {
     const [, createdAt, expiresAt] = (await first.reply) as number[];
     const second = reserve({ lines: [[sku, 2]], key: 'same' });
     expect(await second.reply).toEqual([2, first.id, createdAt, expiresAt]);
-    expect(await redis.exists(keys.reservation(second.id))).toBe(0);
+    expect(await readRecord(redis, keys, second.id).then((record) => (record === undefined ? 0 : 1))).toBe(0);
     expect(await skuState(sku)).toMatchObject({ reserved: 2 });
   });
 
@@ -252,13 +262,86 @@ describe('createReservation', () => {
   });
 });
 
-describe('releaseReservation', () => {
-  function release(id: string, lines: Array<[string, number]>) {
-    const keyList = [keys.reservation(id)];
-    for (const [sku] of lines) keyList.push(keys.skuState(sku), keys.skuHolds(sku));
-    return scripts.run('releaseReservation', keyList, [id]);
-  }
+describe('record buckets (lua/includes/record.lua)', () => {
+  /** An id whose record shares `id`'s bucket: same window characters and the same spread character. */
+  const bucketMate = (id: string) => id.slice(0, recordWindowChars + 2) + newId().slice(recordWindowChars + 2);
+  const open = (id: string, fields: { customer?: string; createdAt: number; expiresAt: number; lines: string; retentionMs?: number }) =>
+    scripts.run('openRecord', [keys.reservation(id)], [id, 'client-1', fields.customer ?? '', fields.createdAt, fields.expiresAt, fields.lines, fields.retentionMs ?? hourMs]);
 
+  it('names a bucket from the id: the records made in one 64 ms window share 4 buckets', () => {
+    const at = Date.UTC(2026, 10, 26, 9, 0, 0, 0);
+    const sameWindow = Array.from({ length: 400 }, (_, index) => reservationIdAt(at + (index % 64)));
+    expect(new Set(sameWindow.map((id) => keys.reservation(id))).size).toBe(recordBucketsPerWindow);
+    expect(keys.reservation(reservationIdAt(at + 64))).not.toBe(keys.reservation(reservationIdAt(at)));
+    expect(keys.reservation(bucketMate(sameWindow[0]!))).toBe(keys.reservation(sameWindow[0]!));
+    // Any id names a bucket, one that is a single cluster slot.
+    expect(keys.reservation('abc')).toBe(`${prefix}res:{abc.0}`);
+  });
+
+  it('keeps every field through its encoding: a customer id with "|" and unicode, an id without a time, a creation before the id', async () => {
+    const sku = await seedSku(5);
+    const id = reservationIdAt(Date.now());
+    const createdAt = Date.now() - 1234;
+    expect(await open(id, { customer: 'a|b:c,d|€ "x"', createdAt, expiresAt: createdAt + 900_000, lines: `${sku}:2,${sku}-2:1` })).toEqual([1]);
+    expect(await readReservation(scripts, keys, id)).toMatchObject({
+      status: 'pending', clientId: 'client-1', customerId: 'a|b:c,d|€ "x"', createdAtMs: createdAt, expiresAtMs: createdAt + 900_000,
+      lines: [{ sku, quantity: 2 }, { sku: `${sku}-2`, quantity: 1 }], fence: 1, confirmedAtMs: null, settledAtMs: null, cancelRequested: false,
+    });
+    const timeless = 'short';
+    expect(await open(timeless, { createdAt, expiresAt: createdAt + 5, lines: `${sku}:1` })).toEqual([1]);
+    expect(await readReservation(scripts, keys, timeless)).toMatchObject({ customerId: null, createdAtMs: createdAt, expiresAtMs: createdAt + 5 });
+    // Written again: an existing record is left as it is.
+    expect(await open(id, { createdAt: 1, expiresAt: 2, lines: 'X:1' })).toEqual([2]);
+    expect(await readReservation(scripts, keys, id)).toMatchObject({ createdAtMs: createdAt });
+  });
+
+  it('a bucket never expires while one of its records is confirmed, then expires with the latest record it keeps', async () => {
+    const sku = await seedSku(10);
+    const first = reserve({ lines: [[sku, 1]], id: reservationIdAt(Date.now()), ttlMs: 60_000 });
+    expect((await first.reply)[0]).toBe(1);
+    const second = reserve({ lines: [[sku, 1]], id: bucketMate(first.id), ttlMs: 60_000 });
+    expect((await second.reply)[0]).toBe(1);
+    const third = reserve({ lines: [[sku, 1]], id: bucketMate(first.id), ttlMs: 60_000 });
+    expect((await third.reply)[0]).toBe(1);
+    const bucket = keys.reservation(first.id);
+    expect(keys.reservation(third.id)).toBe(bucket);
+    // Created: kept for the hold (60 s) and the retention (1 h).
+    expect(await redis.pttl(bucket)).toBeGreaterThan(hourMs + 55_000);
+    expect(await redis.call('OBJECT', 'ENCODING', bucket)).toBe('listpack');
+    expect((await confirm(first.id, [[sku, 1]]))[0]).toBe(1);
+    expect((await confirm(second.id, [[sku, 1]]))[0]).toBe(1);
+    expect(await redis.pttl(bucket)).toBe(-1);
+    // One of the two confirmed records commits: the other still holds the bucket.
+    await applyEntries(sku, { seq: 2, delta: -1, after: 9, kind: 'allocation', res: first.id });
+    expect(await finish('finishCommit', first.id, 2)).toEqual([1]);
+    expect(await redis.pttl(bucket)).toBe(-1);
+    // A release leaves the bucket as it is (its record was kept for its retention already).
+    expect(await release(third.id, [[sku, 1]])).toEqual([1, 'released']);
+    expect(await redis.pttl(bucket)).toBe(-1);
+    // The last confirmed one leaves: the bucket expires at the latest drop time any record asked for.
+    await applyEntries(sku, { seq: 3, delta: -1, after: 8, kind: 'allocation', res: second.id });
+    expect(await finish('finishCommit', second.id, 2)).toEqual([1]);
+    expect(await redis.pttl(bucket)).toBeGreaterThan(hourMs + 55_000);
+    expect(await redis.hexists(bucket, '~')).toBe(0);
+    expect((await readReservation(scripts, keys, first.id))?.status).toBe('committed');
+    expect((await readReservation(scripts, keys, third.id))?.status).toBe('released');
+  });
+
+  it('a shorter retention never shortens a bucket, and a drop time already past never deletes its other records', async () => {
+    const sku = await seedSku(10);
+    const kept = reserve({ lines: [[sku, 1]], id: reservationIdAt(Date.now()), ttlMs: 60_000 });
+    expect((await kept.reply)[0]).toBe(1);
+    const bucket = keys.reservation(kept.id);
+    const before = await redis.pexpiretime(bucket);
+    const past = bucketMate(kept.id);
+    expect(await open(past, { createdAt: Date.now() - 10_000, expiresAt: Date.now() - 9_000, lines: `${sku}:1`, retentionMs: 1 })).toEqual([1]);
+    expect(await redis.pexpiretime(bucket)).toBe(before);
+    expect((await readReservation(scripts, keys, kept.id))?.status).toBe('pending');
+    expect((await readReservation(scripts, keys, past))?.status).toBe('pending');
+  });
+});
+
+describe('releaseReservation', () => {
   it('returns units, marks it released, and answers the same again', async () => {
     const sku = await seedSku(5);
     const call = reserve({ lines: [[sku, 3]] });
@@ -266,7 +349,7 @@ describe('releaseReservation', () => {
     expect(await release(call.id, [[sku, 3]])).toEqual([1, 'released']);
     expect(await skuState(sku)).toMatchObject({ reserved: 0 });
     expect(await redis.zcard(keys.skuHolds(sku))).toBe(0);
-    expect(await redis.hget(keys.reservation(call.id), 's')).toBe('released');
+    expect(await recordFields(call.id, 's').then(([value]) => value)).toBe('released');
     expect(await release(call.id, [[sku, 3]])).toEqual([2, 'released']);
     expect(await skuState(sku)).toMatchObject({ reserved: 0 });
   });
@@ -295,7 +378,7 @@ describe('releaseReservation', () => {
     const sku = await seedSku(5);
     const call = reserve({ lines: [[sku, 1]] });
     await call.reply;
-    await redis.hset(keys.reservation(call.id), 's', 'confirmed');
+    await patchRecord(redis, keys, call.id, { s: 'confirmed' });
     expect(await release(call.id, [[sku, 1]])).toEqual([-2, 'confirmed']);
     expect(await skuState(sku)).toMatchObject({ reserved: 1 });
     expect(await release(newId(), [])).toEqual([-1]);
@@ -746,7 +829,7 @@ describe('confirmReservation, finishCommit', () => {
     expect(reply.slice(0, 2)).toEqual([1, 2]);
     expect(await redis.zscore(keys.skuHolds(sku), `${call.id}:2`)).toBe('inf');
     expect(await redis.pttl(keys.reservation(call.id))).toBe(-1);
-    expect(await redis.hmget(keys.reservation(call.id), 's', 'v')).toEqual(['confirmed', '2']);
+    expect(await recordFields(call.id, 's', 'v')).toEqual(['confirmed', '2']);
     await sleep(60);
     // Past the original expiry, a reserve reclaims nothing of it.
     expect((await reserve({ lines: [[sku, 4]] }).reply)[0]).toBe(-1);
@@ -760,12 +843,12 @@ describe('confirmReservation, finishCommit', () => {
     await expired.reply;
     await sleep(5);
     expect(await confirm(expired.id, [[sku, 3]])).toEqual([-3]);
-    expect(await redis.hget(keys.reservation(expired.id), 's')).toBe('expired');
+    expect(await recordFields(expired.id, 's').then(([value]) => value)).toBe('expired');
     expect(await skuState(sku)).toMatchObject({ reserved: 0 });
     expect(await confirm(expired.id, [[sku, 3]])).toEqual([-3]);
     const released = reserve({ lines: [[sku, 1]] });
     await released.reply;
-    await redis.hset(keys.reservation(released.id), 's', 'released');
+    await patchRecord(redis, keys, released.id, { s: 'released' });
     expect(await confirm(released.id, [[sku, 1]])).toEqual([-2]);
     expect(await confirm(newId(), [])).toEqual([-1]);
   });
@@ -776,18 +859,18 @@ describe('confirmReservation, finishCommit', () => {
     const call = reserve({ lines: [[a, 3], [b, 4]] });
     await call.reply;
     expect(await finish('finishCommit', call.id, 2)).toEqual([0, 'pending']);
-    expect(await redis.hget(keys.reservation(call.id), 's')).toBe('pending');
+    expect(await recordFields(call.id, 's').then(([value]) => value)).toBe('pending');
     await confirm(call.id, [[a, 3], [b, 4]]);
     expect(await finish('finishCommit', call.id, 1)).toEqual([0, 'confirmed']);
-    expect(await redis.hmget(keys.reservation(call.id), 's', 'v', 'cm')).toEqual(['confirmed', '2', null]);
+    expect(await recordFields(call.id, 's', 'v', 'at')).toEqual(['confirmed', '2', null]);
     expect(await redis.pttl(keys.reservation(call.id))).toBe(-1);
     expect(await applyEntries(a, { seq: 6, delta: -3, after: 7, kind: 'allocation', res: call.id })).toEqual([1, 6, 7, 0, 0]);
     expect(await applyEntries(b, { seq: 3, delta: -4, after: 0, kind: 'allocation', res: call.id })).toEqual([1, 3, 0, 0, 0]);
     const statesBefore = await Promise.all([rawState(a), rawState(b)]);
     expect(await finish('finishCommit', call.id, 2)).toEqual([1]);
-    const record = await redis.hgetall(keys.reservation(call.id));
+    const record = await readRecord(redis, keys, call.id);
     expect(record).toMatchObject({ s: 'committed', v: '2', l: `${a}:3,${b}:4` });
-    expect(Number(record.cm)).toBeGreaterThan(Date.now() - 60_000);
+    expect(Number(record?.at)).toBeGreaterThan(Date.now() - 60_000);
     expect(await redis.pttl(keys.reservation(call.id))).toBeGreaterThan(hourMs - 5000);
     expect(await Promise.all([rawState(a), rawState(b)])).toEqual(statesBefore);
     expect(await skuState(a)).toEqual({ onHand: 7, pos: 6, reserved: 0, debit: 0, did: null });
@@ -796,13 +879,13 @@ describe('confirmReservation, finishCommit', () => {
     // A re-run: nothing applied twice, the record stays committed.
     expect(await applyEntries(a, { seq: 6, delta: -3, after: 7, kind: 'allocation', res: call.id })).toEqual([1, 6, 7, 0, 0]);
     expect(await finish('finishCommit', call.id, 2)).toEqual([0, 'committed']);
-    expect(await redis.hget(keys.reservation(call.id), 'cm')).toBe(record.cm);
+    expect(await recordFields(call.id, 'at').then(([value]) => value)).toBe(record?.at);
   });
 
   it('finishCommit on a record Redis lost answers "missing" and creates nothing', async () => {
     const id = newId();
     expect(await finish('finishCommit', id, 2)).toEqual([0, 'missing']);
-    expect(await redis.exists(keys.reservation(id))).toBe(0);
+    expect(await readRecord(redis, keys, id).then((record) => (record === undefined ? 0 : 1))).toBe(0);
   });
 });
 
@@ -817,7 +900,7 @@ describe('requestCancel, finishCancel', () => {
     return id;
   };
   const request = (id: string, recreate: Array<string | number> = [2, 'client-1', '', 1, 2, 'X:1', hourMs]) =>
-    scripts.run('requestCancel', [keys.reservation(id)], recreate);
+    scripts.run('requestCancel', [keys.reservation(id)], [id, ...recreate]);
 
   it('bumps the fence once; the deallocation is applied, then finishCancel at that fence, once', async () => {
     const sku = await seedSku(10);
@@ -825,15 +908,15 @@ describe('requestCancel, finishCancel', () => {
     expect(await skuState(sku)).toEqual({ onHand: 6, pos: 2, reserved: 0, debit: 0, did: null });
     expect(await request(id)).toEqual([1, 3]);
     expect(await request(id)).toEqual([1, 3]);
-    expect(await redis.hmget(keys.reservation(id), 's', 'v', 'cx')).toEqual(['committed', '3', '1']);
+    expect(await recordFields(id, 's', 'v', 'cx')).toEqual(['committed', '3', '1']);
     expect(await finish('finishCancel', id, 2)).toEqual([0, 'committed']);
-    expect(await redis.hmget(keys.reservation(id), 's', 'v', 'cx')).toEqual(['committed', '3', '1']);
+    expect(await recordFields(id, 's', 'v', 'cx')).toEqual(['committed', '3', '1']);
     expect(await applyEntries(sku, { seq: 3, delta: 4, after: 10, kind: 'deallocation', res: id })).toEqual([1, 3, 10, 0, 0]);
     expect(await finish('finishCancel', id, 3)).toEqual([1]);
-    const record = await redis.hgetall(keys.reservation(id));
+    const record = await readRecord(redis, keys, id);
     expect(record).toMatchObject({ s: 'cancelled', v: '3' });
-    expect(record.cx).toBeUndefined();
-    expect(Number(record.cn)).toBeGreaterThan(Date.now() - 60_000);
+    expect(record?.cx).toBeUndefined();
+    expect(Number(record?.at)).toBeGreaterThan(Date.now() - 60_000);
     expect(await redis.pttl(keys.reservation(id))).toBeGreaterThan(hourMs - 5000);
     expect(await finish('finishCancel', id, 3)).toEqual([0, 'cancelled']);
     expect(await request(id)).toEqual([2, 3]);
@@ -845,23 +928,23 @@ describe('requestCancel, finishCancel', () => {
     const sku = await seedSku(10);
     const id = await committedRecord(sku, 2);
     expect(await finish('finishCancel', id, 2)).toEqual([0, 'committed']);
-    const record = await redis.hgetall(keys.reservation(id));
+    const record = await readRecord(redis, keys, id);
     expect(record).toMatchObject({ s: 'committed', v: '2' });
-    expect(record.cn).toBeUndefined();
+    expect(record?.cx).toBeUndefined();
     const lost = newId();
     expect(await finish('finishCancel', lost, 3)).toEqual([0, 'missing']);
-    expect(await redis.exists(keys.reservation(lost))).toBe(0);
+    expect(await readRecord(redis, keys, lost).then((record) => (record === undefined ? 0 : 1))).toBe(0);
   });
 
   it('recreates a forgotten record from the ledger copy, and refuses one not committed', async () => {
     const sku = await seedSku(10);
     const id = newId();
     expect(await request(id, [2, 'client-9', 'cust', 1000, 2000, `${sku}:2`, hourMs])).toEqual([1, 3]);
-    expect(await redis.hgetall(keys.reservation(id))).toMatchObject({ s: 'committed', c: 'client-9', u: 'cust', l: `${sku}:2`, v: '3', cx: '1' });
+    expect(await readRecord(redis, keys, id)).toMatchObject({ s: 'committed', c: 'client-9', u: 'cust', l: `${sku}:2`, v: '3', cx: '1' });
     const pending = reserve({ lines: [[sku, 1]] });
     await pending.reply;
     expect(await request(pending.id)).toEqual([-1, 'pending']);
-    expect(await redis.hget(keys.reservation(pending.id), 's')).toBe('pending');
+    expect(await recordFields(pending.id, 's').then(([value]) => value)).toBe('pending');
   });
 });
 
@@ -884,9 +967,9 @@ describe('rejectReservation', () => {
     expect(await skuState(b)).toEqual({ onHand: 5, pos: 1, reserved: 0, debit: 0, did: null });
     expect(await holds(a)).toEqual([`${other.id}:1`]);
     expect(await redis.exists(keys.skuHolds(b))).toBe(0);
-    const record = await redis.hgetall(keys.reservation(id));
+    const record = await readRecord(redis, keys, id);
     expect(record).toMatchObject({ s: 'rejected', v: '2' });
-    expect(Number(record.rj)).toBeGreaterThan(Date.now() - 60_000);
+    expect(Number(record?.at)).toBeGreaterThan(Date.now() - 60_000);
     expect(await redis.pttl(keys.reservation(id))).toBeGreaterThan(hourMs - 5000);
     // Again: nothing more given back.
     expect(await reject(id, 2, lines)).toEqual([0, 'rejected', 0]);
@@ -898,7 +981,7 @@ describe('rejectReservation', () => {
     const call = reserve({ lines: [[sku, 3]] });
     await call.reply;
     expect(await reject(call.id, 1, [[sku, 3]])).toEqual([0, 'pending', 0]);
-    expect(await redis.hget(keys.reservation(call.id), 's')).toBe('pending');
+    expect(await recordFields(call.id, 's').then(([value]) => value)).toBe('pending');
     expect(await holds(sku)).toEqual([`${call.id}:3`]);
     expect(await skuState(sku)).toMatchObject({ reserved: 3 });
   });
@@ -908,7 +991,7 @@ describe('rejectReservation', () => {
     const b = await seedSku(10);
     const lines: Array<[string, number]> = [[a, 3], [b, 2]];
     const id = await confirmed(lines);
-    await redis.del(keys.reservation(id));
+    await dropRecord(redis, keys, id);
     // b's hold is gone already (say, a release raced the loss): only a's units come back.
     await redis.zrem(keys.skuHolds(b), `${id}:2`);
     await redis.hincrby(keys.skuState(b), 'reserved', -2);
@@ -924,7 +1007,7 @@ describe('rejectReservation', () => {
     const id = await confirmed([[sku, 1]]);
     await expect(scripts.run('rejectReservation', lineKeys(id, [[sku, 1]]), [id, 2, hourMs])).rejects.toThrow(/ASSERT ARGV must be 3 \+ 1 per line/);
     await expect(scripts.run('rejectReservation', [keys.reservation(id), keys.skuState(sku)], [id, 2, hourMs, 1])).rejects.toThrow(/ASSERT KEYS must be 1 \+ 2 per line/);
-    expect(await redis.hget(keys.reservation(id), 's')).toBe('confirmed');
+    expect(await recordFields(id, 's').then(([value]) => value)).toBe('confirmed');
     expect(await skuState(sku)).toMatchObject({ reserved: 1 });
   });
 });

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pinLines } from '../lib/scripts/cart-lines';
 import { settleRecord } from '../lib/scripts/cart-coordinator';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
+import { dropRecord } from './support/records';
 
 let harness: Harness;
 beforeAll(async () => {
@@ -68,7 +69,7 @@ describe('pinned holds of a reservation that never became confirmed', () => {
   it('record lost (its primary failed over before its replica had it): given back once the grace has passed since the reservation was made, the ledger undecided, no job on its way', async () => {
     const sku = await createSku(harness, 5, 'PINLOST');
     const id = await pinnedReservation(sku, 600);
-    await harness.stockhold.redis.del(harness.stockhold.keys.reservation(id));
+    await dropRecord(harness.stockhold.redis, harness.stockhold.keys, id);
     // Made a moment ago: inside the grace, left alone.
     expect((await harness.call('POST', '/v1/reconcile')).body.pinsReleased).toBe(0);
     expect(await reserved(sku)).toBe(2);
@@ -84,7 +85,7 @@ describe('pinned holds of a reservation that never became confirmed', () => {
     const sku = await createSku(harness, 5, 'PINLEDG');
     const id = await pinnedReservation(sku, 600);
     await harness.stockhold.knex('reservations').insert({ id, client_id: 'checkout-dev', customer_id: null, lines: JSON.stringify([{ sku, quantity: 2 }]), status: 'committed', fence: 2, created_at: new Date(), expires_at: new Date(Date.now() + 600_000), confirmed_at: new Date(), committed_at: new Date() });
-    await harness.stockhold.redis.del(harness.stockhold.keys.reservation(id));
+    await dropRecord(harness.stockhold.redis, harness.stockhold.keys, id);
     await sleep(600);
     expect((await harness.call('POST', '/v1/reconcile')).body.pinsReleased).toBe(0);
     expect(await reserved(sku)).toBe(2);

@@ -2,6 +2,7 @@
 // expiry without any sweep, ownership, and idempotency (replay, reuse, concurrent duplicates).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
+import { patchRecord } from './support/records';
 
 let harness: Harness;
 beforeAll(async () => {
@@ -214,7 +215,7 @@ describe('GET and DELETE /v1/reservations/{id}', () => {
     const sku = await createSku(harness, 5);
     const created = await reserve([{ sku, quantity: 1 }]);
     // Confirmation arrives with the commit pipeline; set the state as it will.
-    await harness.stockhold.redis.hset(harness.stockhold.keys.reservation(created.body.id), 's', 'confirmed');
+    await patchRecord(harness.stockhold.redis, harness.stockhold.keys, created.body.id, { s: 'confirmed' });
     const response = await harness.call('DELETE', `/v1/reservations/${created.body.id}`, { as: 'checkout' });
     expect(response.status).toBe(409);
     expect(response.body).toMatchObject({ code: 'reservation_not_releasable', status: 409, reservationStatus: 'confirmed' });

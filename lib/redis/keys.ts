@@ -7,6 +7,11 @@ export interface RedisKeys {
   skuUnknown(sku: string): string;
   /** How many stripes the SKU has (absent: 1), in stripe 0's slot; see lib/stock/stripes.ts. */
   skuStripes(sku: string): string;
+  /**
+   * The shared hash that keeps reservation `id`'s record as its field `id` (lua/includes/record.lua):
+   * the id's first 7 characters (its creation time to 64 ms, lib/random-ids.ts) and 2 random bits,
+   * so the records made within 64 ms share 4 buckets, each one cluster slot.
+   */
   reservation(id: string): string;
   /** A short-lived key in `key`'s slot, written so a WAIT on this connection covers what `key`'s primary has. */
   replicationWitness(key: string): string;
@@ -17,13 +22,24 @@ export interface RedisKeys {
   rateLimit(clientId: string): string;
 }
 
+/** Buckets per 64 ms window of reservation records: spreads a burst's records over 4 slots of a cluster. */
+export const recordBucketsPerWindow = 4;
+/** Characters of an id that name its window: 7 of the 8 that carry its creation time (64 ms). */
+export const recordWindowChars = 7;
+
+/** The bucket name of reservation `id`'s record: window, then a spread taken from a random character. */
+export function reservationBucket(id: string): string {
+  const spread = id.length > recordWindowChars + 1 ? id.charCodeAt(recordWindowChars + 1) % recordBucketsPerWindow : 0;
+  return `${id.slice(0, recordWindowChars)}.${spread}`;
+}
+
 export function redisKeys(prefix: string): RedisKeys {
   return {
     skuState: (sku) => `${prefix}sku:{${sku}}`,
     skuHolds: (sku) => `${prefix}holds:{${sku}}`,
     skuUnknown: (sku) => `${prefix}nosku:{${sku}}`,
     skuStripes: (sku) => `${prefix}stripes:{${sku}}`,
-    reservation: (id) => `${prefix}res:{${id}}`,
+    reservation: (id) => `${prefix}res:{${reservationBucket(id)}}`,
     replicationWitness: (key) => `${key}:rw`,
     idempotency: (clientId, idempotencyKey) => `${prefix}idem:${clientId}:${idempotencyKey}`,
     customer: (clientId, customerId) => `${prefix}cust:{${clientId}:${customerId}}`,

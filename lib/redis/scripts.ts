@@ -70,7 +70,10 @@ function findLuaDirectory(): string {
 function resolveIncludes(directory: string, file: string, stack: string[], included: Set<string>): string {
   assert(stack.length <= includeDepthMax, `include depth over ${includeDepthMax} at ${file}`);
   if (stack.includes(file)) throw new Error(`Lua include cycle: ${[...stack, file].join(' -> ')}`);
-  const source = readFileSync(path.join(directory, file), 'utf8');
+  return resolveSourceIncludes(directory, readFileSync(path.join(directory, file), 'utf8'), [...stack, file], included);
+}
+
+function resolveSourceIncludes(directory: string, source: string, stack: string[], included: Set<string>): string {
   return source
     .split('\n')
     .map((line) => {
@@ -79,9 +82,14 @@ function resolveIncludes(directory: string, file: string, stack: string[], inclu
       const target = `${match[1]}.lua`;
       if (included.has(target)) return `-- (already included: ${target})`;
       included.add(target);
-      return resolveIncludes(directory, target, [...stack, file], included);
+      return resolveIncludes(directory, target, stack, included);
     })
     .join('\n');
+}
+
+/** A Lua body with its `--- @include` lines resolved as the scripts' are (tests read and poke records with it). */
+export function luaWithIncludes(body: string, directory: string = findLuaDirectory()): string {
+  return resolveSourceIncludes(directory, body, [], new Set());
 }
 
 export function loadScripts(directory: string = findLuaDirectory()): ReadonlyMap<ScriptName, LoadedScript> {

@@ -56,7 +56,7 @@ export interface OpenRecord {
 export async function openRecord(scripts: ScriptRunner, keys: RedisKeys, record: OpenRecord): Promise<boolean> {
   assert(record.lines.length >= 1, 'a record has at least one line');
   const encoded = record.lines.map((line) => `${line.sku}:${line.quantity}`).join(',');
-  const reply = await scripts.run('openRecord', [keys.reservation(record.id)], [record.clientId, record.customerId ?? '', record.createdAtMs, record.expiresAtMs, encoded, record.retentionMs]);
+  const reply = await scripts.run('openRecord', [keys.reservation(record.id)], [record.id, record.clientId, record.customerId ?? '', record.createdAtMs, record.expiresAtMs, encoded, record.retentionMs]);
   assert(reply[0] === 1 || reply[0] === 2, `openRecord replied ${String(reply[0])}`);
   return reply[0] === 1;
 }
@@ -75,7 +75,7 @@ export type SettleRecordResult =
 
 /** The record's step of a cart across slots (lua/settleRecord-1.lua). */
 export async function settleRecord(scripts: ScriptRunner, keys: RedisKeys, id: string, step: SettleRecordStep): Promise<SettleRecordResult> {
-  const args: Array<string | number> = step.to === 'reject' ? ['reject', step.fence, step.retentionMs] : [step.to];
+  const args: Array<string | number> = step.to === 'reject' ? [id, 'reject', step.fence, step.retentionMs] : [id, step.to];
   const reply = await scripts.run('settleRecord', [keys.reservation(id)], args);
   if (reply[0] === -1) return { kind: 'missing' };
   if (reply[0] === 2) return { kind: 'unchanged', status: String(reply[1]), fence: Number(reply[2]) };

@@ -21,6 +21,8 @@ export interface ReservationRecord {
   readonly fence: number;
   readonly confirmedAtMs: number | null;
   readonly cancelRequested: boolean;
+  /** When it was released, expired, committed, cancelled or rejected: the last such step (null before any). */
+  readonly settledAtMs: number | null;
   /** The Redis clock when it was read, to judge expiry by the clock that wrote the hold. */
   readonly nowMs: number;
 }
@@ -38,7 +40,7 @@ export function decodeLines(encoded: string): RecordLine[] {
 }
 
 export async function readReservation(scripts: ScriptRunner, keys: RedisKeys, id: string): Promise<ReservationRecord | undefined> {
-  const reply = await scripts.run('readReservation', [keys.reservation(id)], []);
+  const reply = await scripts.run('readReservation', [keys.reservation(id)], [id]);
   if (reply.length <= 1) return undefined;
   const fields = new Map<string, string>();
   for (let index = 1; index + 1 < reply.length; index += 2) fields.set(String(reply[index]), String(reply[index + 1]));
@@ -52,6 +54,7 @@ export async function readReservation(scripts: ScriptRunner, keys: RedisKeys, id
     fence: Number(fields.get('v') ?? 1),
     confirmedAtMs: fields.has('cf') ? Number(fields.get('cf')) : null,
     cancelRequested: fields.has('cx'),
+    settledAtMs: fields.has('at') ? Number(fields.get('at')) : null,
     nowMs: Number(reply[0]),
   };
 }
@@ -119,6 +122,7 @@ export type RequestCancelResult =
 
 export async function requestCancel(scripts: ScriptRunner, keys: RedisKeys, request: RequestCancel): Promise<RequestCancelResult> {
   const reply = await scripts.run('requestCancel', [keys.reservation(request.id)], [
+    request.id,
     request.fence,
     request.clientId,
     request.customerId ?? '',

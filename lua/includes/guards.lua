@@ -2,8 +2,9 @@
   Flash-sale guards, checked in the same atomic step as the holds they guard (a check in the
   caller before the script would race with every other request of the same customer).
 
-  Customer index: a sorted set per customer of an API client (KEYS: cust:{clientId:customerId}), member = the record key of
-  each reservation the customer made, score = its hold's expiry (ms) when made. Only the scripts
+  Customer index: a sorted set per customer of an API client (KEYS: cust:{clientId:customerId}),
+  member = "<record bucket>#<reservation id>" of each reservation the customer made (see
+  includes/record, which the script includes first), score = its hold's expiry (ms) when made. Only the scripts
   that create holds write it; whether a member still holds anything is read from its record:
   `pending` before its expiry, or `confirmed` (until committed, released, rejected, expired). Dead
   members are removed when read, so the index holds at most the customer's active-holds cap.
@@ -20,7 +21,7 @@
       {-5, sku, limit, held}      the customer's live units of that SKU plus the request's would
                                   pass its limit (stripes count for their SKU)
     or returns nil when the request may go on, with whether the new reservation goes into the index.
-  rememberCustomerHold(customerKey, recordKey, expiresAt, keepMs)
+  rememberCustomerHold(customerKey, bucket, reservationId, expiresAt, keepMs)
     Adds the new reservation to the index; the index expires keepMs after its newest member.
 ]]
 -- Members read from a customer's index at most (MAX_ACTIVE_HOLDS_PER_CUSTOMER is at most this).
@@ -34,13 +35,13 @@ end
 local function customerLiveLines(customerKey, now, scanMax)
   local members = redis.call('ZRANGE', customerKey, 0, scanMax - 1)
   local live, dead = {}, {}
-  for _, recordKey in ipairs(members) do
-    local record = redis.call('HMGET', recordKey, 's', 'ex', 'l')
-    local status, expiresAt = record[1], tonumber(record[2])
-    if status == 'confirmed' or (status == 'pending' and expiresAt ~= nil and expiresAt > now) then
-      live[#live + 1] = record[3]
+  for _, member in ipairs(members) do
+    local bucket, id = string.match(member, '^(.*)#([^#]*)$')
+    local record = bucket and recordLoad(bucket, id)
+    if record and (record.s == 'confirmed' or (record.s == 'pending' and record.ex > now)) then
+      live[#live + 1] = record.l
     else
-      dead[#dead + 1] = recordKey
+      dead[#dead + 1] = member
     end
   end
   if #dead > 0 then redis.call('ZREM', customerKey, unpack(dead)) end
@@ -91,8 +92,8 @@ local function customerGuard(customerKey, customerId, lines, now, activeMax)
   return nil, true
 end
 
-local function rememberCustomerHold(customerKey, recordKey, expiresAt, keepMs)
-  redis.call('ZADD', customerKey, integerString(expiresAt), recordKey)
+local function rememberCustomerHold(customerKey, bucket, reservationId, expiresAt, keepMs)
+  redis.call('ZADD', customerKey, integerString(expiresAt), bucket .. '#' .. reservationId)
   local keepUntil = expiresAt + keepMs
   local current = redis.call('PEXPIRETIME', customerKey)
   if current < keepUntil then redis.call('PEXPIREAT', customerKey, integerString(keepUntil)) end

@@ -1,0 +1,165 @@
+--[[
+  Reservation records, kept as fields of shared hashes ("buckets") so that a record does not pay
+  for a key of its own (its name, dictionary entry, object and expiry entry were about 80 B of the
+  168 B a record cost as a hash per key). A bucket is named from the reservation id by
+  lib/redis/keys.ts (the id's first 7 characters, its creation time to 64 ms, and 2 random bits:
+  4 buckets per 64 ms window), so a bucket holds the records made within 64 ms and stays a
+  listpack at thousands of reservations a second; the caller passes it as the record's key and
+  the id as the field.
+
+  A record is one string (field values stay under hash-max-listpack-value, 64 bytes, for short
+  client ids, customer ids and lines):
+      <status>|<fence>|<createdAt>|<expiresAt>|<extras>|<lines>|<clientId>|<customerId>
+    status     one letter (recordStatusCode)
+    fence      the reservation's version, decimal (1 until confirmed)
+    createdAt  base 36, signed, relative to the time in the id's first 48 bits
+    expiresAt  base 36, relative to createdAt
+    extras     comma-separated: f<confirmedAt>, a<at> (when it was released, expired, committed,
+               cancelled or rejected: the last such step), x (cancellation requested); times in
+               base 36 relative to createdAt
+    lines      "SKU:qty,SKU:qty"
+    clientId   never contains "|" (lib/api-keys.ts); customerId is the rest (may be empty)
+
+  Lifetime: a record is kept at least as long as it was kept as a key of its own. The bucket
+  expires at the latest drop time any of its records asked for, and never while one of them is
+  confirmed (those wait for the ledger): the bucket's field "~" ("<confirmed>|<dropAtMax>") counts
+  them while there are any. A record can therefore outlive its own retention by as long as the
+  longest-kept record of its bucket (records of one bucket were made within 64 ms of each other).
+
+  recordLoad(bucket, id)                   the record as a table (s, v, ca, ex, l, c, u, cf, at,
+                                           cx), or nil
+  recordSave(bucket, id, record)           writes it (lifetime unchanged)
+  recordKeepUntil(bucket, dropAtMs)        the bucket is kept at least until dropAtMs
+  recordKeepForever(bucket)                a record of the bucket became confirmed
+  recordKeepUntilAfterConfirmed(bucket, dropAtMs)
+                                           a confirmed record of the bucket left confirmed; it is
+                                           kept until dropAtMs
+  recordFlat(record)                       field, value, ... as the record scripts reply
+]]
+local recordStatusCode = {
+  pending = 'p', confirmed = 'f', committed = 'm', released = 'r', expired = 'e', cancelled = 'x', rejected = 'j',
+}
+local recordStatusName = {}
+for name, code in pairs(recordStatusCode) do recordStatusName[code] = name end
+local recordBase36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+local recordBase64url = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+local recordMeta = '~'
+
+local function recordToBase36(number)
+  local sign = ''
+  if number < 0 then
+    sign = '-'
+    number = -number
+  end
+  if number == 0 then return '0' end
+  local digits = {}
+  while number > 0 do
+    local digit = number % 36
+    digits[#digits + 1] = string.sub(recordBase36, digit + 1, digit + 1)
+    number = (number - digit) / 36
+  end
+  return sign .. string.reverse(table.concat(digits))
+end
+
+local function recordFromBase36(text)
+  if string.sub(text, 1, 1) == '-' then return -tonumber(string.sub(text, 2), 36) end
+  return tonumber(text, 36)
+end
+
+-- The creation time in the id's first 48 bits (lib/random-ids.ts reservationIdAt); 0 for an id
+-- that does not carry one (the times are then stored whole: longer, as correct).
+local function recordIdTime(id)
+  if #id < 8 then return 0 end
+  local time = 0
+  for i = 1, 8 do
+    local digit = string.find(recordBase64url, string.sub(id, i, i), 1, true)
+    if not digit then return 0 end
+    time = time * 64 + digit - 1
+  end
+  return time
+end
+
+local function recordLoad(bucket, id)
+  local value = redis.call('HGET', bucket, id)
+  if not value then return nil end
+  local code, fence, createdAt, expiresAt, extras, lines, clientId, customerId =
+    string.match(value, '^(%a)|(%d+)|([^|]+)|([^|]+)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  if not code or not recordStatusName[code] then fail('malformed record ' .. id .. ' in ' .. bucket) end
+  local ca = recordIdTime(id) + recordFromBase36(createdAt)
+  local record = {
+    s = recordStatusName[code], v = tonumber(fence), ca = ca, ex = ca + recordFromBase36(expiresAt), l = lines,
+    c = clientId, u = customerId ~= '' and customerId or nil, cx = false,
+  }
+  for extra in string.gmatch(extras, '[^,]+') do
+    local tag, rest = string.sub(extra, 1, 1), string.sub(extra, 2)
+    if tag == 'f' then
+      record.cf = ca + recordFromBase36(rest)
+    elseif tag == 'a' then
+      record.at = ca + recordFromBase36(rest)
+    elseif tag == 'x' then
+      record.cx = true
+    end
+  end
+  return record
+end
+
+local function recordSave(bucket, id, record)
+  local code = recordStatusCode[record.s]
+  if not code then fail('unknown status ' .. tostring(record.s)) end
+  if string.find(record.c, '|', 1, true) then fail('a client id with "|"') end
+  local extras = {}
+  if record.cf then extras[#extras + 1] = 'f' .. recordToBase36(record.cf - record.ca) end
+  if record.at then extras[#extras + 1] = 'a' .. recordToBase36(record.at - record.ca) end
+  if record.cx then extras[#extras + 1] = 'x' end
+  redis.call('HSET', bucket, id, table.concat({
+    code, integerString(record.v), recordToBase36(record.ca - recordIdTime(id)), recordToBase36(record.ex - record.ca),
+    table.concat(extras, ','), record.l, record.c, record.u or '',
+  }, '|'))
+end
+
+local function recordMetaOf(bucket)
+  local meta = redis.call('HGET', bucket, recordMeta)
+  if not meta then return nil end
+  local confirmed, dropAtMax = string.match(meta, '^(%d+)|(%d+)$')
+  return tonumber(confirmed), tonumber(dropAtMax)
+end
+
+local function recordKeepUntil(bucket, dropAtMs)
+  local confirmed, dropAtMax = recordMetaOf(bucket)
+  if confirmed then
+    if dropAtMs > dropAtMax then redis.call('HSET', bucket, recordMeta, confirmed .. '|' .. integerString(dropAtMs)) end
+    return
+  end
+  -- Never a time already past: that would delete the bucket's other records with it.
+  local target = math.max(dropAtMs, nowMs() + 1)
+  local current = redis.call('PEXPIRETIME', bucket)
+  if current == -1 or current < target then redis.call('PEXPIREAT', bucket, integerString(target)) end
+end
+
+local function recordKeepForever(bucket)
+  local confirmed, dropAtMax = recordMetaOf(bucket)
+  if not confirmed then confirmed, dropAtMax = 0, math.max(redis.call('PEXPIRETIME', bucket), 0) end
+  redis.call('HSET', bucket, recordMeta, (confirmed + 1) .. '|' .. integerString(dropAtMax))
+  redis.call('PERSIST', bucket)
+end
+
+local function recordKeepUntilAfterConfirmed(bucket, dropAtMs)
+  local confirmed, dropAtMax = recordMetaOf(bucket)
+  if not confirmed then return recordKeepUntil(bucket, dropAtMs) end
+  dropAtMax = math.max(dropAtMax, dropAtMs)
+  if confirmed > 1 then
+    redis.call('HSET', bucket, recordMeta, (confirmed - 1) .. '|' .. integerString(dropAtMax))
+    return
+  end
+  redis.call('HDEL', bucket, recordMeta)
+  redis.call('PEXPIREAT', bucket, integerString(dropAtMax))
+end
+
+local function recordFlat(record)
+  local flat = { 's', record.s, 'c', record.c, 'ca', integerString(record.ca), 'ex', integerString(record.ex), 'l', record.l, 'v', integerString(record.v) }
+  if record.u then table.insert(flat, 'u'); table.insert(flat, record.u) end
+  if record.cf then table.insert(flat, 'cf'); table.insert(flat, integerString(record.cf)) end
+  if record.at then table.insert(flat, 'at'); table.insert(flat, integerString(record.at)) end
+  if record.cx then table.insert(flat, 'cx'); table.insert(flat, '1') end
+  return flat
+end
