@@ -1,6 +1,7 @@
 // Candidate Redis layouts for a hot SKU's holds and their records, measured side by side with
-// plain Redis commands (no scripts): what the redesign towards 200 B a hold (issue 12) can expect
-// before any script is rewritten. Run by `npm run bench:memory -- --layouts`. Each layout writes
+// plain Redis commands (no scripts): the layouts weighed by the redesign towards 200 B a hold
+// (issue 12), of which the shared record hashes are built (lua/includes/record.lua). Run by
+// `npm run bench:memory -- --layouts`. Each layout writes
 // `holds` holds of one line on one SKU under a key prefix of its own, then reports per hold the
 // sum of `MEMORY USAGE` over the keys it wrote and the growth of `used_memory`, and deletes them.
 import { randomBytes } from 'node:crypto';
@@ -24,7 +25,7 @@ const recordString = 'p|checkout-web|900000|MEM-HOT:1';
 
 const layouts: readonly Layout[] = [
   {
-    name: 'today: record hash per key + one sorted set (skiplist)',
+    name: 'before: a record hash per key + one sorted set (skiplist)',
     async write(redis, prefix, _index, id, expiresAt) {
       const record = `${prefix}res:{${id}}`;
       await redis.multi().hset(record, ...recordHash(expiresAt)).pexpire(record, 3_600_000).zadd(`${prefix}holds:{MEM-HOT}`, expiresAt, `${id}:1`).exec();
@@ -40,7 +41,7 @@ const layouts: readonly Layout[] = [
     },
   },
   {
-    name: 'records as fields of shared hashes (listpacks) + one sorted set',
+    name: 'records as fields of shared hashes (listpacks) + one sorted set (built: lua/includes/record.lua)',
     async write(redis, prefix, _index, id, expiresAt, holds) {
       const bucket = recordBucket(prefix, id, holds);
       await redis.multi().hset(bucket, id, recordString).zadd(`${prefix}holds:{MEM-HOT}`, expiresAt, `${id}:1`).exec();

@@ -58,6 +58,7 @@ if idempotency then
 end
 
 local reservationId = ARGV[2]
+if not recordClientIdOk(ARGV[3]) then fail('a client id with "|"') end
 local holdTtlMs = tonumber(ARGV[5])
 local reclaimLimit = tonumber(ARGV[8])
 local now = nowMs()

@@ -28,7 +28,8 @@
 
   recordLoad(bucket, id)                   the record as a table (s, v, ca, ex, l, c, u, cf, at,
                                            cx), or nil
-  recordSave(bucket, id, record)           writes it (lifetime unchanged)
+  recordSave(bucket, id, record)           writes it (lifetime unchanged); a script checks its client
+                                           id with recordClientIdOk before its first write
   recordKeepUntil(bucket, dropAtMs)        the bucket is kept at least until dropAtMs
   recordKeepForever(bucket)                a record of the bucket became confirmed
   recordKeepUntilAfterConfirmed(bucket, dropAtMs)
@@ -103,10 +104,14 @@ local function recordLoad(bucket, id)
   return record
 end
 
+local function recordClientIdOk(clientId)
+  return not string.find(clientId, '|', 1, true)
+end
+
 local function recordSave(bucket, id, record)
   local code = recordStatusCode[record.s]
   if not code then fail('unknown status ' .. tostring(record.s)) end
-  if string.find(record.c, '|', 1, true) then fail('a client id with "|"') end
+  if not recordClientIdOk(record.c) then fail('a client id with "|"') end
   local extras = {}
   if record.cf then extras[#extras + 1] = 'f' .. recordToBase36(record.cf - record.ca) end
   if record.at then extras[#extras + 1] = 'a' .. recordToBase36(record.at - record.ca) end
@@ -152,7 +157,7 @@ local function recordKeepUntilAfterConfirmed(bucket, dropAtMs)
     return
   end
   redis.call('HDEL', bucket, recordMeta)
-  redis.call('PEXPIREAT', bucket, integerString(dropAtMax))
+  redis.call('PEXPIREAT', bucket, integerString(math.max(dropAtMax, nowMs() + 1)))
 end
 
 local function recordFlat(record)

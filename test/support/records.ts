@@ -29,7 +29,11 @@ for i = 2, #ARGV, 2 do
     record[field] = value ~= '' and tonumber(value) or nil
   end
 end
+local wasConfirmed = record.s == 'confirmed'
 recordSave(KEYS[1], ARGV[1], record)
+-- Into or out of confirmed: the bucket's count follows, as the scripts' own steps keep it.
+if record.s == 'confirmed' and not wasConfirmed then recordKeepForever(KEYS[1]) end
+if wasConfirmed and record.s ~= 'confirmed' then recordKeepUntilAfterConfirmed(KEYS[1], nowMs() + 3600000) end
 return 1`);
 
 /** The record's fields, or undefined when Redis has none. */
