@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
+import { Pool } from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { oversellDemandFactor, oversellPhase } from '../bench/contention/driver';
-import type { Strategy, StockLine } from '../bench/contention/strategies';
+import { fencedRead, fencedWrite, type Strategy, type StockLine } from '../bench/contention/strategies';
 import { createPostgres } from '../lib/postgres/connection';
 import { testDatabaseUrl, testRedisUrl } from './support/harness';
 
@@ -28,6 +29,31 @@ describe('oversell counting', () => {
     const oversold = await oversellPhase(grantsEverything, { hotSku: false, skus: ['A', 'B'], oversellUnitsPerSku: 4 }, 8);
     expect(stock).toEqual([{ sku: 'A', units: 4 }, { sku: 'B', units: 4 }]);
     expect(oversold).toBe(2 * 4 * (oversellDemandFactor - 1));
+  });
+});
+
+describe('fencing tokens (redlock-pg-paused-fenced)', () => {
+  // The worst interleaving, forced: holder A (token 5) reads and is paused past its lock's TTL;
+  // B (token 6) takes the lock and reads the same units; A wakes and writes; then B writes. A
+  // token checked only on the write let both through (the lab oversold 29 units over 1,000 SKUs).
+  it('refuses the paused holder that wakes between a newer holder\'s read and its write', async () => {
+    const pool = new Pool({ connectionString: testDatabaseUrl, max: 2 });
+    const table = `fence_test_${process.pid}_${Date.now()}`;
+    onTestFinished(async () => {
+      await pool.query(`DROP TABLE IF EXISTS ${table}`);
+      await pool.end();
+    });
+    await pool.query(`CREATE TABLE ${table} (sku text PRIMARY KEY, n bigint NOT NULL, fence bigint NOT NULL DEFAULT 0)`);
+    await pool.query(`INSERT INTO ${table} (sku, n) VALUES ('A', 10)`);
+    const readByA = await fencedRead(pool, table, 'A', 5);
+    expect(readByA).toBe(10);
+    const readByB = await fencedRead(pool, table, 'A', 6);
+    expect(readByB).toBe(10);
+    expect(await fencedWrite(pool, table, 'A', 5, 10 - 1), 'the paused holder\'s stale write').toBe(false);
+    expect(await fencedWrite(pool, table, 'A', 6, 10 - 1)).toBe(true);
+    // A holder older than the row's token cannot even read.
+    expect(await fencedRead(pool, table, 'A', 4)).toBe('refused');
+    expect((await pool.query(`SELECT n, fence FROM ${table} WHERE sku = 'A'`)).rows).toEqual([{ n: '9', fence: '6' }]);
   });
 });
 
@@ -89,17 +115,20 @@ describe('npm run bench', () => {
     const directory = mkdtempSync(path.join(tmpdir(), 'stockhold-bench-'));
     onTestFinished(() => rmSync(directory, { recursive: true, force: true }));
     const out = path.join(directory, 'redlock.json');
-    await promisify(execFile)(process.execPath, [script, '--duration', '1', '--concurrency', '32', '--json', out, '--scenarios', 'hot', '--only', 'redlock-pg-paused-unfenced,redlock-pg-paused-fenced'], {
+    await promisify(execFile)(process.execPath, [script, '--duration', '1', '--concurrency', '32', '--json', out, '--scenarios', 'both', '--only', 'redlock-pg-paused-unfenced,redlock-pg-paused-fenced'], {
       env: { ...process.env, DATABASE_URL: testDatabaseUrl, REDIS_URL: testRedisUrl },
       timeout: 120_000,
     });
     const rows = JSON.parse(readFileSync(out, 'utf8')) as Array<{ strategy: string; hotSku: boolean; oversold: number; refusedWrites: number }>;
-    expect(rows.map((row) => [row.strategy, row.hotSku])).toEqual([['redlock-pg-paused-unfenced', true], ['redlock-pg-paused-fenced', true]]);
-    const [unfenced, fenced] = rows;
+    expect(rows.map((row) => [row.strategy, row.hotSku])).toEqual([
+      ['redlock-pg-paused-unfenced', true], ['redlock-pg-paused-unfenced', false], ['redlock-pg-paused-fenced', true], ['redlock-pg-paused-fenced', false],
+    ]);
+    const [unfenced, , fenced, fencedSpread] = rows;
     expect(unfenced!.oversold, 'a paused holder\'s stale write loses updates').toBeGreaterThan(0);
     expect(unfenced!.refusedWrites).toBe(0);
     expect(fenced!.oversold, 'the fencing token refuses the stale write').toBe(0);
     expect(fenced!.refusedWrites).toBeGreaterThan(0);
+    expect(fencedSpread!.oversold, 'fenced over 1,000 SKUs too').toBe(0);
     await expectNoBenchKeys();
   }, 180_000);
 });
