@@ -85,7 +85,7 @@ local encoded = {}
 for i, line in ipairs(lines) do encoded[i] = line.sku .. ':' .. line.quantity end
 
 recordSave(KEYS[2], reservationId, { s = 'pending', v = 1, c = ARGV[3], u = ARGV[4] ~= '' and ARGV[4] or nil, ca = now, ex = expiresAt, l = table.concat(encoded, ',') })
-recordKeepUntil(KEYS[2], expiresAt + tonumber(ARGV[7]))
+recordKeepUntil(KEYS[2], expiresAt + tonumber(ARGV[7]), now)
 if remember and ARGV[4] ~= '' then rememberCustomerHold(KEYS[#KEYS], KEYS[2], reservationId, expiresAt, tonumber(ARGV[7])) end
 redis.call('SET', KEYS[1], 'd|' .. ARGV[1] .. '|' .. reservationId .. '|' .. integerString(now) .. '|' .. integerString(expiresAt), 'PX', ARGV[6])
 return withReclaimed({ 1, now, expiresAt })

@@ -31,7 +31,8 @@ if not record then
     ca = tonumber(ARGV[5]), ex = tonumber(ARGV[6]), l = ARGV[7], cx = false,
   }
   recordSave(KEYS[1], id, record)
-  recordKeepUntil(KEYS[1], nowMs() + tonumber(ARGV[8]))
+  local now = nowMs()
+  recordKeepUntil(KEYS[1], now + tonumber(ARGV[8]), now)
 end
 if record.s == 'cancelled' then return { 2, record.v } end
 if record.s ~= 'committed' then return { -1, record.s } end

@@ -34,7 +34,7 @@ if step == 'reject' then
   if status ~= 'confirmed' or fence ~= tonumber(ARGV[3]) then return { 2, status, fence } end
   record.s, record.at = 'rejected', now
   recordSave(KEYS[1], id, record)
-  recordKeepUntilAfterConfirmed(KEYS[1], now + tonumber(ARGV[4]))
+  recordKeepUntilAfterConfirmed(KEYS[1], now + tonumber(ARGV[4]), now)
   return { 1, 'rejected' }
 end
 if status ~= 'pending' then return { 2, status, fence } end

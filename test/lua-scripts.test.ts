@@ -265,6 +265,10 @@ describe('createReservation', () => {
 describe('record buckets (lua/includes/record.lua)', () => {
   /** An id whose record shares `id`'s bucket: same window characters and the same spread character. */
   const bucketMate = (id: string) => id.slice(0, recordWindowChars + 2) + newId().slice(recordWindowChars + 2);
+  // Each test's records in a 64 ms window of its own: a record of another test in the same bucket
+  // (a long customer id, say) would change what the bucket is made of.
+  let windows = 0;
+  const idInOwnWindow = () => reservationIdAt(Date.UTC(2026, 0, 1) + 64 * (windows += 1));
   const open = (id: string, fields: { customer?: string; createdAt: number; expiresAt: number; lines: string; retentionMs?: number }) =>
     scripts.run('openRecord', [keys.reservation(id)], [id, 'client-1', fields.customer ?? '', fields.createdAt, fields.expiresAt, fields.lines, fields.retentionMs ?? hourMs]);
 
@@ -280,7 +284,7 @@ describe('record buckets (lua/includes/record.lua)', () => {
 
   it('keeps every field through its encoding: a customer id with "|" and unicode, an id without a time, a creation before the id', async () => {
     const sku = await seedSku(5);
-    const id = reservationIdAt(Date.now());
+    const id = idInOwnWindow();
     const createdAt = Date.now() - 1234;
     expect(await open(id, { customer: 'a|b:c,d|€ "x"', createdAt, expiresAt: createdAt + 900_000, lines: `${sku}:2,${sku}-2:1` })).toEqual([1]);
     expect(await readReservation(scripts, keys, id)).toMatchObject({
@@ -297,7 +301,7 @@ describe('record buckets (lua/includes/record.lua)', () => {
 
   it('a bucket never expires while one of its records is confirmed, then expires with the latest record it keeps', async () => {
     const sku = await seedSku(10);
-    const first = reserve({ lines: [[sku, 1]], id: reservationIdAt(Date.now()), ttlMs: 60_000 });
+    const first = reserve({ lines: [[sku, 1]], id: idInOwnWindow(), ttlMs: 60_000 });
     expect((await first.reply)[0]).toBe(1);
     const second = reserve({ lines: [[sku, 1]], id: bucketMate(first.id), ttlMs: 60_000 });
     expect((await second.reply)[0]).toBe(1);
@@ -329,7 +333,7 @@ describe('record buckets (lua/includes/record.lua)', () => {
 
   it('a shorter retention never shortens a bucket, and a drop time already past never deletes its other records', async () => {
     const sku = await seedSku(10);
-    const kept = reserve({ lines: [[sku, 1]], id: reservationIdAt(Date.now()), ttlMs: 60_000 });
+    const kept = reserve({ lines: [[sku, 1]], id: idInOwnWindow(), ttlMs: 60_000 });
     expect((await kept.reply)[0]).toBe(1);
     const bucket = keys.reservation(kept.id);
     const before = await redis.pexpiretime(bucket);

@@ -21,7 +21,8 @@
     clientId   never contains "|" (lib/api-keys.ts); customerId is the rest (may be empty)
 
   Lifetime: a record is kept at least as long as it was kept as a key of its own. The bucket
-  expires at the latest drop time any of its records asked for, and never while one of them is
+  expires at the latest drop time any of its records asked for (plus recordKeepSlackMs when a
+  record moved it), and never while one of them is
   confirmed (those wait for the ledger): the bucket's field "~" ("<confirmed>|<dropAtMax>") counts
   them while there are any. A record can therefore outlive its own retention by as long as the
   longest-kept record of its bucket (records of one bucket were made within 64 ms of each other).
@@ -30,9 +31,9 @@
                                            cx), or nil
   recordSave(bucket, id, record)           writes it (lifetime unchanged); a script checks its client
                                            id with recordClientIdOk before its first write
-  recordKeepUntil(bucket, dropAtMs)        the bucket is kept at least until dropAtMs
+  recordKeepUntil(bucket, dropAtMs, now)   the bucket is kept at least until dropAtMs
   recordKeepForever(bucket)                a record of the bucket became confirmed
-  recordKeepUntilAfterConfirmed(bucket, dropAtMs)
+  recordKeepUntilAfterConfirmed(bucket, dropAtMs, now)
                                            a confirmed record of the bucket left confirmed; it is
                                            kept until dropAtMs
   recordFlat(record)                       field, value, ... as the record scripts reply
@@ -40,11 +41,15 @@
 local recordStatusCode = {
   pending = 'p', confirmed = 'f', committed = 'm', released = 'r', expired = 'e', cancelled = 'x', rejected = 'j',
 }
-local recordStatusName = {}
-for name, code in pairs(recordStatusCode) do recordStatusName[code] = name end
+local recordStatusName = {
+  p = 'pending', f = 'confirmed', m = 'committed', r = 'released', e = 'expired', x = 'cancelled', j = 'rejected',
+}
 local recordBase36 = '0123456789abcdefghijklmnopqrstuvwxyz'
-local recordBase64url = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 local recordMeta = '~'
+-- A bucket's expiry is set this far past the drop time that moved it, so that the records made
+-- after it in its 64 ms window (same hold TTL and retention) need not move it again: one call a
+-- record instead of two. Records are kept at most this much longer.
+local recordKeepSlackMs = 1000
 
 local function recordToBase36(number)
   local sign = ''
@@ -69,13 +74,23 @@ end
 
 -- The creation time in the id's first 48 bits (lib/random-ids.ts reservationIdAt); 0 for an id
 -- that does not carry one (the times are then stored whole: longer, as correct).
+local function recordBase64urlDigit(byte)
+  if byte >= 65 and byte <= 90 then return byte - 65 end
+  if byte >= 97 and byte <= 122 then return byte - 71 end
+  if byte >= 48 and byte <= 57 then return byte + 4 end
+  if byte == 45 then return 62 end
+  if byte == 95 then return 63 end
+  return nil
+end
+
 local function recordIdTime(id)
   if #id < 8 then return 0 end
   local time = 0
+  local bytes = { string.byte(id, 1, 8) }
   for i = 1, 8 do
-    local digit = string.find(recordBase64url, string.sub(id, i, i), 1, true)
+    local digit = recordBase64urlDigit(bytes[i])
     if not digit then return 0 end
-    time = time * 64 + digit - 1
+    time = time * 64 + digit
   end
   return time
 end
@@ -129,16 +144,20 @@ local function recordMetaOf(bucket)
   return tonumber(confirmed), tonumber(dropAtMax)
 end
 
-local function recordKeepUntil(bucket, dropAtMs)
-  local confirmed, dropAtMax = recordMetaOf(bucket)
-  if confirmed then
-    if dropAtMs > dropAtMax then redis.call('HSET', bucket, recordMeta, confirmed .. '|' .. integerString(dropAtMs)) end
-    return
-  end
+-- One call in the common case (the bucket has an expiry already): a bucket without one is new,
+-- or kept for a confirmed record (then its field "~" takes the drop time instead).
+local function recordKeepUntil(bucket, dropAtMs, now)
   -- Never a time already past: that would delete the bucket's other records with it.
-  local target = math.max(dropAtMs, nowMs() + 1)
+  local target = math.max(dropAtMs, now + 1)
   local current = redis.call('PEXPIRETIME', bucket)
-  if current == -1 or current < target then redis.call('PEXPIREAT', bucket, integerString(target)) end
+  if current == -1 then
+    local confirmed, dropAtMax = recordMetaOf(bucket)
+    if confirmed then
+      if dropAtMs > dropAtMax then redis.call('HSET', bucket, recordMeta, confirmed .. '|' .. integerString(dropAtMs)) end
+      return
+    end
+  end
+  if current == -1 or current < target then redis.call('PEXPIREAT', bucket, integerString(target + recordKeepSlackMs)) end
 end
 
 local function recordKeepForever(bucket)
@@ -148,16 +167,16 @@ local function recordKeepForever(bucket)
   redis.call('PERSIST', bucket)
 end
 
-local function recordKeepUntilAfterConfirmed(bucket, dropAtMs)
+local function recordKeepUntilAfterConfirmed(bucket, dropAtMs, now)
   local confirmed, dropAtMax = recordMetaOf(bucket)
-  if not confirmed then return recordKeepUntil(bucket, dropAtMs) end
+  if not confirmed then return recordKeepUntil(bucket, dropAtMs, now) end
   dropAtMax = math.max(dropAtMax, dropAtMs)
   if confirmed > 1 then
     redis.call('HSET', bucket, recordMeta, (confirmed - 1) .. '|' .. integerString(dropAtMax))
     return
   end
   redis.call('HDEL', bucket, recordMeta)
-  redis.call('PEXPIREAT', bucket, integerString(math.max(dropAtMax, nowMs() + 1)))
+  redis.call('PEXPIREAT', bucket, integerString(math.max(dropAtMax, now + 1)))
 end
 
 local function recordFlat(record)
