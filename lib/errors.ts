@@ -32,7 +32,8 @@ export type ErrorCode =
   | 'rate_limited'
   | 'customer_limit_exceeded'
   | 'too_many_active_holds'
-  | 'customer_id_required';
+  | 'customer_id_required'
+  | 'record_migration_pending';
 
 export interface FieldProblem {
   readonly field: string;
@@ -129,6 +130,9 @@ export const errors = {
       { backend: 'redis', replicasWanted: wanted, replicasAcknowledged: acknowledged },
       1,
     ),
+  /** A record of the layout before the shared buckets, not moved yet (`npm run migrate:records`). */
+  recordMigrationPending: (id: string) =>
+    new StockholdError('record_migration_pending', `Reservation ${id} is kept in the record layout of an earlier version: it is answered once \`npm run migrate:records\` has moved it`, {}, 5),
   backendUnavailable: (backend: 'redis' | 'postgres', cause: unknown) => {
     const error = new StockholdError('backend_unavailable', `The ${backend} backend is unavailable; retry later, with the same Idempotency-Key for a mutation`, { backend }, 1);
     error.cause = cause;

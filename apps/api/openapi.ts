@@ -6,7 +6,7 @@ import { buildSchemas, idempotencyKeyLengthMax } from './schemas';
 const problemDescriptions: Readonly<Record<number, string>> = {
   409: 'conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed',
   429: 'rate_limited: the API client\'s token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when',
-  503: 'backend_unavailable (fail closed) or overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS); Retry-After',
+  503: 'backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After',
 };
 
 export function openApiDocument(config: Config) {

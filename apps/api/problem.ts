@@ -33,6 +33,7 @@ const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; 
   idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different request' },
   backend_unavailable: { status: 503, title: 'A backend is unavailable' },
   overloaded: { status: 503, title: 'The server is overloaded: retry shortly' },
+  record_migration_pending: { status: 503, title: 'The reservation waits for the record migration of an upgrade' },
   rate_limited: { status: 429, title: 'Too many requests for this API client' },
   customer_limit_exceeded: { status: 409, title: 'The customer would hold more of this SKU than its limit' },
   too_many_active_holds: { status: 409, title: 'The customer holds as many reservations as allowed' },
@@ -90,7 +91,9 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     const status = statusOf[known.code].status;
-    if (status >= 500) logger.error({ ...context, err: known, cause: known.cause }, known.message);
+    // Expected while an upgrade's record migration has not run: a warning, not an error.
+    if (known.code === 'record_migration_pending') logger.warn({ ...context, err: known }, known.message);
+    else if (status >= 500) logger.error({ ...context, err: known, cause: known.cause }, known.message);
     else logger.info({ ...context, code: known.code, status }, known.message);
     sendProblem(response, known.code, known.message, known.extensions, known.retryAfterSeconds);
   };

@@ -13,6 +13,8 @@ export interface RedisKeys {
    * so the records made within 64 ms share 4 buckets, each one cluster slot.
    */
   reservation(id: string): string;
+  /** Reservation `id`'s record as versions before the shared buckets kept it (a hash of its own): read only to move it (lib/reservations/legacy-records.ts). */
+  legacyReservation(id: string): string;
   /** A short-lived key in `key`'s slot, written so a WAIT on this connection covers what `key`'s primary has. */
   replicationWitness(key: string): string;
   idempotency(clientId: string, idempotencyKey: string): string;
@@ -40,6 +42,7 @@ export function redisKeys(prefix: string): RedisKeys {
     skuUnknown: (sku) => `${prefix}nosku:{${sku}}`,
     skuStripes: (sku) => `${prefix}stripes:{${sku}}`,
     reservation: (id) => `${prefix}res:{${reservationBucket(id)}}`,
+    legacyReservation: (id) => `${prefix}res:{${id}}`,
     replicationWitness: (key) => `${key}:rw`,
     idempotency: (clientId, idempotencyKey) => `${prefix}idem:${clientId}:${idempotencyKey}`,
     customer: (clientId, customerId) => `${prefix}cust:{${clientId}:${customerId}}`,

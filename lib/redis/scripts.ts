@@ -41,6 +41,8 @@ export const scriptNames = [
   'openRecord',
   'pinLines',
   'settleRecord',
+  'importRecord',
+  'forgetRecord',
 ] as const;
 export type ScriptName = (typeof scriptNames)[number];
 

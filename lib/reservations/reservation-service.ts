@@ -6,6 +6,7 @@ import { assert, errors, StockholdError } from '../errors';
 import type { Metrics, ReservationOutcome } from '../metrics/metrics';
 import { withPostgres } from '../postgres/connection';
 import { reservationIdAt } from '../random-ids';
+import { withRedis } from '../redis/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { createReservation, type CreateReservationCall, type ShortLineReply } from '../scripts/create-reservation';
@@ -327,7 +328,11 @@ export class ReservationService {
    */
   async read(id: string): Promise<Reservation | undefined> {
     if (!reservationIdPattern.test(id)) return undefined;
-    return (await this.readFromRedis(id)) ?? this.readFromLedger(id);
+    const found = (await this.readFromRedis(id)) ?? (await this.readFromLedger(id));
+    if (found !== undefined) return found;
+    // Not a 404 while an upgrade's record migration has not moved it (./legacy-records.ts).
+    if ((await withRedis(() => this.scripts.redis.exists(this.keys.legacyReservation(id)))) === 1) throw errors.recordMigrationPending(id);
+    return undefined;
   }
 
   async readFromRedis(id: string): Promise<Reservation | undefined> {
