@@ -1,5 +1,7 @@
 // The OpenAPI 3.1 document, built from the same schemas the routes validate with.
 import type { Config } from '../../lib/config';
+import { problemCodes } from './problem';
+import { queueDashboardPath } from './queue-dashboard';
 import { buildSchemas, idempotencyKeyLengthMax } from './schemas';
 
 /** What a problem status can mean, beyond its code (the code says which). */
@@ -14,7 +16,8 @@ export function openApiDocument(config: Config) {
   const problem = { $ref: '#/components/schemas/Problem' };
   const problems = (...statuses: number[]) =>
     Object.fromEntries(statuses.map((status) => [String(status), { description: problemDescriptions[status] ?? 'problem', content: { 'application/problem+json': { schema: problem } } }]));
-  const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
+  const json = (schema: unknown, description: string) => ({ description, content: { 'application/json': { schema } } });
+  const body = (schema: unknown) => ({ required: true, content: { 'application/json': { schema } } });
   const idempotencyKey = { name: 'Idempotency-Key', in: 'header', required: true, schema: { type: 'string', minLength: 1, maxLength: idempotencyKeyLengthMax } };
   const skuParameter = { name: 'sku', in: 'path', required: true, schema: schemas.sku };
   const idParameter = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{22}$' } };
@@ -23,69 +26,102 @@ export function openApiDocument(config: Config) {
   const reservation = { $ref: '#/components/schemas/Reservation' };
   return {
     openapi: '3.1.0',
-    info: { title: 'Stockhold', version: '1.0.0', description: 'Stock reservations for flash-sale checkouts.' },
+    info: {
+      title: 'Stockhold',
+      version: '1.0.0',
+      description: 'Stock reservations for flash-sale checkouts: an atomic hold in Redis, confirmed into an append-only Postgres ledger. Errors are RFC 9457 problem documents with a stable `code`.',
+      license: { name: 'Proprietary (package.json: UNLICENSED)', identifier: 'LicenseRef-Proprietary' },
+    },
+    servers: [{ url: '/', description: 'The server that serves this document' }],
     security: [{ bearer: [] }],
     paths: {
-      '/v1/skus/{sku}': { get: { summary: 'Read a SKU', parameters: [skuParameter], responses: { '200': json(skuView), ...problems(400, 401, 404, 429, 503) } } },
+      '/v1/skus/{sku}': { get: { operationId: 'getSku', summary: 'Read a SKU', parameters: [skuParameter], responses: { '200': json(skuView, 'The SKU: on hand, reserved, available'), ...problems(400, 401, 404, 429, 503) } } },
       '/v1/skus/{sku}/stock': {
-        put: { summary: 'Set on-hand (admin)', parameters: [skuParameter], requestBody: json(schemas.setStock), responses: { '200': json(skuView), ...problems(400, 401, 403, 409, 413, 415, 429, 503) } },
+        put: { operationId: 'setStock', summary: 'Set on-hand (admin)', parameters: [skuParameter], requestBody: body(schemas.setStock), responses: { '200': json(skuView, 'The SKU after the change'), ...problems(400, 401, 403, 409, 413, 415, 429, 503) } },
       },
       '/v1/skus/{sku}/adjustments': {
         post: {
+          operationId: 'adjustStock',
           summary: 'Receipt or shrinkage (admin)',
           parameters: [skuParameter, idempotencyKey],
-          requestBody: json(schemas.adjustment),
-          responses: { '201': json(skuView), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
+          requestBody: body(schemas.adjustment),
+          responses: { '201': json(skuView, 'The SKU after the adjustment (a replay answers the same)'), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
         },
       },
       '/v1/reservations': {
         post: {
+          operationId: 'createReservation',
           summary: 'Reserve stock, all lines or none (checkout)',
           parameters: [idempotencyKey],
-          requestBody: json(schemas.createReservation),
-          responses: { '201': json(reservation), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
+          requestBody: body(schemas.createReservation),
+          responses: { '201': json(reservation, 'Held: every line, until expiresAt (a replay of the same key answers the same)'), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
         },
       },
       '/v1/reservations/{id}': {
-        get: { summary: 'Read a reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 429, 503) } },
-        delete: { summary: 'Release a pending reservation', parameters: [idParameter], responses: { '200': json(reservation), ...problems(401, 403, 404, 409, 429, 503) } },
+        get: { operationId: 'getReservation', summary: 'Read a reservation', parameters: [idParameter], responses: { '200': json(reservation, 'The reservation'), ...problems(401, 403, 404, 429, 503) } },
+        delete: { operationId: 'releaseReservation', summary: 'Release a pending reservation', parameters: [idParameter], responses: { '200': json(reservation, 'Released (or expired, when its hold had run out): its units are back'), ...problems(401, 403, 404, 409, 429, 503) } },
       },
       '/v1/reconcile': {
         post: {
+          operationId: 'runReconcile',
           summary: 'Run one reconciliation now (admin)',
           parameters: [{ name: 'dryRun', in: 'query', required: false, schema: { enum: ['true', 'false'] } }],
-          responses: { '200': json({ $ref: '#/components/schemas/ReconcileReport' }), ...problems(400, 401, 403, 409, 429, 503) },
+          responses: { '200': json({ $ref: '#/components/schemas/ReconcileReport' }, 'The run\'s report'), ...problems(400, 401, 403, 409, 429, 503) },
         },
       },
       '/v1/reconcile/runs': {
         get: {
+          operationId: 'listReconcileRuns',
           summary: 'The latest reconciliation runs, newest first (admin)',
           parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }],
-          responses: { '200': json({ type: 'object', properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }), ...problems(400, 401, 403, 429, 503) },
+          responses: { '200': json({ type: 'object', properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }, 'The runs'), ...problems(400, 401, 403, 429, 503) },
         },
       },
       '/v1/events': {
         get: {
+          operationId: 'listEvents',
           summary: 'Events from the outbox, oldest first, after a given id (fulfillment, admin)',
           parameters: [
             { name: 'after', in: 'query', required: false, schema: { type: 'integer', minimum: 0, default: 0 } },
             { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
           ],
-          responses: { '200': json({ $ref: '#/components/schemas/EventPage' }), ...problems(400, 401, 403, 429, 503) },
+          responses: { '200': json({ $ref: '#/components/schemas/EventPage' }, 'A page of events; `next` is the id to ask after'), ...problems(400, 401, 403, 429, 503) },
         },
       },
       '/v1/reservations/{id}/confirm': {
         post: {
+          operationId: 'confirmReservation',
           summary: 'Confirm: the hold stops expiring and is committed to the ledger (owner, fulfillment)',
           parameters: [idParameter, prefer],
-          responses: { '200': json(reservation), '202': json(reservation), ...problems(401, 403, 404, 409, 410, 429, 503) },
+          responses: {
+            '200': json(reservation, 'Committed to the ledger (within Prefer: wait), or already past confirmed'),
+            '202': json(reservation, 'Confirmed: the hold no longer expires; the commit to the ledger follows'),
+            ...problems(401, 403, 404, 409, 410, 429, 503),
+          },
+        },
+      },
+      [queueDashboardPath]: {
+        get: {
+          operationId: 'getQueueDashboard',
+          summary: 'The queue dashboard, a page for a browser (admin)',
+          description: 'bull-board over the commit, webhook and reconcile queues; its assets and JSON API live under the same path. A browser answers the Basic challenge with the client id and an admin key secret.',
+          security: [{ basic: [] }, { bearer: [] }],
+          responses: {
+            '200': { description: 'The dashboard page', content: { 'text/html': { schema: { type: 'string' } } } },
+            ...problems(401, 403),
+          },
         },
       },
       '/v1/reservations/{id}/cancel': {
         post: {
-          summary: "Cancel a committed reservation: its units return to stock (fulfillment, admin)",
+          operationId: 'cancelReservation',
+          summary: 'Cancel a committed reservation: its units return to stock (fulfillment, admin)',
           parameters: [idParameter, prefer],
-          responses: { '200': json(reservation), '202': json(reservation), ...problems(401, 403, 404, 409, 429, 503) },
+          responses: {
+            '200': json(reservation, 'Cancelled in the ledger (within Prefer: wait), or cancelled before'),
+            '202': json(reservation, 'Cancellation requested: the ledger follows'),
+            ...problems(401, 403, 404, 409, 429, 503),
+          },
         },
       },
     },
@@ -95,7 +131,10 @@ export function openApiDocument(config: Config) {
 
 function components(schemas: ReturnType<typeof buildSchemas>) {
   return {
-    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    securitySchemes: {
+      bearer: { type: 'http', scheme: 'bearer', description: 'An API key secret (API_KEYS: clientId:scopes:secret)' },
+      basic: { type: 'http', scheme: 'basic', description: 'The queue dashboard (/admin/queues) in a browser: user = client id, password = an admin key secret' },
+    },
     schemas: {
       SkuView: {
         type: 'object',
@@ -163,12 +202,14 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
       },
       Problem: {
         type: 'object',
+        description: 'RFC 9457 problem details; `code` is stable, extensions by code (errors, lines, limit, held, reason, ...)',
+        required: ['type', 'title', 'status', 'code'],
         properties: {
           type: { type: 'string' },
           title: { type: 'string' },
-          status: { type: 'integer' },
+          status: { type: 'integer', minimum: 400, maximum: 599 },
           detail: { type: 'string' },
-          code: { type: 'string' },
+          code: { enum: [...problemCodes] },
           instance: { type: 'string' },
           requestId: { type: 'string' },
         },

@@ -41,6 +41,9 @@ const statusOf: Readonly<Record<ErrorCode | 'internal_error', { status: number; 
   internal_error: { status: 500, title: 'Internal error' },
 };
 
+/** Every problem `code` the API can answer, for the OpenAPI document's enum. */
+export const problemCodes = Object.keys(statusOf) as ReadonlyArray<ErrorCode | 'internal_error'>;
+
 export function problemTitle(code: ErrorCode | 'internal_error'): string {
   return statusOf[code].title;
 }
