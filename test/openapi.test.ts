@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openApiDocument } from '../apps/api/openapi';
 import { problemCodes } from '../apps/api/problem';
+import { ResponseChecker } from './support/openapi-responses';
 import { startHarness, type Harness } from './support/harness';
 
 let harness: Harness;
@@ -74,3 +76,32 @@ describe('GET /openapi.json', () => {
     expect(Object.keys(document.components.securitySchemes).sort()).toEqual(['basic', 'bearer']);
   });
 });
+
+// The checker every harness call() goes through (test/support/openapi-responses.ts) must reject
+// what contradicts the document, or the suite's silence would mean nothing.
+describe('the response checker', () => {
+  const reservation = { id: 'AaIXEscSS2PEVzum0mLf0w', status: 'pending', lines: [{ sku: 'A', quantity: 1 }], expiresAt: '2026-11-26T10:00:00.000Z', createdAt: '2026-11-26T09:45:00.000Z' };
+  const problem = { type: 'https://stockhold.dev/problems/insufficient_stock', title: 'Insufficient stock', status: 409, code: 'insufficient_stock' };
+  const checker = () => new ResponseChecker(openApiDocument(harness.config));
+
+  it('passes what the document says, and what it does not cover', () => {
+    const responses = checker();
+    expect(() => responses.check('POST', '/v1/reservations', 201, 'application/json; charset=utf-8', reservation)).not.toThrow();
+    expect(() => responses.check('POST', '/v1/reservations?x=1', 409, 'application/problem+json', { ...problem, lines: [] })).not.toThrow();
+    expect(() => responses.check('GET', '/healthz', 200, 'application/json', { anything: true })).not.toThrow();
+    expect(responses.checked.size).toBe(2);
+  });
+
+  it('rejects a status the operation does not list, a body against its schema, and the wrong content type', () => {
+    const responses = checker();
+    expect(() => responses.check('POST', '/v1/reservations', 418, 'application/problem+json', { ...problem, status: 418 })).toThrow(/does not list/);
+    expect(() => responses.check('POST', '/v1/reservations', 201, 'application/json', { ...reservation, status: 'held' })).toThrow(/contradicts/);
+    expect(() => responses.check('POST', '/v1/reservations', 201, 'application/json', { ...reservation, extra: 1 })).toThrow(/contradicts/);
+    expect(() => responses.check('GET', `/v1/reservations/${reservation.id}`, 200, 'application/json', { ...reservation, lines: [] })).toThrow(/contradicts/);
+    expect(() => responses.check('POST', '/v1/reservations', 409, 'application/problem+json', { ...problem, status: '409' })).toThrow(/contradicts/);
+    expect(() => responses.check('POST', '/v1/reservations', 409, 'application/problem+json', { ...problem, code: 'no_such_code' })).toThrow(/contradicts/);
+    expect(() => responses.check('POST', '/v1/reservations', 201, 'text/html', '<html>')).toThrow(/answered text\/html/);
+    expect(() => responses.check('GET', '/v1/skus/A', 200, 'application/json', { sku: 'A', onHand: 1, reserved: 0 })).toThrow(/contradicts/);
+  });
+});
+

@@ -138,16 +138,20 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
     schemas: {
       SkuView: {
         type: 'object',
-        properties: { sku: { type: 'string' }, onHand: { type: 'integer' }, reserved: { type: 'integer' }, available: { type: 'integer' }, stripes: { type: 'integer', minimum: 2, description: 'present when the SKU is striped: the sums are over its stripes' }, perCustomerLimit: { type: 'integer', minimum: 1, maximum: 1000, description: 'present when set: units one customer may hold across live reservations' } },
+        required: ['sku', 'onHand', 'reserved', 'available'],
+        additionalProperties: false,
+        properties: { sku: { type: 'string' }, onHand: { type: 'integer', minimum: 0 }, reserved: { type: 'integer', minimum: 0 }, available: { type: 'integer', minimum: 0 }, stripes: { type: 'integer', minimum: 2, description: 'present when the SKU is striped: the sums are over its stripes' }, perCustomerLimit: { type: 'integer', minimum: 1, maximum: 1000, description: 'present when set: units one customer may hold across live reservations' } },
       },
       Reservation: {
         type: 'object',
+        required: ['id', 'status', 'lines', 'expiresAt', 'createdAt'],
+        additionalProperties: false,
         properties: {
-          id: { type: 'string' },
+          id: { type: 'string', pattern: '^[A-Za-z0-9_-]{22}$' },
           status: { enum: ['pending', 'confirmed', 'committed', 'released', 'expired', 'cancelled', 'rejected'] },
           confirmedAt: { type: 'string', format: 'date-time' },
-          cancelRequested: { type: 'boolean' },
-          lines: { type: 'array', items: schemas.line },
+          cancelRequested: { type: 'boolean', description: 'present (true) on a committed reservation whose cancellation is on its way' },
+          lines: { type: 'array', minItems: 1, items: schemas.line },
           customerId: { type: 'string' },
           expiresAt: { type: 'string', format: 'date-time' },
           createdAt: { type: 'string', format: 'date-time' },
@@ -184,6 +188,8 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
       },
       EventPage: {
         type: 'object',
+        required: ['events', 'next'],
+        additionalProperties: false,
         properties: {
           events: {
             type: 'array',

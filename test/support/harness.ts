@@ -7,7 +7,9 @@ import pino from 'pino';
 import { inject } from 'vitest';
 import type { Admission } from '../../apps/api/admission';
 import { createApp } from '../../apps/api/app';
+import { openApiDocument } from '../../apps/api/openapi';
 import { startWorker } from '../../apps/worker/worker';
+import { ResponseChecker } from './openapi-responses';
 import { loadConfig, type Config } from '../../lib/config';
 import { dropDatabase } from '../../lib/postgres/connection';
 import { prepareDatabaseAt } from '../../lib/postgres/migrations';
@@ -140,6 +142,8 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
   });
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const workers: Array<() => Promise<void>> = [];
+  // Every response call() receives is held to the OpenAPI document the server serves.
+  const responses = new ResponseChecker(openApiDocument(config));
   return {
     stockhold,
     admission: app.locals.admission as Admission,
@@ -168,7 +172,9 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
       }
       const response = await fetch(`${baseUrl}${path}`, { method, headers, body });
       const text = await response.text();
-      return { status: response.status, headers: response.headers, body: text === '' ? undefined : JSON.parse(text) };
+      const parsed = text === '' ? undefined : JSON.parse(text);
+      responses.check(method, path, response.status, response.headers.get('content-type'), parsed);
+      return { status: response.status, headers: response.headers, body: parsed };
     },
     async close(options = {}) {
       for (const stop of workers) await stop();

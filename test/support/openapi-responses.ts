@@ -1,0 +1,63 @@
+// Holds every response the integration tests receive to the OpenAPI document (apps/api/openapi.ts):
+// the operation is found by method and path template, the status must be documented for it, and
+// the body must be valid against the documented schema of its content type (Ajv, the JSON Schema
+// 2020-12 dialect of OpenAPI 3.1). A response that contradicts the document throws, failing the
+// test that caused it. Routes outside the document (/healthz, /metrics, the dashboard's assets)
+// and bodies that are not JSON are not checked.
+import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020';
+
+const documentId = 'https://stockhold.dev/openapi.json';
+
+interface Operation {
+  readonly method: string;
+  readonly pattern: RegExp;
+  readonly pointer: string;
+  readonly responses: Record<string, { content?: Record<string, unknown> }>;
+}
+
+export class ResponseChecker {
+  private readonly ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
+  private readonly operations: Operation[] = [];
+  private readonly validators = new Map<string, ValidateFunction>();
+  /** Responses checked, by operation and status: what the suite exercised. */
+  readonly checked = new Map<string, number>();
+
+  constructor(document: { paths: Record<string, Record<string, { responses: Operation['responses'] }>> }) {
+    this.ajv.addSchema({ ...document, $id: documentId });
+    for (const [template, item] of Object.entries(document.paths)) {
+      const pattern = new RegExp(`^${template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}$`);
+      for (const [method, operation] of Object.entries(item)) {
+        if (typeof operation !== 'object' || operation === null || !('responses' in operation)) continue;
+        this.operations.push({ method: method.toUpperCase(), pattern, pointer: `/paths/${escapePointer(template)}/${method}`, responses: operation.responses });
+      }
+    }
+  }
+
+  /** Throws when the response contradicts the document; silent for what the document does not cover. */
+  check(method: string, url: string, status: number, contentType: string | null, body: unknown): void {
+    const path = url.split('?')[0]!;
+    const operation = this.operations.find((candidate) => candidate.method === method && candidate.pattern.test(path));
+    if (operation === undefined) return;
+    const response = operation.responses[String(status)];
+    if (response === undefined) throw new Error(`${method} ${path} answered ${status}, which the OpenAPI document does not list for it (${Object.keys(operation.responses).join(', ')})`);
+    const mediaType = (contentType ?? '').split(';')[0]!.trim();
+    if (response.content === undefined) return;
+    if (!(mediaType in response.content)) throw new Error(`${method} ${path} ${status} answered ${mediaType || 'no content type'}; the document lists ${Object.keys(response.content).join(', ')}`);
+    if (!mediaType.endsWith('json')) return;
+    const key = `${operation.pointer}/responses/${status}/content/${escapePointer(mediaType)}/schema`;
+    let validate = this.validators.get(key);
+    if (validate === undefined) {
+      validate = this.ajv.compile({ $ref: `${documentId}#${key}` });
+      this.validators.set(key, validate);
+    }
+    if (!validate(body)) {
+      throw new Error(`${method} ${path} ${status} contradicts the OpenAPI document: ${this.ajv.errorsText(validate.errors)}; body ${JSON.stringify(body).slice(0, 500)}`);
+    }
+    const label = `${operation.method} ${operation.pointer} ${status}`;
+    this.checked.set(label, (this.checked.get(label) ?? 0) + 1);
+  }
+}
+
+function escapePointer(segment: string): string {
+  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
+}
