@@ -1,5 +1,7 @@
 // The OpenAPI 3.1 document, built from the same schemas the routes validate with.
 import type { Config } from '../../lib/config';
+import { allQueueNames } from '../../lib/queues';
+import { jobIdLengthMax, jobsListDefault, jobsListMax, jobStateDefault, jobStates } from './admin-routes';
 import { problemCodes } from './problem';
 import { queueDashboardPath } from './queue-dashboard';
 import { buildSchemas, idempotencyKeyLengthMax } from './schemas';
@@ -74,7 +76,7 @@ export function openApiDocument(config: Config) {
           operationId: 'listReconcileRuns',
           summary: 'The latest reconciliation runs, newest first (admin)',
           parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }],
-          responses: { '200': json({ type: 'object', properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }, 'The runs'), ...problems(400, 401, 403, 429, 503) },
+          responses: { '200': json({ type: 'object', required: ['runs'], additionalProperties: false, properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }, 'The runs'), ...problems(400, 401, 403, 429, 503) },
         },
       },
       '/v1/events': {
@@ -98,6 +100,29 @@ export function openApiDocument(config: Config) {
             '202': json(reservation, 'Confirmed: the hold no longer expires; the commit to the ledger follows'),
             ...problems(401, 403, 404, 409, 410, 429, 503),
           },
+        },
+      },
+      '/v1/admin/jobs': {
+        get: {
+          operationId: 'listJobs',
+          summary: 'Jobs of the commit, webhook and reconcile queues in one state, newest first (admin)',
+          parameters: [
+            { name: 'queue', in: 'query', required: false, schema: { enum: [...allQueueNames] }, description: 'one queue; absent: all of them' },
+            { name: 'state', in: 'query', required: false, schema: { enum: [...jobStates], default: jobStateDefault } },
+            { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: jobsListMax, default: jobsListDefault } },
+          ],
+          responses: { '200': json({ $ref: '#/components/schemas/JobPage' }, 'The jobs'), ...problems(400, 401, 403, 429, 503) },
+        },
+      },
+      '/v1/admin/jobs/{queue}/{jobId}/retry': {
+        post: {
+          operationId: 'retryJob',
+          summary: 'Retry a failed job (admin)',
+          parameters: [
+            { name: 'queue', in: 'path', required: true, schema: { enum: [...allQueueNames] } },
+            { name: 'jobId', in: 'path', required: true, schema: { type: 'string', minLength: 1, maxLength: jobIdLengthMax, pattern: '^[\\x21-\\x7e]+$' } },
+          ],
+          responses: { '200': json({ $ref: '#/components/schemas/RetriedJob' }, 'Moved back to waiting'), ...problems(400, 401, 403, 404, 409, 429, 503) },
         },
       },
       [queueDashboardPath]: {
@@ -159,6 +184,11 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
       },
       ReconcileReport: {
         type: 'object',
+        required: [
+          'runId', 'trigger', 'dryRun', 'startedAt', 'finishedAt', 'skusChecked', 'holdsExpired', 'pinsReleased', 'stripesRebalanced', 'commitsRequeued', 'skusRebuilt',
+          'driftCorrected', 'onHandCorrected', 'reservedCorrected', 'skusOutOfAgreement', 'stoppedEarly', 'debitsReleased', 'confirmedTruncated', 'skusFailed', 'failures', 'corrections',
+        ],
+        additionalProperties: false,
         properties: {
           runId: { type: 'string', format: 'uuid' },
           trigger: { enum: ['manual', 'scheduled', 'cli'] },
@@ -179,10 +209,15 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
           debitsReleased: { type: 'integer' },
           confirmedTruncated: { type: 'integer' },
           skusFailed: { type: 'integer' },
-          failures: { type: 'array', items: { type: 'object', properties: { sku: { type: 'string' }, message: { type: 'string' } } } },
+          failures: { type: 'array', items: { type: 'object', required: ['sku', 'message'], additionalProperties: false, properties: { sku: { type: 'string' }, message: { type: 'string' } } } },
           corrections: {
             type: 'array',
-            items: { type: 'object', properties: { sku: { type: 'string' }, field: { enum: ['onHand', 'reserved', 'state', 'perCustomerLimit'] }, before: { type: ['integer', 'null'] }, after: { type: ['integer', 'null'] } } },
+            items: {
+              type: 'object',
+              required: ['sku', 'field', 'before', 'after'],
+              additionalProperties: false,
+              properties: { sku: { type: 'string' }, field: { enum: ['onHand', 'reserved', 'state', 'perCustomerLimit'] }, before: { type: ['integer', 'null'] }, after: { type: ['integer', 'null'] } },
+            },
           },
         },
       },
@@ -195,16 +230,48 @@ function components(schemas: ReturnType<typeof buildSchemas>) {
             type: 'array',
             items: {
               type: 'object',
+              required: ['id', 'type', 'occurredAt', 'data'],
+              additionalProperties: false,
               properties: {
                 id: { type: 'integer' },
                 type: { enum: ['reservation.committed', 'reservation.cancelled', 'reservation.rejected', 'stock.adjusted'] },
                 occurredAt: { type: 'string', format: 'date-time' },
-                data: { type: 'object' },
+                data: { type: 'object', additionalProperties: true, description: 'the event\'s payload, by type' },
               },
             },
           },
           next: { type: 'integer' },
         },
+      },
+      JobPage: {
+        type: 'object',
+        required: ['jobs'],
+        additionalProperties: false,
+        properties: {
+          jobs: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['queue', 'id', 'name', 'failedReason', 'attemptsMade', 'timestamp', 'finishedOn'],
+              additionalProperties: false,
+              properties: {
+                queue: { enum: [...allQueueNames] },
+                id: { type: 'string' },
+                name: { type: 'string' },
+                failedReason: { type: ['string', 'null'] },
+                attemptsMade: { type: 'integer', minimum: 0 },
+                timestamp: { type: 'integer', description: 'ms since the epoch (BullMQ)' },
+                finishedOn: { type: ['integer', 'null'] },
+              },
+            },
+          },
+        },
+      },
+      RetriedJob: {
+        type: 'object',
+        required: ['queue', 'id', 'retried'],
+        additionalProperties: false,
+        properties: { queue: { enum: [...allQueueNames] }, id: { type: 'string' }, retried: { const: true } },
       },
       Problem: {
         type: 'object',

@@ -2,6 +2,7 @@
 // bounded timeout per request (connect, answer and body together), and the three ways a call can
 // end that the exit codes tell apart: an answer, a problem the service answered, or no answer.
 import { randomUUID } from 'node:crypto';
+import { createStockholdClient, type StockholdClient } from '../../lib/client/client';
 
 /** An RFC 9457 problem document as the service renders it (extensions kept as they come). */
 export interface Problem {
@@ -85,14 +86,60 @@ function transportReasonOf(error: unknown): string {
   return reason;
 }
 
+/** What an openapi-fetch call resolves to (lib/client): the parsed body or problem, and the answer. */
+interface TypedResult<T> {
+  readonly data?: T;
+  readonly error?: unknown;
+  readonly response: Response;
+}
+
 export class ServiceClient {
-  constructor(private readonly settings: ClientSettings) {}
+  /**
+   * The typed client generated from the OpenAPI document (lib/client), on this client's
+   * transport: the same timeout, Ctrl-C, redirect refusal and error mapping as send().
+   */
+  readonly api: StockholdClient;
+
+  constructor(private readonly settings: ClientSettings) {
+    this.api = createStockholdClient({ baseUrl: this.baseUrl, apiKey: settings.apiKey, fetch: (request) => this.transport(request) });
+  }
+
+  /** A typed operation's answer as call() gives it: the body, or a ProblemError for an error status. */
+  async typed<T>(call: Promise<TypedResult<T>>): Promise<ServiceAnswer<T>> {
+    const { data, error, response } = await call;
+    const retryAfter = response.headers.get('retry-after');
+    if (response.status >= 400) {
+      const problem = (error ?? {}) as Problem;
+      throw new ProblemError(response.status, typeof problem === 'object' ? problem : { detail: String(problem) }, retryAfter);
+    }
+    return { status: response.status, body: data as T, replayed: response.headers.get('idempotent-replayed') === 'true', retryAfter };
+  }
+
+  /**
+   * The typed client's fetch: the whole answer is read here, within the timeout, and handed on
+   * as a fresh Response, so a stall in the body, a transport failure or an answer that is not
+   * JSON ends the same way as with send().
+   */
+  private async transport(request: Request): Promise<Response> {
+    const timeout = AbortSignal.timeout(this.settings.timeoutMs);
+    const signal = this.settings.signal === undefined ? timeout : AbortSignal.any([timeout, this.settings.signal]);
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(request, { signal, redirect: 'error' });
+      text = await response.text();
+    } catch (error) {
+      throw this.transportError(error, request.method, request.url);
+    }
+    if (text !== '') this.parse(response.status, text, request.method, request.url);
+    return new Response(text === '' ? null : text, { status: response.status, statusText: response.statusText, headers: response.headers });
+  }
 
   get baseUrl(): string {
     return this.settings.baseUrl.origin + this.settings.baseUrl.pathname.replace(/\/$/, '');
   }
 
-  /** Any answer, error statuses included; throws only when nothing answered. */
+  /** Any answer, error statuses included; throws only when nothing answered (the load generator's raw path; commands use `api`). */
   async send<T = unknown>(method: string, path: string, options: CallOptions = {}): Promise<ServiceAnswer<T>> {
     const url = `${this.baseUrl}${path}`;
     const headers: Record<string, string> = { accept: 'application/json', authorization: `Bearer ${this.settings.apiKey}`, ...options.headers };
@@ -120,16 +167,6 @@ export class ServiceClient {
       replayed: response.headers.get('idempotent-replayed') === 'true',
       retryAfter: response.headers.get('retry-after'),
     };
-  }
-
-  /** A successful answer, or a ProblemError for an error status. */
-  async call<T = unknown>(method: string, path: string, options: CallOptions = {}): Promise<ServiceAnswer<T>> {
-    const answer = await this.send<T>(method, path, options);
-    if (answer.status >= 400) {
-      const problem = (answer.body ?? {}) as Problem;
-      throw new ProblemError(answer.status, typeof problem === 'object' ? problem : { detail: String(problem) }, answer.retryAfter);
-    }
-    return answer;
   }
 
   private parse(status: number, text: string, method: string, url: string): unknown {

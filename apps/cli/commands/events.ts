@@ -31,10 +31,10 @@ export function eventLine(event: StockholdEvent): string {
 
 export const eventsHeader = `${'id'.padEnd(idWidth)}  ${'occurredAt'.padEnd(24)}  ${'type'.padEnd(typeWidth)}  data`;
 
-const pagePath = (after: number, limit: number) => `/v1/events?after=${after}&limit=${limit}`;
+const page = (client: ServiceClient, after: number, limit: number) => client.typed<EventsPage>(client.api.GET('/v1/events', { params: { query: { after, limit } } }));
 
 async function printOnce(context: CommandContext, client: ServiceClient, options: EventsOptions): Promise<void> {
-  const { body } = await client.call<EventsPage>('GET', pagePath(options.after, options.limit));
+  const { body } = await page(client, options.after, options.limit);
   const printer = context.printer;
   if (printer.json) {
     printer.document(body);
@@ -61,9 +61,9 @@ async function follow(context: CommandContext, client: ServiceClient, options: E
   let failuresInARow = 0;
   if (!printer.json) printer.text(eventsHeader);
   while (signal?.aborted !== true) {
-    let page: EventsPage;
+    let fetched: EventsPage;
     try {
-      page = (await client.call<EventsPage>('GET', pagePath(after, options.limit))).body;
+      fetched = (await page(client, after, options.limit)).body;
       failuresInARow = 0;
     } catch (error) {
       if (error instanceof InterruptedError) break;
@@ -73,13 +73,13 @@ async function follow(context: CommandContext, client: ServiceClient, options: E
       await abortableSleep(options.interval, signal);
       continue;
     }
-    for (const event of page.events) {
+    for (const event of fetched.events) {
       if (printer.json) printer.line(event);
       else printer.text(eventLine(event));
       after = event.id;
     }
     // A full page means more is waiting: fetch it at once; otherwise wait for news.
-    if (page.events.length < options.limit) await abortableSleep(options.interval, signal);
+    if (fetched.events.length < options.limit) await abortableSleep(options.interval, signal);
   }
 }
 

@@ -5,7 +5,8 @@
 import type { Command } from 'commander';
 import type { JobSummary, RetriedJob } from '../../api/admin-routes';
 import { cliLimits, UsageError, wholeNumber } from '../arguments';
-import { ProblemError } from '../http-client';
+import type { QueueName } from '../../../lib/queues';
+import { ProblemError, type ServiceClient } from '../http-client';
 import { cell, describeProblem, isoTime, renderTable } from '../output';
 import { exitCodes } from '../exit-codes';
 import type { CommandContext } from '../context';
@@ -14,9 +15,11 @@ interface JobsPage {
   readonly jobs: JobSummary[];
 }
 
-const jobsPath = (queue: string | undefined, limit: number) =>
-  `/v1/admin/jobs?state=failed&limit=${limit}${queue === undefined ? '' : `&queue=${encodeURIComponent(queue)}`}`;
-const retryPath = (queue: string, id: string) => `/v1/admin/jobs/${encodeURIComponent(queue)}/${encodeURIComponent(id)}/retry`;
+// The queue name goes as the operator typed it: the service says which names it knows (400).
+const failedJobs = (client: ServiceClient, queue: string | undefined, limit: number) =>
+  client.typed<JobsPage>(client.api.GET('/v1/admin/jobs', { params: { query: { state: 'failed', limit, ...(queue === undefined ? {} : { queue: queue as QueueName }) } } }));
+const retryJob = (client: ServiceClient, queue: string, jobId: string) =>
+  client.typed<RetriedJob>(client.api.POST('/v1/admin/jobs/{queue}/{jobId}/retry', { params: { path: { queue: queue as QueueName, jobId } } }));
 
 function renderJobs(jobs: readonly JobSummary[]): string {
   return renderTable(
@@ -35,11 +38,11 @@ interface RetryResult {
 /** Retries every failed job of a queue, up to `limit`, one request each; refusals are listed. */
 async function retryAll(context: CommandContext, queue: string, limit: number): Promise<RetryResult[]> {
   const client = context.client();
-  const { body } = await client.call<JobsPage>('GET', jobsPath(queue, limit));
+  const { body } = await failedJobs(client, queue, limit);
   const results: RetryResult[] = [];
   for (const job of body.jobs) {
     try {
-      await client.call<RetriedJob>('POST', retryPath(queue, job.id));
+      await retryJob(client, queue, job.id);
       results.push({ queue, id: job.id, retried: true });
     } catch (error) {
       // One job moving on meanwhile (the reconciler retried it) must not stop the others.
@@ -59,7 +62,7 @@ export function registerJobs(program: Command, context: CommandContext): void {
     .option('--queue <queue>', 'only this queue (commits, reconcile, webhooks); default all')
     .option('--limit <n>', `how many (1-${cliLimits.listLimitMax})`, wholeNumber(1, cliLimits.listLimitMax), cliLimits.jobsLimitDefault)
     .action(async (options: { queue?: string; limit: number }) => {
-      const { body } = await context.client().call<JobsPage>('GET', jobsPath(options.queue, options.limit));
+      const { body } = await failedJobs(context.client(), options.queue, options.limit);
       if (context.json) context.printer.document(body);
       else context.printer.text(body.jobs.length === 0 ? 'no failed jobs' : renderJobs(body.jobs));
     });
@@ -75,7 +78,7 @@ export function registerJobs(program: Command, context: CommandContext): void {
       if (options.all === true && jobId !== undefined) throw new UsageError('give a job id or --all, not both');
       if (options.all !== true && jobId === undefined) throw new UsageError('give the id of a failed job, or --all');
       if (jobId !== undefined) {
-        const { body } = await context.client().call<RetriedJob>('POST', retryPath(queue, jobId));
+        const { body } = await retryJob(context.client(), queue, jobId);
         if (context.json) context.printer.document(body);
         else context.printer.text(`retried ${body.queue}/${body.id}: back to waiting`);
         return;

@@ -55,7 +55,8 @@ export function registerReconcile(program: Command, context: CommandContext): vo
     .option('--dry-run', 'report what would be corrected, change nothing')
     .action(async (options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
-      const { body } = await context.client().call<ReconcileReport>('POST', `/v1/reconcile?dryRun=${dryRun}`);
+      const client = context.client();
+      const { body } = await client.typed<ReconcileReport>(client.api.POST('/v1/reconcile', { params: { query: { dryRun: dryRun ? 'true' : 'false' } } }));
       if (context.json) context.printer.document(body);
       else context.printer.text(renderReport(body));
     });
@@ -65,7 +66,8 @@ export function registerReconcile(program: Command, context: CommandContext): vo
     .description('the latest reconciliation runs, newest first (admin key)')
     .option('--limit <n>', `how many (1-${cliLimits.listLimitMax})`, wholeNumber(1, cliLimits.listLimitMax), cliLimits.runsLimitDefault)
     .action(async (options: { limit: number }) => {
-      const { body } = await context.client().call<{ runs: ReconcileReport[] }>('GET', `/v1/reconcile/runs?limit=${options.limit}`);
+      const client = context.client();
+      const { body } = await client.typed<{ runs: ReconcileReport[] }>(client.api.GET('/v1/reconcile/runs', { params: { query: { limit: options.limit } } }));
       if (context.json) {
         context.printer.document(body);
         return;

@@ -22,7 +22,8 @@ export function registerReservation(program: Command, context: CommandContext): 
     .description('status, lines and times of one reservation')
     .argument('<id>', 'reservation id')
     .action(async (id: string) => {
-      const { body } = await context.client().call<ReservationView>('GET', `/v1/reservations/${encodeURIComponent(id)}`);
+      const client = context.client();
+      const { body } = await client.typed(client.api.GET('/v1/reservations/{id}', { params: { path: { id } } }));
       const printer = context.printer;
       if (printer.json) {
         printer.document(body);

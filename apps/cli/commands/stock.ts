@@ -56,8 +56,6 @@ function printMutation(context: CommandContext, answer: ServiceAnswer<SkuView>, 
   else printer.note(`to retry this exact change safely, repeat the command with --idempotency-key ${idempotencyKey}`);
 }
 
-const skuPath = (sku: string) => `/v1/skus/${encodeURIComponent(sku)}`;
-
 export function registerStock(program: Command, context: CommandContext): void {
   const stock = program.command('stock').description("read and change a SKU's stock (set and adjust need an admin key)");
 
@@ -66,7 +64,8 @@ export function registerStock(program: Command, context: CommandContext): void {
     .description('on-hand, reserved and available units of a SKU')
     .argument('<sku>', 'SKU id')
     .action(async (sku: string) => {
-      const answer = await context.client().call<SkuView>('GET', skuPath(sku));
+      const client = context.client();
+      const answer = await client.typed(client.api.GET('/v1/skus/{sku}', { params: { path: { sku } } }));
       printSku(context, answer.body);
     });
 
@@ -82,7 +81,11 @@ export function registerStock(program: Command, context: CommandContext): void {
     .action(async (sku: string, onHand: number, options: { idempotencyKey?: string; stripes?: number; perCustomerLimit?: number | false }) => {
       const idempotencyKey = options.idempotencyKey ?? newIdempotencyKey();
       const cap = options.perCustomerLimit === undefined ? {} : { perCustomerLimit: options.perCustomerLimit === false ? null : options.perCustomerLimit };
-      const answer = await context.client().call<SkuView>('PUT', `${skuPath(sku)}/stock`, { body: { onHand, ...(options.stripes === undefined ? {} : { stripes: options.stripes }), ...cap }, idempotencyKey });
+      const client = context.client();
+      // The service makes a stock change once per key; the document does not list the header here (PUT is idempotent by itself).
+      const answer = await client.typed(
+        client.api.PUT('/v1/skus/{sku}/stock', { params: { path: { sku } }, body: { onHand, ...(options.stripes === undefined ? {} : { stripes: options.stripes }), ...cap }, headers: { 'idempotency-key': idempotencyKey } }),
+      );
       printMutation(context, answer, idempotencyKey);
     });
 
@@ -95,7 +98,8 @@ export function registerStock(program: Command, context: CommandContext): void {
     .option('--idempotency-key <key>', 'repeat an earlier change with the key it printed (same delta and reason)')
     .action(async (sku: string, delta: number, options: { reason: string; idempotencyKey?: string }) => {
       const idempotencyKey = options.idempotencyKey ?? newIdempotencyKey();
-      const answer = await context.client().call<SkuView>('POST', `${skuPath(sku)}/adjustments`, { body: { delta, reason: options.reason }, idempotencyKey });
+      const client = context.client();
+      const answer = await client.typed(client.api.POST('/v1/skus/{sku}/adjustments', { params: { path: { sku }, header: { 'Idempotency-Key': idempotencyKey } }, body: { delta, reason: options.reason } }));
       printMutation(context, answer, idempotencyKey);
     });
 }
