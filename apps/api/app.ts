@@ -14,6 +14,7 @@ import { adminRoutes } from './admin-routes';
 import { Admission, shedRetryAfterSeconds, type ShedReason } from './admission';
 import { authentication, requireScope } from './auth';
 import { jsonBody } from './json-body';
+import { apiDocs, apiDocsPath } from './api-docs';
 import { openApiDocument } from './openapi';
 import { problemHandler, problemTitle, problemTypeBase, sendProblem } from './problem';
 import { rateLimit } from './rate-limit';
@@ -283,6 +284,7 @@ export function createApp(stockhold: Stockhold, logger: Logger, given?: Admissio
   app.get('/openapi.json', (_request, response) => {
     response.json(document);
   });
+  app.use(apiDocsPath, apiDocs());
 
 
   const allowedMethods = routeMethodsOf([
