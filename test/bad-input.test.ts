@@ -41,6 +41,10 @@ describe('reservation bodies refused with 400 validation_failed', () => {
     ['unknown field', { lines: [{ sku: 'X', quantity: 1 }], colour: 'red' }, 'body.colour'],
     ['line without quantity', { lines: [{ sku: 'X' }] }, 'body.lines[0].quantity'],
     ['body is an array', [{ sku: 'X', quantity: 1 }], 'body'],
+    // Found by npm run fuzz: Postgres refuses NUL in text, so the commit of such a reservation
+    // could never be written; an unpaired surrogate was stored as U+FFFD.
+    ['customer id with NUL', { lines: [{ sku: 'X', quantity: 1 }], customerId: 'a\u0000b' }, 'body.customerId'],
+    ['customer id with an unpaired surrogate', { lines: [{ sku: 'X', quantity: 1 }], customerId: 'a\ud800' }, 'body.customerId'],
   ];
   it.each(cases)('%s', async (_name, body, field) => {
     const withRealSku = JSON.parse(JSON.stringify(body).replaceAll('"X"', JSON.stringify(sku)));
@@ -187,6 +191,8 @@ describe('stock bodies and paths', () => {
     ['missing reason', 'POST', 'adjustments', { delta: 5 }],
     ['empty reason', 'POST', 'adjustments', { delta: 5, reason: '' }],
     ['fractional delta', 'POST', 'adjustments', { delta: 0.5, reason: 'half' }],
+    // Found by npm run fuzz: a 500 (Postgres refused the NUL) before.
+    ['reason with NUL', 'POST', 'adjustments', { delta: 5, reason: 'a\u0000' }],
   ];
   it.each(cases)('%s: 400', async (_name, method, path, body) => {
     const response = await harness.call(method, `/v1/skus/${sku}/${path}`, { body, idempotencyKey: idempotencyKey() });
@@ -200,6 +206,16 @@ describe('stock bodies and paths', () => {
     expect(response.status).toBe(400);
     expect(response.body.errors[0].field).toBe('path.sku');
     expect((await harness.call('PUT', '/v1/skus/bad%20sku/stock', { body: { onHand: 1 } })).status).toBe(400);
+  });
+
+  // Found by npm run fuzz: the router's failure to percent-decode a parameter was a 500.
+  it('refuses a path parameter that is not valid percent-encoding with 400', async () => {
+    for (const [method, path] of [['GET', '/v1/skus/%'], ['PUT', '/v1/skus/%zz/stock'], ['GET', '/v1/reservations/%'], ['POST', '/v1/admin/jobs/commits/%/retry']] as const) {
+      const response = await harness.call(method, path, { body: method === 'PUT' ? { onHand: 1 } : undefined });
+      expect(response.status, `${method} ${path}`).toBe(400);
+      expect(response.body).toMatchObject({ code: 'validation_failed', status: 400, errors: [{ field: 'path' }] });
+    }
+    await expectUnchanged();
   });
 
   it('answers unknown routes with a 404 problem', async () => {

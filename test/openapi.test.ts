@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openApiDocument } from '../apps/api/openapi';
 import { problemCodes } from '../apps/api/problem';
-import { ResponseChecker } from './support/openapi-responses';
+import { ResponseChecker } from '../fuzz/response-checker';
 import { startHarness, type Harness } from './support/harness';
 
 let harness: Harness;

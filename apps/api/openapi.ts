@@ -8,6 +8,14 @@ import { buildSchemas, idempotencyKeyLengthMax } from './schemas';
 
 /** What a problem status can mean, beyond its code (the code says which). */
 const problemDescriptions: Readonly<Record<number, string>> = {
+  400: 'validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed',
+  401: 'unauthorized: no or an unknown API key (WWW-Authenticate)',
+  403: 'forbidden: the key lacks the scope this operation needs',
+  404: 'not found: sku_not_found, reservation_not_found (another client\'s reservation too), job_not_found',
+  410: 'reservation_expired: its hold ran out and its units went back',
+  413: 'payload_too_large: the body is over 64 KiB',
+  415: 'unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding)',
+  422: 'idempotency_key_reused: the key came with another request before',
   409: 'conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed',
   429: 'rate_limited: the API client\'s token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when',
   503: 'backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After',
@@ -18,6 +26,9 @@ export function openApiDocument(config: Config) {
   const problem = { $ref: '#/components/schemas/Problem' };
   const problems = (...statuses: number[]) =>
     Object.fromEntries(statuses.map((status) => [String(status), { description: problemDescriptions[status] ?? 'problem', content: { 'application/problem+json': { schema: problem } } }]));
+  // Every /v1 route reads a body it is sent (JSON only, at most 64 KiB), whether or not it takes
+  // one, and validates its path and query: 400, 413 and 415 can answer any of them.
+  const v1Problems = (...statuses: number[]) => problems(...[...new Set([...statuses, 400, 413, 415])].sort((a, b) => a - b));
   const json = (schema: unknown, description: string) => ({ description, content: { 'application/json': { schema } } });
   const body = (schema: unknown) => ({ required: true, content: { 'application/json': { schema } } });
   const idempotencyKey = { name: 'Idempotency-Key', in: 'header', required: true, schema: { type: 'string', minLength: 1, maxLength: idempotencyKeyLengthMax } };
@@ -37,9 +48,9 @@ export function openApiDocument(config: Config) {
     servers: [{ url: '/', description: 'The server that serves this document' }],
     security: [{ bearer: [] }],
     paths: {
-      '/v1/skus/{sku}': { get: { operationId: 'getSku', summary: 'Read a SKU', parameters: [skuParameter], responses: { '200': json(skuView, 'The SKU: on hand, reserved, available'), ...problems(400, 401, 404, 429, 503) } } },
+      '/v1/skus/{sku}': { get: { operationId: 'getSku', summary: 'Read a SKU', parameters: [skuParameter], responses: { '200': json(skuView, 'The SKU: on hand, reserved, available'), ...v1Problems(400, 401, 404, 429, 503) } } },
       '/v1/skus/{sku}/stock': {
-        put: { operationId: 'setStock', summary: 'Set on-hand (admin)', parameters: [skuParameter], requestBody: body(schemas.setStock), responses: { '200': json(skuView, 'The SKU after the change'), ...problems(400, 401, 403, 409, 413, 415, 429, 503) } },
+        put: { operationId: 'setStock', summary: 'Set on-hand (admin)', parameters: [skuParameter], requestBody: body(schemas.setStock), responses: { '200': json(skuView, 'The SKU after the change'), ...v1Problems(400, 401, 403, 409, 413, 415, 429, 503) } },
       },
       '/v1/skus/{sku}/adjustments': {
         post: {
@@ -47,7 +58,7 @@ export function openApiDocument(config: Config) {
           summary: 'Receipt or shrinkage (admin)',
           parameters: [skuParameter, idempotencyKey],
           requestBody: body(schemas.adjustment),
-          responses: { '201': json(skuView, 'The SKU after the adjustment (a replay answers the same)'), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
+          responses: { '201': json(skuView, 'The SKU after the adjustment (a replay answers the same)'), ...v1Problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
         },
       },
       '/v1/reservations': {
@@ -56,19 +67,19 @@ export function openApiDocument(config: Config) {
           summary: 'Reserve stock, all lines or none (checkout)',
           parameters: [idempotencyKey],
           requestBody: body(schemas.createReservation),
-          responses: { '201': json(reservation, 'Held: every line, until expiresAt (a replay of the same key answers the same)'), ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
+          responses: { '201': json(reservation, 'Held: every line, until expiresAt (a replay of the same key answers the same)'), ...v1Problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
         },
       },
       '/v1/reservations/{id}': {
-        get: { operationId: 'getReservation', summary: 'Read a reservation', parameters: [idParameter], responses: { '200': json(reservation, 'The reservation'), ...problems(401, 403, 404, 429, 503) } },
-        delete: { operationId: 'releaseReservation', summary: 'Release a pending reservation', parameters: [idParameter], responses: { '200': json(reservation, 'Released (or expired, when its hold had run out): its units are back'), ...problems(401, 403, 404, 409, 429, 503) } },
+        get: { operationId: 'getReservation', summary: 'Read a reservation', parameters: [idParameter], responses: { '200': json(reservation, 'The reservation'), ...v1Problems(401, 403, 404, 429, 503) } },
+        delete: { operationId: 'releaseReservation', summary: 'Release a pending reservation', parameters: [idParameter], responses: { '200': json(reservation, 'Released (or expired, when its hold had run out): its units are back'), ...v1Problems(401, 403, 404, 409, 429, 503) } },
       },
       '/v1/reconcile': {
         post: {
           operationId: 'runReconcile',
           summary: 'Run one reconciliation now (admin)',
           parameters: [{ name: 'dryRun', in: 'query', required: false, schema: { enum: ['true', 'false'] } }],
-          responses: { '200': json({ $ref: '#/components/schemas/ReconcileReport' }, 'The run\'s report'), ...problems(400, 401, 403, 409, 429, 503) },
+          responses: { '200': json({ $ref: '#/components/schemas/ReconcileReport' }, 'The run\'s report'), ...v1Problems(400, 401, 403, 409, 429, 503) },
         },
       },
       '/v1/reconcile/runs': {
@@ -76,7 +87,7 @@ export function openApiDocument(config: Config) {
           operationId: 'listReconcileRuns',
           summary: 'The latest reconciliation runs, newest first (admin)',
           parameters: [{ name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } }],
-          responses: { '200': json({ type: 'object', required: ['runs'], additionalProperties: false, properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }, 'The runs'), ...problems(400, 401, 403, 429, 503) },
+          responses: { '200': json({ type: 'object', required: ['runs'], additionalProperties: false, properties: { runs: { type: 'array', items: { $ref: '#/components/schemas/ReconcileReport' } } } }, 'The runs'), ...v1Problems(400, 401, 403, 429, 503) },
         },
       },
       '/v1/events': {
@@ -87,7 +98,7 @@ export function openApiDocument(config: Config) {
             { name: 'after', in: 'query', required: false, schema: { type: 'integer', minimum: 0, default: 0 } },
             { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
           ],
-          responses: { '200': json({ $ref: '#/components/schemas/EventPage' }, 'A page of events; `next` is the id to ask after'), ...problems(400, 401, 403, 429, 503) },
+          responses: { '200': json({ $ref: '#/components/schemas/EventPage' }, 'A page of events; `next` is the id to ask after'), ...v1Problems(400, 401, 403, 429, 503) },
         },
       },
       '/v1/reservations/{id}/confirm': {
@@ -98,7 +109,7 @@ export function openApiDocument(config: Config) {
           responses: {
             '200': json(reservation, 'Committed to the ledger (within Prefer: wait), or already past confirmed'),
             '202': json(reservation, 'Confirmed: the hold no longer expires; the commit to the ledger follows'),
-            ...problems(401, 403, 404, 409, 410, 429, 503),
+            ...v1Problems(401, 403, 404, 409, 410, 429, 503),
           },
         },
       },
@@ -111,7 +122,7 @@ export function openApiDocument(config: Config) {
             { name: 'state', in: 'query', required: false, schema: { enum: [...jobStates], default: jobStateDefault } },
             { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: jobsListMax, default: jobsListDefault } },
           ],
-          responses: { '200': json({ $ref: '#/components/schemas/JobPage' }, 'The jobs'), ...problems(400, 401, 403, 429, 503) },
+          responses: { '200': json({ $ref: '#/components/schemas/JobPage' }, 'The jobs'), ...v1Problems(400, 401, 403, 429, 503) },
         },
       },
       '/v1/admin/jobs/{queue}/{jobId}/retry': {
@@ -122,7 +133,7 @@ export function openApiDocument(config: Config) {
             { name: 'queue', in: 'path', required: true, schema: { enum: [...allQueueNames] } },
             { name: 'jobId', in: 'path', required: true, schema: { type: 'string', minLength: 1, maxLength: jobIdLengthMax, pattern: '^[\\x21-\\x7e]+$' } },
           ],
-          responses: { '200': json({ $ref: '#/components/schemas/RetriedJob' }, 'Moved back to waiting'), ...problems(400, 401, 403, 404, 409, 429, 503) },
+          responses: { '200': json({ $ref: '#/components/schemas/RetriedJob' }, 'Moved back to waiting'), ...v1Problems(400, 401, 403, 404, 409, 429, 503) },
         },
       },
       [queueDashboardPath]: {
@@ -145,7 +156,7 @@ export function openApiDocument(config: Config) {
           responses: {
             '200': json(reservation, 'Cancelled in the ledger (within Prefer: wait), or cancelled before'),
             '202': json(reservation, 'Cancellation requested: the ledger follows'),
-            ...problems(401, 403, 404, 409, 429, 503),
+            ...v1Problems(401, 403, 404, 409, 429, 503),
           },
         },
       },

@@ -84,9 +84,15 @@ function fromBodyParser(error: BodyParserError): StockholdError | undefined {
   }
 }
 
+/** The router could not percent-decode a path parameter ("%", "%zz"): the client's URL, a 400. */
+function fromRouter(error: unknown): StockholdError | undefined {
+  if (!(error instanceof URIError)) return undefined;
+  return new StockholdError('validation_failed', `The path is not valid percent-encoding: ${error.message}`, { errors: [{ field: 'path', message: 'is not valid percent-encoding' }] });
+}
+
 export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, request, response, _next) => {
-    const known = error instanceof StockholdError ? error : fromBodyParser(error as BodyParserError);
+    const known = error instanceof StockholdError ? error : (fromBodyParser(error as BodyParserError) ?? fromRouter(error));
     const context = { requestId: response.locals.requestId, method: request.method, path: request.originalUrl.split('?', 1)[0] };
     if (known === undefined) {
       logger.error({ ...context, err: error }, 'unhandled error');

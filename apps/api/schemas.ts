@@ -16,6 +16,13 @@ export const bodyBytesMax = 64 * 1024;
 /** A per-customer cap of a SKU, units, at most (the migration's CHECK says the same). */
 export const perCustomerLimitMax = 1000;
 export const skuPattern = '^[A-Za-z0-9._-]{1,64}$';
+/**
+ * Text that reaches Postgres (a reason, a customer id): no NUL, which Postgres refuses in text (a
+ * customer id with one made every commit of its reservation fail), and no unpaired surrogate,
+ * which UTF-8 cannot hold (it was stored as U+FFFD, so the answer differed from the request).
+ * Ajv compiles patterns with the u flag: a pair is one code point, outside the range.
+ */
+const storableTextPattern = '^[^\\u0000\\uD800-\\uDFFF]*$';
 const skuRegExp = new RegExp(skuPattern);
 const idempotencyKeyRegExp = /^[\x21-\x7e]{1,255}$/;
 
@@ -32,7 +39,7 @@ export function buildSchemas(config: Config) {
   const adjustment = Type.Object(
     {
       delta: Type.Integer({ minimum: -config.stockOnHandMax, maximum: config.stockOnHandMax, not: { const: 0 }, description: 'units; + receipt, - shrinkage; never 0' }),
-      reason: Type.String({ minLength: 1, maxLength: reasonLengthMax }),
+      reason: Type.String({ minLength: 1, maxLength: reasonLengthMax, pattern: storableTextPattern, description: 'no NUL, no unpaired surrogates' }),
     },
     { additionalProperties: false },
   );
@@ -41,7 +48,7 @@ export function buildSchemas(config: Config) {
     {
       lines: Type.Array(line, { minItems: 1, maxItems: linesMax }),
       ttlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: ttlSecondsMax, description: `default ${config.holdTtlDefaultSeconds}` })),
-      customerId: Type.Optional(Type.String({ minLength: 1, maxLength: customerIdLengthMax })),
+      customerId: Type.Optional(Type.String({ minLength: 1, maxLength: customerIdLengthMax, pattern: storableTextPattern, description: 'no NUL, no unpaired surrogates' })),
     },
     { additionalProperties: false },
   );

@@ -376,7 +376,7 @@ export interface operations {
                     "application/json": components["schemas"]["SkuView"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -385,7 +385,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -394,8 +394,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description not found: sku_not_found, reservation_not_found (another client's reservation too), job_not_found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -453,7 +471,7 @@ export interface operations {
                     "application/json": components["schemas"]["SkuView"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -462,7 +480,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -471,7 +489,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -489,7 +507,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description payload_too_large: the body is over 64 KiB */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -498,7 +516,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -543,6 +561,7 @@ export interface operations {
                 "application/json": {
                     /** @description units; + receipt, - shrinkage; never 0 */
                     delta: number;
+                    /** @description no NUL, no unpaired surrogates */
                     reason: string;
                 };
             };
@@ -557,7 +576,7 @@ export interface operations {
                     "application/json": components["schemas"]["SkuView"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -566,7 +585,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -575,7 +594,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -584,7 +603,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description not found: sku_not_found, reservation_not_found (another client's reservation too), job_not_found */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -602,7 +621,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description payload_too_large: the body is over 64 KiB */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -611,7 +630,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -620,7 +639,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description idempotency_key_reused: the key came with another request before */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -668,6 +687,7 @@ export interface operations {
                     }[];
                     /** @description default 900 */
                     ttlSeconds?: number;
+                    /** @description no NUL, no unpaired surrogates */
                     customerId?: string;
                 };
             };
@@ -682,7 +702,7 @@ export interface operations {
                     "application/json": components["schemas"]["Reservation"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -691,7 +711,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -700,7 +720,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -709,7 +729,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description not found: sku_not_found, reservation_not_found (another client's reservation too), job_not_found */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -727,7 +747,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description payload_too_large: the body is over 64 KiB */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -736,7 +756,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -745,7 +765,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description idempotency_key_reused: the key came with another request before */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -794,7 +814,16 @@ export interface operations {
                     "application/json": components["schemas"]["Reservation"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -803,7 +832,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -812,8 +841,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description not found: sku_not_found, reservation_not_found (another client's reservation too), job_not_found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -861,7 +908,16 @@ export interface operations {
                     "application/json": components["schemas"]["Reservation"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -870,7 +926,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -879,7 +935,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description not found: sku_not_found, reservation_not_found (another client's reservation too), job_not_found */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -890,6 +946,24 @@ export interface operations {
             };
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -937,7 +1011,7 @@ export interface operations {
                     "application/json": components["schemas"]["ReconcileReport"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -946,7 +1020,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -955,7 +1029,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -966,6 +1040,24 @@ export interface operations {
             };
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1015,7 +1107,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1024,7 +1116,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1033,8 +1125,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1083,7 +1193,7 @@ export interface operations {
                     "application/json": components["schemas"]["EventPage"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1092,7 +1202,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1101,8 +1211,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1162,7 +1290,16 @@ export interface operations {
                     "application/json": components["schemas"]["Reservation"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1171,7 +1308,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1180,7 +1317,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description not found: sku_not_found, reservation_not_found (another client's reservation too), job_not_found */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1198,8 +1335,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description reservation_expired: its hold ran out and its units went back */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1250,7 +1405,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobPage"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1259,7 +1414,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1268,8 +1423,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1318,7 +1491,7 @@ export interface operations {
                     "application/json": components["schemas"]["RetriedJob"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1327,7 +1500,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1336,7 +1509,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1345,7 +1518,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description not found: sku_not_found, reservation_not_found (another client's reservation too), job_not_found */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1356,6 +1529,24 @@ export interface operations {
             };
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1401,7 +1592,7 @@ export interface operations {
                     "text/html": string;
                 };
             };
-            /** @description problem */
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1410,7 +1601,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1453,7 +1644,16 @@ export interface operations {
                     "application/json": components["schemas"]["Reservation"];
                 };
             };
-            /** @description problem */
+            /** @description validation_failed (errors: [{field, message}]: body, path, query), idempotency_key_missing, customer_id_required; nothing changed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthorized: no or an unknown API key (WWW-Authenticate) */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1462,7 +1662,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description forbidden: the key lacks the scope this operation needs */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1471,7 +1671,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description problem */
+            /** @description not found: sku_not_found, reservation_not_found (another client's reservation too), job_not_found */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1482,6 +1682,24 @@ export interface operations {
             };
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type: a body that is not application/json (UTF-8, no Content-Encoding) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

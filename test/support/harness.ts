@@ -9,7 +9,7 @@ import type { Admission } from '../../apps/api/admission';
 import { createApp } from '../../apps/api/app';
 import { openApiDocument } from '../../apps/api/openapi';
 import { startWorker } from '../../apps/worker/worker';
-import { ResponseChecker } from './openapi-responses';
+import { ResponseChecker } from '../../fuzz/response-checker';
 import { loadConfig, type Config } from '../../lib/config';
 import { dropDatabase } from '../../lib/postgres/connection';
 import { prepareDatabaseAt } from '../../lib/postgres/migrations';

@@ -1,4 +1,5 @@
-// Holds every response the integration tests receive to the OpenAPI document (apps/api/openapi.ts):
+// Holds a response to the OpenAPI document (apps/api/openapi.ts), for every response the
+// integration tests receive (test/support/harness.ts) and every one `npm run fuzz` provokes:
 // the operation is found by method and path template, the status must be documented for it, and
 // the body must be valid against the documented schema of its content type (Ajv, the JSON Schema
 // 2020-12 dialect of OpenAPI 3.1). A response that contradicts the document throws, failing the
