@@ -4,7 +4,7 @@ import type { FuzzRequest } from './requests';
 import type { ResponseChecker } from './response-checker';
 
 export interface Violation {
-  readonly kind: '5xx' | 'problem' | 'schema' | 'stock-changed' | 'no-answer' | 'disagreement';
+  readonly kind: '5xx' | 'problem' | 'schema' | 'stock-changed' | 'no-answer' | 'disagreement' | 'polluted';
   readonly detail: string;
   readonly request?: FuzzRequest;
 }

@@ -60,6 +60,8 @@ async function snapshot(stockhold: Stockhold, skus: readonly string[]): Promise<
     pipeline.zcard(stockhold.keys.skuHolds(sku));
     pipeline.get(stockhold.keys.skuStripes(sku));
   }
+  // The customers the generator uses most (the flash-sale guards' index): a refused request adds none.
+  for (const customer of ['cust-1', 'cust-2', 'cust-3']) pipeline.zrange(stockhold.keys.customer('shop-a', customer), 0, -1);
   const replies = (await pipeline.exec()) ?? [];
   const [row] = await stockhold.knex('ledger_entries').count({ entries: '*' });
   return JSON.stringify([replies.map(([error, value]) => (error === null ? value : String(error))), row?.entries]);
@@ -98,6 +100,8 @@ async function main(): Promise<void> {
     MAX_IN_FLIGHT: '0',
     MAX_EVENT_LOOP_DELAY_MS: '0',
     RATE_LIMIT_PER_CLIENT_RPS: '',
+    // No hold expires during a run: an expiry reclaimed by a refused request would look like a change.
+    HOLD_TTL_DEFAULT_SECONDS: '86400',
     LOG_LEVEL: 'silent',
   });
   const stockhold = await createStockhold(config);
@@ -142,6 +146,12 @@ async function main(): Promise<void> {
       byStatus.set(answer.status, (byStatus.get(answer.status) ?? 0) + 1);
       const after = mutation && answer.status >= 400 ? await snapshot(stockhold, skus) : before;
       const json = judge(checker, request, answer, before, after, violations);
+      // The server runs in this process: a prototype-pollution key that reached an object's
+      // prototype chain would show on every object here.
+      if (Object.keys(Object.prototype).length > 0 || (({}) as { polluted?: unknown }).polluted !== undefined) {
+        violations.push({ kind: 'polluted', detail: Object.keys(Object.prototype).join(', '), request });
+        for (const key of Object.keys(Object.prototype)) delete (Object.prototype as Record<string, unknown>)[key];
+      }
       if (answer.status === 201 && request.operation === 'createReservation' && request.mutation === undefined) {
         const id = (json as { id?: unknown } | undefined)?.id;
         if (typeof id === 'string') remember(targets.reservationIds, id);
@@ -165,12 +175,13 @@ async function main(): Promise<void> {
   const count = (kind: Violation['kind']) => violations.filter((violation) => violation.kind === kind).length;
   const statuses = [...byStatus].sort(([a], [b]) => a - b).map(([status, n]) => `${status}: ${n}`).join(', ');
   const mutationsSeen = [...byMutation].sort(([a], [b]) => a.localeCompare(b)).map(([name, n]) => `${name} ${n}`).join(', ');
+  const polluted = violations.filter((violation) => violation.kind === 'polluted').length;
   process.stdout.write(
     `fuzz: ${requests} requests (seed ${seed}), ${mutated} mutated, ${seconds.toFixed(1)} s\n` +
       `statuses: ${statuses}\n` +
       `mutations: ${mutationsSeen}\n` +
       `answers checked against the document: ${[...checker.checked.values()].reduce((sum, n) => sum + n, 0)} (${checker.checked.size} operation/status pairs)\n` +
-      `5xx: ${count('5xx')}, problem documents wrong: ${count('problem')}, schema mismatches: ${count('schema')}, stock changed by a refused request: ${count('stock-changed')}, no answer: ${count('no-answer')}, Redis and ledger disagree: ${count('disagreement')}\n`,
+      `5xx: ${count('5xx')}, problem documents wrong: ${count('problem')}, schema mismatches: ${count('schema')}, stock changed by a refused request: ${count('stock-changed')}, no answer: ${count('no-answer')}, Redis and ledger disagree: ${count('disagreement')}, prototype polluted: ${polluted}\n`,
   );
   for (const violation of violations.slice(0, violationsShownMax)) {
     process.stdout.write(`  ${violation.kind}: ${violation.detail}\n    ${violation.request === undefined ? '' : describe(violation.request)}\n`);

@@ -155,7 +155,7 @@ function setAt(root: unknown, path: ReadonlyArray<string | number>, value: unkno
 
 const clone = (value: unknown): unknown => (value === undefined ? undefined : JSON.parse(JSON.stringify(value)));
 
-const oddStrings = ['', ' ', '\u0000', '\u202e\u200b', '🛒🔥', 'a'.repeat(70_000), '\\', '"', '<script>', '../../etc/passwd', 'SKU-1\nX', '%00', 'é'.normalize('NFD')];
+const oddStrings = ['', ' ', '\u0000', '\ud800', 'a\udc00b', '\u202e\u200b', '🛒🔥', 'a'.repeat(70_000), '\\', '"', '<script>', '../../etc/passwd', 'SKU-1\nX', '%00', 'é'.normalize('NFD')];
 const oddNumbers = [-1, 0, 1.5, -0.5, 1e308, -1e308, 2 ** 53 + 1, 2 ** 63, Number.MAX_SAFE_INTEGER, 1e-300];
 const wrongTypes = [null, true, 'x', '1', [], {}, [1], { a: 1 }];
 
@@ -179,10 +179,13 @@ const mutations: readonly Mutation[] = [
     const body = clone(request.body);
     const numbers = leaves(body).filter((path) => typeof path.reduce<unknown>((node, step) => (node as Record<string | number, unknown>)[step], body) === 'number');
     if (numbers.length === 0) return;
-    const value = random.pick(oddNumbers);
-    // JSON has no Infinity: huge values go as raw text so that the parser meets them.
-    setAt(body, random.pick(numbers), value);
+    setAt(body, random.pick(numbers), random.pick(oddNumbers));
     request.body = body;
+    // Numbers past what a double holds go as raw text, so that the parser meets them.
+    if (random.chance(0.3)) {
+      request.raw = JSON.stringify(body).replace(/:(-?\d+(\.\d+)?(e[+-]?\d+)?)/, `:${random.pick(['1e999', '-1e999', '123456789012345678901234567890', '0.0000000000000000000000001', '-0'])}`);
+      request.body = undefined;
+    }
   } },
   { name: 'odd-string', applies: hasBody, apply: (request, random) => {
     const body = clone(request.body);
@@ -192,7 +195,8 @@ const mutations: readonly Mutation[] = [
     request.body = body;
   } },
   { name: 'lone-surrogate', applies: hasBody, apply: (request) => {
-    request.raw = JSON.stringify(request.body).replace(/"([^"]*)"/, '"\\ud800$1"');
+    // Into a value (a string after a colon), not a key, which would be refused as unknown.
+    request.raw = JSON.stringify(request.body).replace(/:"([^"]*)"/, ':"\\ud800$1"');
     request.body = undefined;
   } },
   { name: 'deep-nesting', applies: () => true, apply: (request, random) => {
@@ -208,7 +212,10 @@ const mutations: readonly Mutation[] = [
   } },
   { name: 'extra-keys', applies: hasBody, apply: (request, random) => {
     const extra = random.pick(['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'admin']);
-    request.raw = JSON.stringify(request.body).replace(/^\{/, `{"${extra}":{"polluted":true,"prototype":{"polluted":true}},`);
+    const pollution = `"${extra}":{"polluted":true,"prototype":{"polluted":true}}`;
+    const text = JSON.stringify(request.body);
+    // At the top, or inside the first nested object (a reservation's first line).
+    request.raw = random.chance(0.5) && text.includes('[{') ? text.replace('[{', `[{${pollution},`) : text.replace(/^\{/, `{${pollution},`);
     request.body = undefined;
   } },
   { name: 'broken-json', applies: () => true, apply: (request, random) => {

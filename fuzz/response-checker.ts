@@ -17,16 +17,20 @@ interface Operation {
 }
 
 export class ResponseChecker {
-  private readonly ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
+  private readonly ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true });
   private readonly operations: Operation[] = [];
   private readonly validators = new Map<string, ValidateFunction>();
   /** Responses checked, by operation and status: what the suite exercised. */
   readonly checked = new Map<string, number>();
 
   constructor(document: { paths: Record<string, Record<string, { responses: Operation['responses'] }>> }) {
+    // The formats the document uses: times as the API writes them (toISOString), UUIDs.
+    this.ajv.addFormat('date-time', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/);
+    this.ajv.addFormat('uuid', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i);
     this.ajv.addSchema({ ...document, $id: documentId });
     for (const [template, item] of Object.entries(document.paths)) {
-      const pattern = new RegExp(`^${template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}$`);
+      // As Express routes them: any case, with or without a trailing slash.
+      const pattern = new RegExp(`^${template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}/?$`, 'i');
       for (const [method, operation] of Object.entries(item)) {
         if (typeof operation !== 'object' || operation === null || !('responses' in operation)) continue;
         this.operations.push({ method: method.toUpperCase(), pattern, pointer: `/paths/${escapePointer(template)}/${method}`, responses: operation.responses });

@@ -56,5 +56,10 @@ describe('GET /docs/', () => {
     expect(other.status).toBe(404);
     expect(other.headers.get('content-type')).toContain('application/problem+json');
     expect((await fetch(`${harness.baseUrl}/docs/..%2Fpackage.json`)).status).toBe(404);
+    // Names every object has were once taken for allowed files (a 500).
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) expect((await fetch(`${harness.baseUrl}/docs/${name}`)).status, name).toBe(404);
+    const page = await fetch(`${harness.baseUrl}/docs/`);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff');
   });
 });

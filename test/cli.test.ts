@@ -403,7 +403,7 @@ describe('exit codes', () => {
   });
 
   it('2: usage errors, before anything is sent', async () => {
-    const usage: string[][] = [[], ['nope'], ['stock', 'get'], ['stock', 'set', 'S', '-1'], ['stock', 'adjust', 'S', '0'], ['stock', 'adjust', 'S', 'x'], ['events', '--limit', '0'], ['runs', '--limit', '1001'], ['--timeout', '0', 'runs'], ['stock', 'get', 'S', '--bogus']];
+    const usage: string[][] = [[], ['nope'], ['stock', 'get'], ['stock', 'set', 'S', '-1'], ['stock', 'adjust', 'S', '0'], ['stock', 'adjust', 'S', 'x'], ['events', '--limit', '0'], ['runs', '--limit', '1001'], ['--timeout', '0', 'runs'], ['stock', 'get', 'S', '--bogus'], ['stock', 'set', 'S', '1', '--idempotency-key', 'has space'], ['stock', 'adjust', 'S', '+1', '--idempotency-key', 'ключ']];
     for (const args of usage) {
       const run = await cli(args, { env: { STOCKHOLD_URL: 'http://127.0.0.1:9' } });
       expect(run.code, args.join(' ')).toBe(2);

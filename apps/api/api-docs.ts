@@ -7,11 +7,13 @@ import { Router, type Response } from 'express';
 export const apiDocsPath = '/docs';
 const swaggerUiDirectory = path.dirname(require.resolve('swagger-ui-dist/package.json'));
 /** The package's files the page loads; anything else under /docs/ is the API's 404. */
-const assets: Readonly<Record<string, string>> = {
-  'swagger-ui.css': 'text/css; charset=utf-8',
-  'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
-  'favicon-32x32.png': 'image/png',
-};
+const assets: ReadonlyMap<string, string> = new Map([
+  ['swagger-ui.css', 'text/css; charset=utf-8'],
+  ['swagger-ui-bundle.js', 'text/javascript; charset=utf-8'],
+  ['favicon-32x32.png', 'image/png'],
+]);
+/** Scripts and styles from this path only (Swagger UI sets inline styles; its logos are data: URLs). */
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
 const assetMaxAgeSeconds = 3600;
 
 // Relative URLs throughout, so a path prefix in front of the service keeps working.
@@ -34,6 +36,8 @@ const initializer = `window.ui = SwaggerUIBundle({ url: '../openapi.json', dom_i
 
 function sendText(response: Response, type: string, body: string): void {
   response.setHeader('Content-Type', type);
+  response.setHeader('Content-Security-Policy', contentSecurityPolicy);
+  response.setHeader('X-Content-Type-Options', 'nosniff');
   response.setHeader('Cache-Control', 'no-cache');
   response.end(body);
 }
@@ -50,14 +54,19 @@ export function apiDocs(): Router {
   });
   router.get('/init.js', (_request, response) => sendText(response, 'text/javascript; charset=utf-8', initializer));
   router.get('/:asset', (request, response, next) => {
-    const type = assets[String(request.params.asset)];
+    const name = String(request.params.asset);
+    const type = assets.get(name);
     if (type === undefined) {
       next();
       return;
     }
     response.setHeader('Content-Type', type);
+    response.setHeader('X-Content-Type-Options', 'nosniff');
     response.setHeader('Cache-Control', `public, max-age=${assetMaxAgeSeconds}`);
-    response.sendFile(path.join(swaggerUiDirectory, String(request.params.asset)));
+    // A file missing from the package (a broken install) is the API's 404, not an error.
+    response.sendFile(path.join(swaggerUiDirectory, name), (error) => {
+      if (error !== undefined && !response.headersSent) next();
+    });
   });
   return router;
 }

@@ -45,7 +45,8 @@ export function openApiDocument(config: Config) {
       description: 'Stock reservations for flash-sale checkouts: an atomic hold in Redis, confirmed into an append-only Postgres ledger. Errors are RFC 9457 problem documents with a stable `code`.',
       license: { name: 'Proprietary (package.json: UNLICENSED)', identifier: 'LicenseRef-Proprietary' },
     },
-    servers: [{ url: '/', description: 'The server that serves this document' }],
+    // Relative to the document: right behind a path prefix too.
+    servers: [{ url: '.', description: 'The server that serves this document' }],
     security: [{ bearer: [] }],
     paths: {
       '/v1/skus/{sku}': { get: { operationId: 'getSku', summary: 'Read a SKU', parameters: [skuParameter], responses: { '200': json(skuView, 'The SKU: on hand, reserved, available'), ...v1Problems(400, 401, 404, 429, 503) } } },

@@ -45,6 +45,12 @@ export function decimalNumber(min: number, max: number, label = `a number from $
   };
 }
 
+/** An Idempotency-Key as the service takes it: 1-255 visible ASCII characters. */
+export function idempotencyKeyArgument(raw: string): string {
+  if (!/^[\x21-\x7e]{1,255}$/.test(raw)) throw new InvalidArgumentError('must be 1-255 visible ASCII characters');
+  return raw;
+}
+
 /** A stock delta: a whole number, not 0 (the service checks it against its own maximum). */
 export function stockDelta(raw: string): number {
   const value = /^[+-]?\d{1,16}$/.test(raw.trim()) ? Number(raw) : Number.NaN;

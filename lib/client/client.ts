@@ -24,7 +24,7 @@ export interface StockholdClientOptions {
 export function createStockholdClient(options: StockholdClientOptions): StockholdClient {
   return createClient<paths>({
     baseUrl: options.baseUrl.replace(/\/$/, ''),
-    headers: { authorization: `Bearer ${options.apiKey}` },
+    headers: { authorization: `Bearer ${options.apiKey}`, accept: 'application/json' },
     ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
   });
 }

@@ -3,7 +3,7 @@
 // is printed, so an operator whose command died half-way repeats it with the same key and the
 // service answers the stored result instead of changing the stock twice.
 import type { Command } from 'commander';
-import { stockDelta, wholeNumber } from '../arguments';
+import { idempotencyKeyArgument, stockDelta, wholeNumber } from '../arguments';
 import { newIdempotencyKey, type ServiceAnswer } from '../http-client';
 import { renderTable, type Column } from '../output';
 import type { CommandContext } from '../context';
@@ -74,7 +74,7 @@ export function registerStock(program: Command, context: CommandContext): void {
     .description('set the on-hand units (creates the SKU); the difference is a ledger adjustment')
     .argument('<sku>', 'SKU id')
     .argument('<onHand>', 'units on hand', wholeNumber(0, Number.MAX_SAFE_INTEGER))
-    .option('--idempotency-key <key>', 'repeat an earlier change with the key it printed')
+    .option('--idempotency-key <key>', 'repeat an earlier change with the key it printed', idempotencyKeyArgument)
     .option('--stripes <k>', 'split a hot SKU over k stripes (1-64), each in its own Redis hash slot', wholeNumber(1, 64))
     .option('--per-customer-limit <n>', 'cap the units one customer may hold across live reservations (1-1000)', wholeNumber(1, 1000))
     .option('--no-per-customer-limit', 'remove the cap')
@@ -82,7 +82,8 @@ export function registerStock(program: Command, context: CommandContext): void {
       const idempotencyKey = options.idempotencyKey ?? newIdempotencyKey();
       const cap = options.perCustomerLimit === undefined ? {} : { perCustomerLimit: options.perCustomerLimit === false ? null : options.perCustomerLimit };
       const client = context.client();
-      // The service makes a stock change once per key; the document does not list the header here (PUT is idempotent by itself).
+      // Setting an absolute on-hand is idempotent by itself: the service does not read the key
+      // here (the document lists none); it is sent and printed as for every change.
       const answer = await client.typed(
         client.api.PUT('/v1/skus/{sku}/stock', { params: { path: { sku } }, body: { onHand, ...(options.stripes === undefined ? {} : { stripes: options.stripes }), ...cap }, headers: { 'idempotency-key': idempotencyKey } }),
       );
@@ -95,7 +96,7 @@ export function registerStock(program: Command, context: CommandContext): void {
     .argument('<sku>', 'SKU id')
     .argument('<delta>', 'units: + receipt, - shrinkage (never 0)', stockDelta)
     .option('--reason <reason>', 'why, kept with the ledger entry', adjustmentReasonDefault)
-    .option('--idempotency-key <key>', 'repeat an earlier change with the key it printed (same delta and reason)')
+    .option('--idempotency-key <key>', 'repeat an earlier change with the key it printed (same delta and reason)', idempotencyKeyArgument)
     .action(async (sku: string, delta: number, options: { reason: string; idempotencyKey?: string }) => {
       const idempotencyKey = options.idempotencyKey ?? newIdempotencyKey();
       const client = context.client();
