@@ -117,6 +117,7 @@ async function main(): Promise<void> {
   const byStatus = new Map<number, number>();
   const byMutation = new Map<string, number>();
   let mutated = 0;
+  let sentCount = 0;
   const startedAt = Date.now();
   try {
     const skus = Array.from({ length: skusInPool }, (_, index) => `FUZZ-${index}`);
@@ -125,7 +126,15 @@ async function main(): Promise<void> {
       if (created.status !== 200) throw new Error(`creating ${sku}: ${created.status} ${created.text}`);
     }
     const targets: Targets = { skus, reservationIds: [], usedKeys: [], secrets };
-    for (let sent = 0; sent < requests; sent += 1) {
+    // Ctrl-C or SIGTERM ends the run after the request in flight; the database and keys still go.
+    let stopping = false;
+    const stop = () => {
+      stopping = true;
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    for (let sent = 0; sent < requests && !stopping; sent += 1) {
+      sentCount = sent + 1;
       let request = validRequest(random, targets);
       if (random.chance(mutatedShare)) {
         request = mutate(request, random, targets);
@@ -177,7 +186,7 @@ async function main(): Promise<void> {
   const mutationsSeen = [...byMutation].sort(([a], [b]) => a.localeCompare(b)).map(([name, n]) => `${name} ${n}`).join(', ');
   const polluted = violations.filter((violation) => violation.kind === 'polluted').length;
   process.stdout.write(
-    `fuzz: ${requests} requests (seed ${seed}), ${mutated} mutated, ${seconds.toFixed(1)} s\n` +
+    `fuzz: ${sentCount} requests${sentCount < requests ? ` (stopped early, of ${requests})` : ''} (seed ${seed}), ${mutated} mutated, ${seconds.toFixed(1)} s\n` +
       `statuses: ${statuses}\n` +
       `mutations: ${mutationsSeen}\n` +
       `answers checked against the document: ${[...checker.checked.values()].reduce((sum, n) => sum + n, 0)} (${checker.checked.size} operation/status pairs)\n` +
