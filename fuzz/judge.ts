@@ -15,6 +15,7 @@ export interface Answer {
   readonly text: string;
   /** The path as sent (after the client resolved "." and ".."). */
   readonly path: string;
+  readonly headers?: { get(name: string): string | null };
 }
 
 /** Changes nothing but `violations`; returns the parsed JSON body, if it is JSON. */
@@ -28,7 +29,7 @@ export function judge(checker: ResponseChecker, request: FuzzRequest, answer: An
     }
   }
   try {
-    checker.check(request.method, answer.path, answer.status, answer.contentType, json);
+    checker.check(request.method, answer.path, answer.status, answer.contentType, json, answer.headers);
   } catch (error) {
     violations.push({ kind: 'schema', detail: (error as Error).message, request });
   }

@@ -22,7 +22,7 @@ import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../lib/stockhold';
 import { mutate, Random, remember, validRequest, type FuzzRequest, type KeyName, type Targets } from './requests';
-import { judge, type Violation } from './judge';
+import { judge, type Answer, type Violation } from './judge';
 import { ResponseChecker } from './response-checker';
 
 const requestsMax = 10_000_000;
@@ -67,7 +67,7 @@ async function snapshot(stockhold: Stockhold, skus: readonly string[]): Promise<
   return JSON.stringify([replies.map(([error, value]) => (error === null ? value : String(error))), row?.entries]);
 }
 
-async function send(baseUrl: string, request: FuzzRequest): Promise<{ status: number; contentType: string | null; text: string; path: string }> {
+async function send(baseUrl: string, request: FuzzRequest): Promise<Answer> {
   const body = request.raw ?? (request.body === undefined ? undefined : JSON.stringify(request.body));
   const response = await fetch(`${baseUrl}${request.path}`, {
     method: request.method,
@@ -78,7 +78,7 @@ async function send(baseUrl: string, request: FuzzRequest): Promise<{ status: nu
   });
   // The path as sent: fetch resolves "." and ".." segments before it leaves.
   const sent = new URL(response.url);
-  return { status: response.status, contentType: response.headers.get('content-type'), text: await response.text(), path: `${sent.pathname}${sent.search}` };
+  return { status: response.status, contentType: response.headers.get('content-type'), text: await response.text(), path: `${sent.pathname}${sent.search}`, headers: response.headers };
 }
 
 function describe(request: FuzzRequest): string {

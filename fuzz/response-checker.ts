@@ -13,7 +13,12 @@ interface Operation {
   readonly method: string;
   readonly pattern: RegExp;
   readonly pointer: string;
-  readonly responses: Record<string, { content?: Record<string, unknown> }>;
+  readonly responses: Record<string, { content?: Record<string, unknown>; headers?: Record<string, { $ref?: string; required?: boolean }> }>;
+}
+
+interface DocumentShape {
+  paths: Record<string, Record<string, { responses: Operation['responses'] }>>;
+  components?: { headers?: Record<string, { required?: boolean }> };
 }
 
 export class ResponseChecker {
@@ -23,7 +28,11 @@ export class ResponseChecker {
   /** Responses checked, by operation and status: what the suite exercised. */
   readonly checked = new Map<string, number>();
 
-  constructor(document: { paths: Record<string, Record<string, { responses: Operation['responses'] }>> }) {
+  private readonly headerComponents: Record<string, { required?: boolean }>;
+
+  constructor(given: object) {
+    const document = given as DocumentShape;
+    this.headerComponents = document.components?.headers ?? {};
     // The formats the document uses: times as the API writes them (toISOString), UUIDs.
     this.ajv.addFormat('date-time', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/);
     this.ajv.addFormat('uuid', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i);
@@ -38,13 +47,22 @@ export class ResponseChecker {
     }
   }
 
-  /** Throws when the response contradicts the document; silent for what the document does not cover. */
-  check(method: string, url: string, status: number, contentType: string | null, body: unknown): void {
+  /**
+   * Throws when the response contradicts the document; silent for what the document does not
+   * cover. With `headers`, a header the document says is required must be there.
+   */
+  check(method: string, url: string, status: number, contentType: string | null, body: unknown, headers?: { get(name: string): string | null }): void {
     const path = url.split('?')[0]!;
     const operation = this.operations.find((candidate) => candidate.method === method && candidate.pattern.test(path));
     if (operation === undefined) return;
     const response = operation.responses[String(status)];
     if (response === undefined) throw new Error(`${method} ${path} answered ${status}, which the OpenAPI document does not list for it (${Object.keys(operation.responses).join(', ')})`);
+    if (headers !== undefined) {
+      for (const [name, declared] of Object.entries(response.headers ?? {})) {
+        const required = declared.$ref === undefined ? declared.required : this.headerComponents[declared.$ref.split('/').pop()!]?.required;
+        if (required === true && headers.get(name) === null) throw new Error(`${method} ${path} ${status} answered without the ${name} header the OpenAPI document requires`);
+      }
+    }
     const mediaType = (contentType ?? '').split(';')[0]!.trim();
     if (response.content === undefined) return;
     if (!(mediaType in response.content)) throw new Error(`${method} ${path} ${status} answered ${mediaType || 'no content type'}; the document lists ${Object.keys(response.content).join(', ')}`);

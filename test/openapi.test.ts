@@ -102,6 +102,10 @@ describe('the response checker', () => {
     expect(() => responses.check('POST', '/v1/reservations', 409, 'application/problem+json', { ...problem, code: 'no_such_code' })).toThrow(/contradicts/);
     expect(() => responses.check('POST', '/v1/reservations', 201, 'text/html', '<html>')).toThrow(/answered text\/html/);
     expect(() => responses.check('GET', '/v1/skus/A', 200, 'application/json', { sku: 'A', onHand: 1, reserved: 0 })).toThrow(/contradicts/);
+    // Headers the document requires: Location on a created reservation, Retry-After on a 503.
+    expect(() => responses.check('POST', '/v1/reservations', 201, 'application/json', reservation, new Headers())).toThrow(/without the Location header/);
+    expect(() => responses.check('POST', '/v1/reservations', 201, 'application/json', reservation, new Headers({ location: `/v1/reservations/${reservation.id}` }))).not.toThrow();
+    expect(() => responses.check('GET', '/v1/skus/A', 503, 'application/problem+json', { ...problem, status: 503, code: 'backend_unavailable' }, new Headers())).toThrow(/Retry-After/);
   });
 });
 

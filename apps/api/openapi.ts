@@ -24,8 +24,20 @@ const problemDescriptions: Readonly<Record<number, string>> = {
 export function openApiDocument(config: Config) {
   const schemas = buildSchemas(config);
   const problem = { $ref: '#/components/schemas/Problem' };
+  const header = (name: string) => ({ $ref: `#/components/headers/${name}` });
+  // Retry-After where a retry can succeed; 429 always says when, and the bucket's state.
+  const problemHeaders: Readonly<Record<number, Record<string, unknown>>> = {
+    409: { 'Retry-After': header('RetryAfter') },
+    429: { 'Retry-After': header('RetryAfterRequired'), 'RateLimit-Policy': header('RateLimitPolicy'), RateLimit: header('RateLimit') },
+    503: { 'Retry-After': header('RetryAfterRequired') },
+  };
   const problems = (...statuses: number[]) =>
-    Object.fromEntries(statuses.map((status) => [String(status), { description: problemDescriptions[status] ?? 'problem', content: { 'application/problem+json': { schema: problem } } }]));
+    Object.fromEntries(
+      statuses.map((status) => [
+        String(status),
+        { description: problemDescriptions[status] ?? 'problem', ...(problemHeaders[status] === undefined ? {} : { headers: problemHeaders[status] }), content: { 'application/problem+json': { schema: problem } } },
+      ]),
+    );
   // Every /v1 route reads a body it is sent (JSON only, at most 64 KiB), whether or not it takes
   // one, and validates its path and query: 400, 413 and 415 can answer any of them.
   const v1Problems = (...statuses: number[]) => problems(...[...new Set([...statuses, 400, 413, 415])].sort((a, b) => a - b));
@@ -59,7 +71,7 @@ export function openApiDocument(config: Config) {
           summary: 'Receipt or shrinkage (admin)',
           parameters: [skuParameter, idempotencyKey],
           requestBody: body(schemas.adjustment),
-          responses: { '201': json(skuView, 'The SKU after the adjustment (a replay answers the same)'), ...v1Problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
+          responses: { '201': { ...json(skuView, 'The SKU after the adjustment (a replay answers the same)'), headers: { 'Idempotent-Replayed': header('IdempotentReplayed') } }, ...v1Problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
         },
       },
       '/v1/reservations': {
@@ -68,7 +80,10 @@ export function openApiDocument(config: Config) {
           summary: 'Reserve stock, all lines or none (checkout)',
           parameters: [idempotencyKey],
           requestBody: body(schemas.createReservation),
-          responses: { '201': json(reservation, 'Held: every line, until expiresAt (a replay of the same key answers the same)'), ...v1Problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503) },
+          responses: {
+            '201': { ...json(reservation, 'Held: every line, until expiresAt (a replay of the same key answers the same)'), headers: { Location: header('Location'), 'Idempotent-Replayed': header('IdempotentReplayed') } },
+            ...v1Problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+          },
         },
       },
       '/v1/reservations/{id}': {
@@ -108,8 +123,8 @@ export function openApiDocument(config: Config) {
           summary: 'Confirm: the hold stops expiring and is committed to the ledger (owner, fulfillment)',
           parameters: [idParameter, prefer],
           responses: {
-            '200': json(reservation, 'Committed to the ledger (within Prefer: wait), or already past confirmed'),
-            '202': json(reservation, 'Confirmed: the hold no longer expires; the commit to the ledger follows'),
+            '200': { ...json(reservation, 'Committed to the ledger (within Prefer: wait), or already past confirmed'), headers: { 'Preference-Applied': header('PreferenceApplied') } },
+            '202': { ...json(reservation, 'Confirmed: the hold no longer expires; the commit to the ledger follows'), headers: { 'Preference-Applied': header('PreferenceApplied') } },
             ...v1Problems(401, 403, 404, 409, 410, 429, 503),
           },
         },
@@ -155,8 +170,8 @@ export function openApiDocument(config: Config) {
           summary: 'Cancel a committed reservation: its units return to stock (fulfillment, admin)',
           parameters: [idParameter, prefer],
           responses: {
-            '200': json(reservation, 'Cancelled in the ledger (within Prefer: wait), or cancelled before'),
-            '202': json(reservation, 'Cancellation requested: the ledger follows'),
+            '200': { ...json(reservation, 'Cancelled in the ledger (within Prefer: wait), or cancelled before'), headers: { 'Preference-Applied': header('PreferenceApplied') } },
+            '202': { ...json(reservation, 'Cancellation requested: the ledger follows'), headers: { 'Preference-Applied': header('PreferenceApplied') } },
             ...v1Problems(401, 403, 404, 409, 429, 503),
           },
         },
@@ -168,6 +183,15 @@ export function openApiDocument(config: Config) {
 
 function components(schemas: ReturnType<typeof buildSchemas>) {
   return {
+    headers: {
+      RetryAfter: { description: 'seconds after which the same request may succeed (present when it can)', schema: { type: 'integer', minimum: 1 } },
+      RetryAfterRequired: { description: 'seconds after which the same request may succeed', required: true, schema: { type: 'integer', minimum: 1 } },
+      Location: { description: 'the reservation\'s URL', required: true, schema: { type: 'string' } },
+      IdempotentReplayed: { description: '"true": the stored answer of an earlier request with the same Idempotency-Key; nothing changed again', schema: { type: 'string', enum: ['true'] } },
+      PreferenceApplied: { description: 'wait=N when Prefer: wait=N was honoured', schema: { type: 'string' } },
+      RateLimitPolicy: { description: 'the API client\'s bucket: "client";q=<burst>;w=<seconds> (draft-ietf-httpapi-ratelimit-headers)', required: true, schema: { type: 'string' } },
+      RateLimit: { description: 'what is left: "client";r=<left>;t=<seconds until full>', required: true, schema: { type: 'string' } },
+    },
     securitySchemes: {
       bearer: { type: 'http', scheme: 'bearer', description: 'An API key secret (API_KEYS: clientId:scopes:secret)' },
       basic: { type: 'http', scheme: 'basic', description: 'The queue dashboard (/admin/queues) in a browser: user = client id, password = an admin key secret' },

@@ -351,7 +351,22 @@ export interface components {
     responses: never;
     parameters: never;
     requestBodies: never;
-    headers: never;
+    headers: {
+        /** @description seconds after which the same request may succeed (present when it can) */
+        RetryAfter: number;
+        /** @description seconds after which the same request may succeed */
+        RetryAfterRequired: number;
+        /** @description the reservation's URL */
+        Location: string;
+        /** @description "true": the stored answer of an earlier request with the same Idempotency-Key; nothing changed again */
+        IdempotentReplayed: "true";
+        /** @description wait=N when Prefer: wait=N was honoured */
+        PreferenceApplied: string;
+        /** @description the API client's bucket: "client";q=<burst>;w=<seconds> (draft-ietf-httpapi-ratelimit-headers) */
+        RateLimitPolicy: string;
+        /** @description what is left: "client";r=<left>;t=<seconds until full> */
+        RateLimit: string;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
@@ -424,6 +439,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -433,6 +451,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -501,6 +520,7 @@ export interface operations {
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -528,6 +548,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -537,6 +560,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -570,6 +594,7 @@ export interface operations {
             /** @description The SKU after the adjustment (a replay answers the same) */
             201: {
                 headers: {
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -615,6 +640,7 @@ export interface operations {
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -651,6 +677,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -660,6 +689,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -696,6 +726,8 @@ export interface operations {
             /** @description Held: every line, until expiresAt (a replay of the same key answers the same) */
             201: {
                 headers: {
+                    Location: components["headers"]["Location"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -741,6 +773,7 @@ export interface operations {
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -777,6 +810,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -786,6 +822,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -871,6 +908,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -880,6 +920,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -947,6 +988,7 @@ export interface operations {
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -974,6 +1016,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -983,6 +1028,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1041,6 +1087,7 @@ export interface operations {
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1068,6 +1115,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1077,6 +1127,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1155,6 +1206,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1164,6 +1218,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1241,6 +1296,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1250,6 +1308,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1275,6 +1334,7 @@ export interface operations {
             /** @description Committed to the ledger (within Prefer: wait), or already past confirmed */
             200: {
                 headers: {
+                    "Preference-Applied": components["headers"]["PreferenceApplied"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1284,6 +1344,7 @@ export interface operations {
             /** @description Confirmed: the hold no longer expires; the commit to the ledger follows */
             202: {
                 headers: {
+                    "Preference-Applied": components["headers"]["PreferenceApplied"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1329,6 +1390,7 @@ export interface operations {
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1365,6 +1427,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1374,6 +1439,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1453,6 +1519,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1462,6 +1531,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1530,6 +1600,7 @@ export interface operations {
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1557,6 +1628,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1566,6 +1640,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1629,6 +1704,7 @@ export interface operations {
             /** @description Cancelled in the ledger (within Prefer: wait), or cancelled before */
             200: {
                 headers: {
+                    "Preference-Applied": components["headers"]["PreferenceApplied"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1638,6 +1714,7 @@ export interface operations {
             /** @description Cancellation requested: the ledger follows */
             202: {
                 headers: {
+                    "Preference-Applied": components["headers"]["PreferenceApplied"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1683,6 +1760,7 @@ export interface operations {
             /** @description conflict: insufficient_stock, customer_limit_exceeded (limit, held), too_many_active_holds (limit, active), and others by code; Retry-After when a retry can succeed */
             409: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1710,6 +1788,9 @@ export interface operations {
             /** @description rate_limited: the API client's token bucket is empty (RATE_LIMIT_PER_CLIENT_RPS); Retry-After, RateLimit-Policy and RateLimit tell when */
             429: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1719,6 +1800,7 @@ export interface operations {
             /** @description backend_unavailable (fail closed), overloaded (shed at once, MAX_IN_FLIGHT / MAX_EVENT_LOOP_DELAY_MS), or record_migration_pending (a reservation of an earlier version, until `npm run migrate:records` has moved it); Retry-After */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfterRequired"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -173,7 +173,7 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
       const response = await fetch(`${baseUrl}${path}`, { method, headers, body });
       const text = await response.text();
       const parsed = text === '' ? undefined : JSON.parse(text);
-      responses.check(method, path, response.status, response.headers.get('content-type'), parsed);
+      responses.check(method, path, response.status, response.headers.get('content-type'), parsed, response.headers);
       return { status: response.status, headers: response.headers, body: parsed };
     },
     async close(options = {}) {
