@@ -147,6 +147,11 @@ function leaves(value: unknown, path: Array<string | number> = [], found: Array<
   return found;
 }
 
+/** The paths of the leaves of one JSON type. */
+function leavesOfType(body: unknown, type: 'number' | 'string'): Array<Array<string | number>> {
+  return leaves(body).filter((path) => typeof path.reduce<unknown>((node, step) => (node as Record<string | number, unknown>)[step], body) === type);
+}
+
 function setAt(root: unknown, path: ReadonlyArray<string | number>, value: unknown): void {
   let node = root as Record<string | number, unknown>;
   for (const step of path.slice(0, -1)) node = node[step] as Record<string | number, unknown>;
@@ -177,7 +182,7 @@ const mutations: readonly Mutation[] = [
   } },
   { name: 'odd-number', applies: hasBody, apply: (request, random) => {
     const body = clone(request.body);
-    const numbers = leaves(body).filter((path) => typeof path.reduce<unknown>((node, step) => (node as Record<string | number, unknown>)[step], body) === 'number');
+    const numbers = leavesOfType(body, 'number');
     if (numbers.length === 0) return;
     setAt(body, random.pick(numbers), random.pick(oddNumbers));
     request.body = body;
@@ -189,7 +194,7 @@ const mutations: readonly Mutation[] = [
   } },
   { name: 'odd-string', applies: hasBody, apply: (request, random) => {
     const body = clone(request.body);
-    const strings = leaves(body).filter((path) => typeof path.reduce<unknown>((node, step) => (node as Record<string | number, unknown>)[step], body) === 'string');
+    const strings = leavesOfType(body, 'string');
     if (strings.length === 0) return;
     setAt(body, random.pick(strings), random.pick(oddStrings));
     request.body = body;
