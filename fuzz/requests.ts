@@ -152,6 +152,16 @@ function leavesOfType(body: unknown, type: 'number' | 'string'): Array<Array<str
   return leaves(body).filter((path) => typeof path.reduce<unknown>((node, step) => (node as Record<string | number, unknown>)[step], body) === type);
 }
 
+/** Replaces one leaf of the body of that JSON type (if any) with one of `values`; the new body. */
+function replaceLeaf(request: FuzzRequest, random: Random, type: 'number' | 'string', values: readonly unknown[]): unknown {
+  const body = clone(request.body);
+  const paths = leavesOfType(body, type);
+  if (paths.length === 0) return undefined;
+  setAt(body, random.pick(paths), random.pick(values));
+  request.body = body;
+  return body;
+}
+
 function setAt(root: unknown, path: ReadonlyArray<string | number>, value: unknown): void {
   let node = root as Record<string | number, unknown>;
   for (const step of path.slice(0, -1)) node = node[step] as Record<string | number, unknown>;
@@ -177,27 +187,21 @@ const mutations: readonly Mutation[] = [
     const body = clone(request.body);
     const paths = leaves(body);
     if (paths.length === 0) request.body = random.pick(wrongTypes);
-    else setAt(body, random.pick(paths), random.pick(wrongTypes));
-    if (paths.length > 0) request.body = body;
+    else {
+      setAt(body, random.pick(paths), random.pick(wrongTypes));
+      request.body = body;
+    }
   } },
   { name: 'odd-number', applies: hasBody, apply: (request, random) => {
-    const body = clone(request.body);
-    const numbers = leavesOfType(body, 'number');
-    if (numbers.length === 0) return;
-    setAt(body, random.pick(numbers), random.pick(oddNumbers));
-    request.body = body;
+    const body = replaceLeaf(request, random, 'number', oddNumbers);
     // Numbers past what a double holds go as raw text, so that the parser meets them.
-    if (random.chance(0.3)) {
+    if (body !== undefined && random.chance(0.3)) {
       request.raw = JSON.stringify(body).replace(/:(-?\d+(\.\d+)?(e[+-]?\d+)?)/, `:${random.pick(['1e999', '-1e999', '123456789012345678901234567890', '0.0000000000000000000000001', '-0'])}`);
       request.body = undefined;
     }
   } },
   { name: 'odd-string', applies: hasBody, apply: (request, random) => {
-    const body = clone(request.body);
-    const strings = leavesOfType(body, 'string');
-    if (strings.length === 0) return;
-    setAt(body, random.pick(strings), random.pick(oddStrings));
-    request.body = body;
+    replaceLeaf(request, random, 'string', oddStrings);
   } },
   { name: 'lone-surrogate', applies: hasBody, apply: (request) => {
     // Into a value (a string after a colon), not a key, which would be refused as unknown.
