@@ -7,6 +7,7 @@
 // the API has its record taken out of its bucket and written back as a hash of its own.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateLegacyRecords } from '../lib/reservations/legacy-records';
+import { finishReservation } from '../lib/scripts/finish-reservation';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
 import { dropRecord, readRecord } from './support/records';
 
@@ -113,6 +114,33 @@ describe('npm run migrate:records', () => {
     } finally {
       await stop();
     }
+  });
+
+  // The migration's one step across Redis and Postgres: import, ask the ledger, forget. The worst
+  // thing between the ledger's answer and the forget: a re-delivered commit job marks the freshly
+  // imported record committed. Forced with the script latch: the forget must then change nothing.
+  it('a commit landing between the ledger\'s answer and the forget leaves the committed record as it is', async () => {
+    const { redis, keys, scripts } = harness.stockhold;
+    const sku = await createSku(harness, 5);
+    const created = await reserve(sku, 1);
+    const id = created.body.id as string;
+    const stop = await harness.startWorker();
+    expect((await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout', headers: { prefer: 'wait=10' } })).body.status).toBe('committed');
+    await stop();
+    await makeLegacy(id, { s: 'confirmed', v: '2', cf: String(Date.now()) }, 'none');
+    scripts.latch = async (name, _keys, args) => {
+      if (name !== 'forgetRecord' || args[0] !== id) return;
+      // The re-delivered job's last step, on the record the import just wrote.
+      expect(await finishReservation(scripts, keys, 'commit', id, 2, 3_600_000)).toEqual({ kind: 'finished' });
+    };
+    try {
+      expect(await migrate()).toMatchObject({ imported: 1, forgotten: 0 });
+    } finally {
+      scripts.latch = undefined;
+    }
+    expect(await readRecord(redis, keys, id)).toMatchObject({ s: 'committed', v: '2' });
+    expect(await redis.hexists(keys.reservation(id), '~')).toBe(0);
+    expect(await redis.pttl(keys.reservation(id))).toBeGreaterThan(0);
   });
 
   it('leaves keys that are not old records alone: buckets, replication witnesses, other prefixes', async () => {
