@@ -41,6 +41,14 @@ export interface CheckInput {
   readonly ledger: LedgerDump;
   /** Each SKU's on-hand in the ledger when the clients started. */
   readonly startOnHand: ReadonlyMap<string, number>;
+  /** The flash-sale guards the run set (absent: none, nothing to check). */
+  readonly caps?: CustomerCaps;
+}
+
+/** The flash-sale guards of a run: per-customer limits by SKU, and live reservations per customer at most (0: no cap). */
+export interface CustomerCaps {
+  readonly perCustomerLimit: ReadonlyMap<string, number>;
+  readonly activeHoldsMax: number;
 }
 
 /**
@@ -67,6 +75,7 @@ export function checkHistory(input: CheckInput): CheckResult {
   checkIdempotency(input.operations, holdLossTimes, violations, lost);
   checkConfirms(input, dataLossTimes, violations, lost);
   checkLedger(input, violations);
+  if (input.caps !== undefined) checkCustomerCaps(input.operations, input.caps, input.ledger, dataLossTimes, violations);
   return { violations, lost };
 }
 
@@ -172,6 +181,97 @@ export function checkConfirms(input: CheckInput, dataLossTimes: readonly Fault[]
       else flag('cancel acknowledged, never applied');
     }
     if (fact.lines !== undefined && !sameLines(fact.lines, publicLines(inLedger.lines))) flag('committed lines differ from the reserved cart');
+  }
+}
+
+/**
+ * How far inside its expiry a hold is still counted as surely held: the checker's clock and the
+ * server's (Redis TIME) are the same host's clock in a chaos run; this covers the rounding of the
+ * response's timestamp and the reclaim at the expiry's millisecond.
+ */
+export const capClockMarginMs = 50;
+
+/**
+ * No customer ever held more than a SKU's per-customer limit, or more live reservations than the
+ * active-holds cap. From the history a hold is known to be held for part of its life only, so the
+ * check counts that part (a lower bound, never a false alarm): from the moment its reservation was
+ * acknowledged until the first confirm, release or cancel asked for it, or its expiry, whichever
+ * came first; when a confirm of it was acknowledged, on past that confirm until the commit's
+ * transaction began (the ledger's committed_at: the record stays confirmed in Redis until after
+ * that transaction), or a cancel was asked for. Every part ends at the start of a Redis data-loss
+ * fault. Overlapping parts whose units sum above the limit are a violation: at that moment the
+ * service held them all for one customer.
+ */
+export function checkCustomerCaps(operations: readonly Operation[], caps: CustomerCaps, ledger: Pick<LedgerDump, 'reservations'>, dataLossTimes: readonly Fault[], violations: Violation[]): void {
+  const firstAsked = (kinds: readonly string[]) => {
+    const first = new Map<string, number>();
+    for (const operation of operations) {
+      if (operation.reservationId === undefined || !kinds.includes(operation.kind)) continue;
+      first.set(operation.reservationId, Math.min(first.get(operation.reservationId) ?? Number.POSITIVE_INFINITY, operation.invokeMs));
+    }
+    return first;
+  };
+  const endedBy = firstAsked(['confirm', 'release', 'cancel']);
+  const cancelledBy = firstAsked(['cancel']);
+  const confirmedAt = new Map<string, number>();
+  for (const operation of operations) {
+    if (operation.kind === 'confirm' && operation.outcome === 'ok' && operation.reservationId !== undefined) {
+      confirmedAt.set(operation.reservationId, Math.min(confirmedAt.get(operation.reservationId) ?? Number.POSITIVE_INFINITY, operation.completeMs));
+    }
+  }
+  interface Held { readonly index: number; readonly customer: string; readonly lines: readonly Line[]; readonly fromMs: number; readonly toMs: number }
+  const held: Held[] = [];
+  const seen = new Set<string>();
+  for (const operation of operations) {
+    const { reservationId: id, customerId: customer, expiresAtMs, lines } = operation;
+    if (operation.kind !== 'reserve' || operation.outcome !== 'ok' || id === undefined || customer === undefined || expiresAtMs === undefined || lines === undefined || seen.has(id)) continue;
+    seen.add(id);
+    const fromMs = operation.completeMs;
+    let toMs = Math.min(expiresAtMs - capClockMarginMs, endedBy.get(id) ?? Number.POSITIVE_INFINITY);
+    const confirmed = confirmedAt.get(id);
+    const committedAtMs = ledger.reservations.get(id)?.committedAtMs;
+    if (confirmed !== undefined && committedAtMs !== undefined) {
+      // Held without a break: pending until its confirm took effect (before its expiry, or the
+      // confirm would have been refused), then confirmed until after the commit's transaction began.
+      toMs = Math.max(toMs, Math.min(committedAtMs - capClockMarginMs, cancelledBy.get(id) ?? Number.POSITIVE_INFINITY));
+    }
+    for (const fault of dataLossTimes) if (fault.endMs >= fromMs) toMs = Math.min(toMs, fault.startMs);
+    if (toMs > fromMs) held.push({ index: operation.index, customer, lines, fromMs, toMs });
+  }
+  // One sweep per (customer, what is capped): +weight when a part begins, -weight when it ends
+  // (an end at the same instant as a begin comes first: the parts are half-open).
+  const sweep = (parts: ReadonlyArray<{ held: Held; weight: number }>, limit: number, describe: (total: number, live: readonly Held[]) => string) => {
+    const events = parts.flatMap((part) => [{ atMs: part.held.fromMs, part, begins: true }, { atMs: part.held.toMs, part, begins: false }]);
+    events.sort((a, b) => a.atMs - b.atMs || Number(a.begins) - Number(b.begins));
+    const live = new Set<{ held: Held; weight: number }>();
+    let total = 0;
+    for (const event of events) {
+      if (!event.begins) {
+        live.delete(event.part);
+        total -= event.part.weight;
+        continue;
+      }
+      live.add(event.part);
+      total += event.part.weight;
+      if (total > limit) {
+        const parts = [...live].map((part) => part.held);
+        violations.push({ check: 'caps', message: describe(total, parts), operations: parts.map((part) => part.index) });
+        return;
+      }
+    }
+  };
+  const customers = new Map<string, Held[]>();
+  for (const part of held) customers.set(part.customer, [...(customers.get(part.customer) ?? []), part]);
+  for (const [customer, parts] of customers) {
+    if (caps.activeHoldsMax > 0) {
+      sweep(parts.map((part) => ({ held: part, weight: 1 })), caps.activeHoldsMax, (total) => `customer ${customer} held ${total} live reservations at once (at most ${caps.activeHoldsMax})`);
+    }
+    for (const [sku, limit] of caps.perCustomerLimit) {
+      const ofSku = parts
+        .map((part) => ({ held: part, weight: part.lines.filter((line) => publicSku(line.sku) === sku).reduce((sum, line) => sum + line.quantity, 0) }))
+        .filter((part) => part.weight > 0);
+      sweep(ofSku, limit, (total) => `customer ${customer} held ${total} units of ${sku} at once (limit ${limit})`);
+    }
   }
 }
 

@@ -23,6 +23,8 @@ export interface FinalSetting {
   readonly runLabel: string;
   /** The faults injected: what a Redis data-loss fault took away is not waited for. */
   readonly faults: readonly Fault[];
+  /** SKUs limited per customer: the sell-out reserves them in parts of at most the limit, each for a customer of its own. */
+  readonly perCustomerLimit: ReadonlyMap<string, number>;
 }
 
 export interface FinalTimings {
@@ -124,16 +126,18 @@ export async function sellOut(setting: FinalSetting, violations: Violation[]): P
   const confirmed: string[] = [];
   for (const sku of setting.skus) {
     const onHand = ledger.get(sku) ?? 0;
+    const partMax = Math.min(quantityPerReservationMax, setting.perCustomerLimit.get(sku) ?? quantityPerReservationMax);
     for (let left = onHand, part = 0; left > 0; part += 1) {
-      const quantity = Math.min(left, quantityPerReservationMax);
+      const quantity = Math.min(left, partMax);
       left -= quantity;
       const lines = [{ sku, quantity }];
-      const all = await run('reserve', { method: 'POST', path: '/v1/reservations', secret: secrets.checkout, body: { lines, ttlSeconds: 120 }, idempotencyKey: `${setting.runLabel}-final-${sku}-${part}` }, { lines });
+      const customerId = `final-${sku}-${part}`;
+      const all = await run('reserve', { method: 'POST', path: '/v1/reservations', secret: secrets.checkout, body: { lines, ttlSeconds: 120, customerId }, idempotencyKey: `${setting.runLabel}-final-${sku}-${part}` }, { lines, customerId });
       if (all.outcome !== 'ok') flag(sku, `reserving ${quantity} of the ledger's ${onHand} units answered ${all.status} ${all.code ?? ''}`, all);
       else confirmed.push(all.reservationId!);
     }
     const lines = [{ sku, quantity: 1 }];
-    const extra = await run('reserve', { method: 'POST', path: '/v1/reservations', secret: secrets.checkout, body: { lines, ttlSeconds: 120 }, idempotencyKey: `${setting.runLabel}-final-extra-${sku}` }, { lines });
+    const extra = await run('reserve', { method: 'POST', path: '/v1/reservations', secret: secrets.checkout, body: { lines, ttlSeconds: 120, customerId: `final-extra-${sku}` }, idempotencyKey: `${setting.runLabel}-final-extra-${sku}` }, { lines, customerId: `final-extra-${sku}` });
     if (extra.status !== 409) flag(sku, `one unit beyond the ledger's ${onHand} answered ${extra.status} (oversold)`, extra);
   }
   for (const id of confirmed) {

@@ -56,6 +56,10 @@ export interface Operation {
   readonly lines?: readonly Line[];
   readonly delta?: number;
   readonly onHandTarget?: number;
+  /** The customer a reservation was made for (the flash-sale guards count per customer). */
+  readonly customerId?: string;
+  /** From a reservation's response: when its hold expires (the server's clock, ms). */
+  expiresAtMs?: number;
   /** From the response: the reservation's status, or a SKU view's on-hand. */
   resultStatus?: string;
   resultOnHand?: number;
@@ -100,7 +104,7 @@ export interface Fault {
 }
 
 export interface Violation {
-  readonly check: 'confirms' | 'ledger' | 'agreement' | 'sell-out' | 'http' | 'idempotency';
+  readonly check: 'confirms' | 'ledger' | 'agreement' | 'sell-out' | 'http' | 'idempotency' | 'caps';
   readonly message: string;
   /** Indexes of the operations involved, to print the history around them. */
   readonly operations: readonly number[];

@@ -18,6 +18,8 @@ export interface Summary {
   readonly reserveAnsweredOutsideFaults: number;
   readonly commitLagAfterHealMs: { faults: number; median: number | null; max: number | null };
   readonly lost: Lost;
+  /** Reservations the flash-sale guards refused: how hard the caps check was pressed. */
+  readonly guardRefusals: { readonly customerLimit: number; readonly activeHolds: number };
 }
 
 function insideFault(faults: readonly Fault[], startMs: number, endMs: number): boolean {
@@ -52,6 +54,10 @@ export function summarise(operations: readonly Operation[], faults: readonly Fau
     reserveAnsweredOutsideFaults: answeredOutside,
     commitLagAfterHealMs: commitLag(operations, faults, ledger),
     lost,
+    guardRefusals: {
+      customerLimit: operations.filter((operation) => operation.code === 'customer_limit_exceeded').length,
+      activeHolds: operations.filter((operation) => operation.code === 'too_many_active_holds').length,
+    },
   };
 }
 
@@ -84,7 +90,7 @@ export function formatSummary(summary: Summary, seed: number, durationS: number)
   lines.push('fault                  injected');
   for (const [kind, count] of Object.entries(summary.faults).sort()) lines.push(`${kind.padEnd(22)}${String(count).padStart(9)}`);
   lines.push('');
-  const checks = ['confirms', 'ledger', 'idempotency', 'http', 'agreement', 'sell-out'];
+  const checks = ['confirms', 'ledger', 'idempotency', 'http', 'agreement', 'sell-out', 'caps'];
   lines.push('check                violations');
   for (const check of checks) lines.push(`${check.padEnd(20)}${String(summary.violations[check] ?? 0).padStart(11)}`);
   lines.push('');
@@ -92,6 +98,7 @@ export function formatSummary(summary: Summary, seed: number, durationS: number)
   lines.push(`liveness: reserve attempts outside fault windows answered (not 503): ${share} of ${summary.reserveAttemptsOutsideFaults}`);
   const lag = summary.commitLagAfterHealMs;
   lines.push(`commit lag after a fault heals: median ${lag.median ?? 'n/a'} ms, max ${lag.max ?? 'n/a'} ms (over ${lag.faults} faults with confirms)`);
+  lines.push(`flash-sale guards: ${summary.guardRefusals.customerLimit} reservations refused by a per-customer limit, ${summary.guardRefusals.activeHolds} by the active-holds cap`);
   lines.push(`lost with Redis data (data-loss mode; a failover takes only reservation keys): ${summary.lost.confirms} acknowledged confirms, ${summary.lost.cancels} acknowledged cancels, ${summary.lost.reservationKeys} reservation idempotency records`);
   return lines.join('\n');
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Knex } from 'knex';
 import { createPostgres } from '../lib/postgres/connection';
 import { prepareDatabaseAt } from '../lib/postgres/migrations';
-import { checkHistory, type CheckResult, type LedgerDump } from './checker';
+import { checkHistory, type CheckResult, type CustomerCaps, type LedgerDump } from './checker';
 import { checkAgreement, drainCommits, dumpLedger, sellOut, waitHoldsCleared, waitReady, type FinalSetting, type FinalTimings } from './final-checks';
 import { endpoint, send, type ApiEndpoint } from './http-client';
 import type { Fault, FaultKind, Operation, Violation } from './history';
@@ -16,7 +16,7 @@ import { Service } from './processes';
 import { FaultProxy } from './proxy';
 import { Random } from './random';
 import { freePort, PrivatePostgres, PrivateRedis, PrivateRedisCluster } from './servers';
-import { ChaosClient, Recorder, sleep, type Secrets } from './workload';
+import { ChaosClient, Recorder, sleep, type Customers, type Secrets } from './workload';
 
 export interface RunOptions {
   readonly seed: number;
@@ -49,6 +49,24 @@ export const startingOnHand = 10;
 export const holdTtlSecondsMax = 5;
 export const databaseName = 'stockhold_chaos';
 
+/**
+ * The flash-sale guards a run on one Redis sets (a Redis Cluster refuses per-customer limits):
+ * every other SKU limited to 4 units a customer, at most 3 live reservations a customer; 30 % of
+ * carts come from 3 hoarding bots (every client shares them, so their carts race into both caps
+ * across both API processes), the rest from 40 shoppers.
+ */
+export const chaosCustomers: Customers = {
+  bots: Array.from({ length: 3 }, (_, index) => `bot-${index + 1}`),
+  shoppers: Array.from({ length: 40 }, (_, index) => `shopper-${index + 1}`),
+  botShare: 0.3,
+};
+export const chaosPerCustomerLimit = 4;
+export const chaosActiveHoldsMax = 3;
+function capsOf(options: Pick<RunOptions, 'redisCluster'>, skus: readonly string[]): CustomerCaps | undefined {
+  if (options.redisCluster) return undefined;
+  return { perCustomerLimit: new Map(skus.filter((_, index) => index % 2 === 0).map((sku) => [sku, chaosPerCustomerLimit])), activeHoldsMax: chaosActiveHoldsMax };
+}
+
 /** Short timeouts and intervals, so that faults outlast them and recovery fits in a short run. */
 export const timeouts: Timeouts = { redisCommandTimeoutMs: 1000, postgresStatementTimeoutMs: 2000, commitLockDurationMs: 2000 };
 export const reconcileIntervalMs = 2000;
@@ -73,6 +91,7 @@ function serviceEnvironment(redis: RedisSetup, postgresPort: number): Record<str
     RECONCILE_INTERVAL_MS: String(reconcileIntervalMs),
     RECONCILE_COMMIT_GRACE_MS: String(commitGraceMs),
     IDEMPOTENCY_IN_FLIGHT_TTL_SECONDS: '5',
+    ...(redis.kind === 'single' ? { MAX_ACTIVE_HOLDS_PER_CUSTOMER: String(chaosActiveHoldsMax) } : {}),
   };
 }
 
@@ -113,9 +132,10 @@ async function startRedis(onCluster: boolean): Promise<RedisSetup> {
   return { kind: 'single', server, proxy };
 }
 
-async function createSkus(apis: readonly ApiEndpoint[], skus: readonly string[], stripes: number): Promise<void> {
+async function createSkus(apis: readonly ApiEndpoint[], skus: readonly string[], stripes: number, caps: CustomerCaps | undefined): Promise<void> {
   for (const sku of skus) {
-    const reply = await send(apis[0]!, { method: 'PUT', path: `/v1/skus/${sku}/stock`, secret: secrets.admin, body: { onHand: startingOnHand, ...(stripes > 1 ? { stripes } : {}) } });
+    const limit = caps?.perCustomerLimit.get(sku);
+    const reply = await send(apis[0]!, { method: 'PUT', path: `/v1/skus/${sku}/stock`, secret: secrets.admin, body: { onHand: startingOnHand, ...(stripes > 1 ? { stripes } : {}), ...(limit === undefined ? {} : { perCustomerLimit: limit }) } });
     if (reply.status !== 200) throw new Error(`creating ${sku}: ${reply.status} ${JSON.stringify(reply.body)}`);
   }
 }
@@ -148,12 +168,13 @@ async function drive(options: RunOptions, root: Random, started: Started): Promi
   const { apis, knex, cluster } = started;
   if (!(await waitReady(apis))) throw new Error(`the API processes did not become ready; logs in ${started.logDirectory}`);
   const skus = Array.from({ length: options.skus }, (_, index) => `CHAOS-${index + 1}`);
-  await createSkus(apis, skus, options.stripes);
+  const caps = capsOf(options, skus);
+  await createSkus(apis, skus, options.stripes, caps);
   const startOnHand = new Map(skus.map((sku) => [sku, startingOnHand]));
   const watermark = Number((await knex('ledger_entries').max({ id: 'id' }).first())?.id ?? 0);
   const recorder = new Recorder();
   const runLabel = `s${options.seed}`;
-  const setting = { apis, skus, secrets, recorder, runLabel, holdTtlSecondsMax };
+  const setting = { apis, skus, secrets, recorder, runLabel, holdTtlSecondsMax, ...(caps === undefined ? {} : { customers: chaosCustomers }) };
   const clients = Array.from({ length: options.clients }, (_, index) => new ChaosClient(`c${index + 1}`, root.fork(`client-${index + 1}`), setting));
   const nemesis = new Nemesis(cluster, root.fork('nemesis'), new ChaosClient('nemesis', root.fork('race'), setting), skus, options.dataLoss, options.only);
   let stopAt = Date.now() + options.durationS * 1000;
@@ -174,7 +195,7 @@ async function drive(options: RunOptions, root: Random, started: Started): Promi
     await nemesis.healAll();
   }
   options.log(`chaos: quiet after ${recorder.operations.length} operations and ${nemesis.faults.length} faults; checking`);
-  return finish(root, started, { skus, startOnHand, watermark, recorder, faults: nemesis.faults, runLabel });
+  return finish(root, started, { skus, startOnHand, watermark, recorder, faults: nemesis.faults, runLabel, caps });
 }
 
 interface Driven {
@@ -184,6 +205,7 @@ interface Driven {
   readonly recorder: Recorder;
   readonly faults: readonly Fault[];
   readonly runLabel: string;
+  readonly caps: CustomerCaps | undefined;
 }
 
 async function finish(root: Random, started: Started, driven: Driven): Promise<RunResult> {
@@ -200,6 +222,7 @@ async function finish(root: Random, started: Started, driven: Driven): Promise<R
     holdTtlSecondsMax,
     runLabel: driven.runLabel,
     faults: driven.faults,
+    perCustomerLimit: driven.caps?.perCustomerLimit ?? new Map(),
   };
   const begin = Date.now();
   const elapsed = () => Date.now() - begin;
@@ -212,7 +235,7 @@ async function finish(root: Random, started: Started, driven: Driven): Promise<R
   await sellOut(final, violations);
   await sleep(100);
   const ledger = await dumpLedger(started.knex, driven.skus, driven.watermark);
-  const check = checkHistory({ operations: driven.recorder.operations, faults: driven.faults, ledger, startOnHand: driven.startOnHand });
+  const check = checkHistory({ operations: driven.recorder.operations, faults: driven.faults, ledger, startOnHand: driven.startOnHand, ...(driven.caps === undefined ? {} : { caps: driven.caps }) });
   violations.push(...check.violations);
   return { operations: driven.recorder.operations, faults: driven.faults, violations, check, ledger, timings, logDirectory: started.logDirectory };
 }

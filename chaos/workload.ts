@@ -68,6 +68,7 @@ function settle(operation: Operation, reply: Reply): void {
   if (typeof body.id === 'string') operation.reservationId = body.id;
   if (typeof body.status === 'string') operation.resultStatus = body.status;
   if (typeof body.onHand === 'number') operation.resultOnHand = body.onHand;
+  if (typeof body.expiresAt === 'string' && Number.isFinite(Date.parse(body.expiresAt))) operation.expiresAtMs = Date.parse(body.expiresAt);
   operation.replayed = reply.headers['idempotent-replayed'] === 'true';
 }
 
@@ -113,6 +114,18 @@ export interface WorkloadSetting {
   readonly recorder: Recorder;
   readonly runLabel: string;
   readonly holdTtlSecondsMax: number;
+  /** Customers carts are made for, shared by every client (absent: carts without a customer). */
+  readonly customers?: Customers;
+}
+
+/**
+ * Who a cart is for: a share of carts comes from a few hoarding bots, whose carts race each other
+ * into the flash-sale guards all the time; the rest from many shoppers, who rarely meet a cap.
+ */
+export interface Customers {
+  readonly bots: readonly string[];
+  readonly shoppers: readonly string[];
+  readonly botShare: number;
 }
 
 export class ChaosClient {
@@ -176,10 +189,12 @@ export class ChaosClient {
 
   private async reserve(): Promise<void> {
     const lines = this.cart();
-    const body = { lines, ttlSeconds: this.random.int(2, this.setting.holdTtlSecondsMax) };
+    const customers = this.setting.customers;
+    const customerId = customers === undefined ? undefined : this.random.pick(this.random.chance(customers.botShare) ? customers.bots : customers.shoppers);
+    const body = { lines, ttlSeconds: this.random.int(2, this.setting.holdTtlSecondsMax), ...(customerId === undefined ? {} : { customerId }) };
     const key = this.key();
     const call: Call = { method: 'POST', path: '/v1/reservations', secret: this.setting.secrets.checkout, body, idempotencyKey: key };
-    const operation = await this.run('reserve', call, { lines });
+    const operation = await this.run('reserve', call, { lines, ...(customerId === undefined ? {} : { customerId }) });
     if (operation.outcome !== 'ok' || operation.reservationId === undefined) return;
     this.remember(this.held, { id: operation.reservationId, lines, state: 'pending' });
     this.remember(this.reserveKeys, { key, body, lines, reservationId: operation.reservationId });

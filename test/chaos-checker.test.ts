@@ -1,11 +1,12 @@
 // Proves the chaos checker can fail: a small valid history passes, and each kind of broken
 // history (a lost confirm, a phantom commit, a double allocation, an adjustment lost or applied
 // although refused, a broken ledger chain, a 500, a 503 without Retry-After, one key making two
-// reservations, a refused replay) is rejected by the check that names it. Data lost with Redis
+// reservations, a refused replay, a customer above a per-customer limit or the active-holds cap)
+// is rejected by the check that names it. Data lost with Redis
 // is counted as lost, not as a violation, only when a data-loss fault came after the ack.
 import { describe, expect, it } from 'vitest';
-import { checkHistory, type LedgerDump, type LedgerEntry, type LedgerReservation } from '../chaos/checker';
-import type { Attempt, Fault, Operation } from '../chaos/history';
+import { capClockMarginMs, checkCustomerCaps, checkHistory, type CustomerCaps, type LedgerDump, type LedgerEntry, type LedgerReservation } from '../chaos/checker';
+import { dataLossFaults, type Attempt, type Fault, type Operation, type Violation } from '../chaos/history';
 
 let index = 0;
 function op(fields: Partial<Operation> & Pick<Operation, 'kind'>, attempts: Partial<Attempt>[] = [{ status: 200 }]): Operation {
@@ -187,5 +188,92 @@ describe('chaos history checker', () => {
     expect(checksOf(checkStriped(striped(entries, { S: 6, 'S~7': 5 }), otherCart))).toEqual(['confirms']);
     const stranger = [...entries, { sku: 'T~2', kind: 'adjustment' as const, delta: 1, onHandAfter: 1, reservationId: null, reason: 'rebalance stripes', idempotencyKey: null }];
     expect(checkStriped(striped(stranger, { S: 6, 'S~7': 5 })).violations.map((violation) => violation.message)).toEqual([expect.stringContaining('SKU not part of the run')]);
+  });
+});
+
+describe('chaos caps check (no customer above a per-customer limit or the active-holds cap)', () => {
+  const caps: CustomerCaps = { perCustomerLimit: new Map([['A', 4]]), activeHoldsMax: 2 };
+  /** An acknowledged reservation of `customer`, answered at `atMs`, expiring at `expiresAtMs`. */
+  const reserved = (id: string, customer: string, quantity: number, atMs: number, expiresAtMs: number, sku = 'A'): Operation =>
+    op({ kind: 'reserve', reservationId: id, customerId: customer, lines: [{ sku, quantity }], invokeMs: atMs - 5, completeMs: atMs, expiresAtMs }, [{ status: 201 }]);
+  const asked = (kind: 'confirm' | 'release' | 'cancel', id: string, atMs: number): Operation => op({ kind, reservationId: id, invokeMs: atMs, completeMs: atMs + 5 });
+  const capsChecked = (operations: Operation[], faults: Fault[] = [], given: CustomerCaps = caps, committed: LedgerReservation[] = []) => {
+    const violations: Violation[] = [];
+    const reservations = new Map(committed.map((reservation) => [reservation.id, reservation]));
+    checkCustomerCaps(operations, given, { reservations }, faults.filter((fault) => dataLossFaults.includes(fault.kind)), violations);
+    return violations;
+  };
+
+  it('accepts a customer at the limit, and rejects one unit more held at the same time', () => {
+    index = 0;
+    const atLimit = [reserved('R1', 'u1', 2, 1000, 9000), reserved('R2', 'u1', 2, 1100, 9000)];
+    expect(capsChecked(atLimit)).toEqual([]);
+    const over = capsChecked([...atLimit, reserved('R3', 'u1', 1, 1200, 9000, 'B'), reserved('R4', 'u2', 1, 1200, 9000), reserved('R5', 'u1', 1, 1300, 9000)], [], { ...caps, activeHoldsMax: 0 });
+    expect(over).toEqual([expect.objectContaining({ check: 'caps', message: 'customer u1 held 5 units of A at once (limit 4)' })]);
+    expect(over[0]!.operations).toEqual([0, 1, 4]);
+  });
+
+  it('counts a hold only until its expiry, or until a confirm, release or cancel was asked for it', () => {
+    index = 0;
+    const expired = [reserved('R1', 'u1', 3, 1000, 2000), reserved('R2', 'u1', 3, 2000 + capClockMarginMs - 10, 9000)];
+    expect(capsChecked(expired)).toEqual([]);
+    index = 0;
+    const notYetExpired = [reserved('R1', 'u1', 3, 1000, 2000), reserved('R2', 'u1', 3, 1900, 9000)];
+    expect(capsChecked(notYetExpired).map((violation) => violation.message)).toEqual(['customer u1 held 6 units of A at once (limit 4)']);
+    for (const kind of ['confirm', 'release', 'cancel'] as const) {
+      index = 0;
+      expect(capsChecked([reserved('R1', 'u1', 3, 1000, 9000), asked(kind, 'R1', 1500), reserved('R2', 'u1', 3, 1600, 9000)])).toEqual([]);
+    }
+    index = 0;
+    expect(capsChecked([reserved('R1', 'u1', 3, 1000, 9000), reserved('R2', 'u1', 3, 1600, 9000), asked('release', 'R1', 1700)])).toHaveLength(1);
+  });
+
+  it('counts a confirmed hold until its commit began (the ledger\'s committed_at), unless a cancel was asked first', () => {
+    const committedAt = (id: string, atMs: number): LedgerReservation => ({ id, status: 'committed', lines: [{ sku: 'A', quantity: 3 }], committedAtMs: atMs });
+    const confirmedThenAnother = () => {
+      index = 0;
+      return [reserved('R1', 'u1', 3, 1000, 2000), op({ kind: 'confirm', reservationId: 'R1', invokeMs: 1500, completeMs: 1510 }, [{ status: 202 }]), reserved('R2', 'u1', 3, 2500, 9000)];
+    };
+    expect(capsChecked(confirmedThenAnother(), [], caps, [committedAt('R1', 3000)]).map((violation) => violation.message)).toEqual(['customer u1 held 6 units of A at once (limit 4)']);
+    expect(capsChecked(confirmedThenAnother(), [], caps, [committedAt('R1', 2400)])).toEqual([]);
+    expect(capsChecked(confirmedThenAnother(), [], caps, [])).toEqual([]);
+    const cancelled = [...confirmedThenAnother()];
+    cancelled.splice(2, 0, op({ kind: 'cancel', reservationId: 'R1', invokeMs: 2200, completeMs: 2210 }));
+    expect(capsChecked(cancelled, [], caps, [committedAt('R1', 3000)])).toEqual([]);
+    const refused = confirmedThenAnother();
+    refused[1] = { ...refused[1]!, outcome: 'fail', status: 410, code: 'reservation_expired' };
+    expect(capsChecked(refused, [], caps, [committedAt('R1', 3000)])).toEqual([]);
+  });
+
+  it('rejects more live reservations than the active-holds cap, per customer', () => {
+    index = 0;
+    const three = [reserved('R1', 'u1', 1, 1000, 9000, 'B'), reserved('R2', 'u1', 1, 1100, 9000, 'B'), reserved('R3', 'u2', 1, 1150, 9000, 'B')];
+    expect(capsChecked(three)).toEqual([]);
+    const violations = capsChecked([...three, reserved('R4', 'u1', 1, 1200, 9000, 'C')]);
+    expect(violations.map((violation) => violation.message)).toEqual(['customer u1 held 3 live reservations at once (at most 2)']);
+  });
+
+  it('counts stripe lines for their SKU, each reservation once (a replay is the same hold), and no refused one', () => {
+    index = 0;
+    const operations = [
+      reserved('R1', 'u1', 2, 1000, 9000, 'A~1'),
+      op({ kind: 'replay-reserve', reservationId: 'R1', customerId: 'u1', lines: [{ sku: 'A', quantity: 2 }], invokeMs: 1050, completeMs: 1060, expiresAtMs: 9000 }, [{ status: 201 }]),
+      op({ kind: 'reserve', reservationId: 'R1', customerId: 'u1', lines: [{ sku: 'A', quantity: 2 }], invokeMs: 1070, completeMs: 1080, expiresAtMs: 9000, replayed: true }, [{ status: 201 }]),
+      op({ kind: 'reserve', customerId: 'u1', lines: [{ sku: 'A', quantity: 3 }], invokeMs: 1100, completeMs: 1110, outcome: 'fail', code: 'customer_limit_exceeded' }, [{ status: 409 }]),
+      reserved('R2', 'u1', 2, 1200, 9000, 'A~2'),
+    ];
+    expect(capsChecked(operations)).toEqual([]);
+    expect(capsChecked([...operations, reserved('R3', 'u1', 1, 1300, 9000, 'A')], [], { ...caps, activeHoldsMax: 0 }).map((violation) => violation.message)).toEqual(['customer u1 held 5 units of A at once (limit 4)']);
+  });
+
+  it('stops counting at a Redis data-loss fault (the holds went with it), and is part of checkHistory when a run sets caps', () => {
+    index = 0;
+    const operations = [reserved('R1', 'u1', 3, 1000, 9000), reserved('R2', 'u1', 3, 2000, 9000)];
+    const flush: Fault = { kind: 'redis-flushall', target: 'redis', startMs: 1500, endMs: 1510 };
+    expect(capsChecked(operations, [flush])).toEqual([]);
+    expect(capsChecked(operations, [{ ...flush, kind: 'redis-restart' }])).toHaveLength(1);
+    const ledger = ledgerOf([], [], { A: 10 });
+    expect(checksOf(checkHistory({ operations, faults: [], ledger, startOnHand: new Map([['A', 10]]), caps }))).toEqual(['caps']);
+    expect(checksOf(checkHistory({ operations, faults: [], ledger, startOnHand: new Map([['A', 10]]) }))).toEqual([]);
   });
 });
