@@ -9,7 +9,7 @@ import base from './vitest.config.mts';
 // processes from dist/ (shutdown, logs, metrics-processes) run here too, with REDIS_CLUSTER_NODES.
 const singleRedisOnly = [
   'lua-scripts', 'lua-model', 'outages', 'commit-outages', 'reconciler-chaos', 'commit-exactly-once',
-  'queue-dashboard', 'admin-jobs', 'bench', 'migrations', 'queue-close', 'guards', 'overload',
+  'queue-dashboard', 'admin-jobs', 'bench', 'migrations', 'queue-close', 'overload',
   'config', 'deploy', 'chaos-checker', 'chaos-proxy', 'cluster', 'cluster-api', 'cluster-failover', 'confirm-replication',
 ];
 

@@ -75,7 +75,7 @@ export function checkHistory(input: CheckInput): CheckResult {
   checkIdempotency(input.operations, holdLossTimes, violations, lost);
   checkConfirms(input, dataLossTimes, violations, lost);
   checkLedger(input, violations);
-  if (input.caps !== undefined) checkCustomerCaps(input.operations, input.caps, input.ledger, dataLossTimes, violations);
+  if (input.caps !== undefined) checkCustomerCaps(input.operations, input.caps, input.ledger, holdLossTimes, violations);
   return { violations, lost };
 }
 
@@ -198,11 +198,12 @@ export const capClockMarginMs = 50;
  * acknowledged until the first confirm, release or cancel asked for it, or its expiry, whichever
  * came first; when a confirm of it was acknowledged, on past that confirm until the commit's
  * transaction began (the ledger's committed_at: the record stays confirmed in Redis until after
- * that transaction), or a cancel was asked for. Every part ends at the start of a Redis data-loss
- * fault. Overlapping parts whose units sum above the limit are a violation: at that moment the
+ * that transaction), or a cancel was asked for. Every part ends at the start of a fault that may
+ * take holds with it (Redis data loss; a cluster primary killed before its replica had a pending
+ * hold or its customer entry). Overlapping parts whose units sum above the limit are a violation: at that moment the
  * service held them all for one customer.
  */
-export function checkCustomerCaps(operations: readonly Operation[], caps: CustomerCaps, ledger: Pick<LedgerDump, 'reservations'>, dataLossTimes: readonly Fault[], violations: Violation[]): void {
+export function checkCustomerCaps(operations: readonly Operation[], caps: CustomerCaps, ledger: Pick<LedgerDump, 'reservations'>, holdLossTimes: readonly Fault[], violations: Violation[]): void {
   const firstAsked = (kinds: readonly string[]) => {
     const first = new Map<string, number>();
     for (const operation of operations) {
@@ -235,7 +236,7 @@ export function checkCustomerCaps(operations: readonly Operation[], caps: Custom
       // confirm would have been refused), then confirmed until after the commit's transaction began.
       toMs = Math.max(toMs, Math.min(committedAtMs - capClockMarginMs, cancelledBy.get(id) ?? Number.POSITIVE_INFINITY));
     }
-    for (const fault of dataLossTimes) if (fault.endMs >= fromMs) toMs = Math.min(toMs, fault.startMs);
+    for (const fault of holdLossTimes) if (fault.endMs >= fromMs) toMs = Math.min(toMs, fault.startMs);
     if (toMs > fromMs) held.push({ index: operation.index, customer, lines, fromMs, toMs });
   }
   // One sweep per (customer, what is capped): +weight when a part begins, -weight when it ends

@@ -50,8 +50,7 @@ export const holdTtlSecondsMax = 5;
 export const databaseName = 'stockhold_chaos';
 
 /**
- * The flash-sale guards a run on one Redis sets (a Redis Cluster refuses per-customer limits):
- * every other SKU limited to 4 units a customer, at most 3 live reservations a customer; 30 % of
+ * The flash-sale guards a run sets: every other SKU limited to 4 units a customer, at most 3 live reservations a customer; 30 % of
  * carts come from 3 hoarding bots (every client shares them, so their carts race into both caps
  * across both API processes), the rest from 40 shoppers.
  */
@@ -62,8 +61,7 @@ export const chaosCustomers: Customers = {
 };
 export const chaosPerCustomerLimit = 4;
 export const chaosActiveHoldsMax = 3;
-function capsOf(options: Pick<RunOptions, 'redisCluster'>, skus: readonly string[]): CustomerCaps | undefined {
-  if (options.redisCluster) return undefined;
+function capsOf(skus: readonly string[]): CustomerCaps {
   return { perCustomerLimit: new Map(skus.filter((_, index) => index % 2 === 0).map((sku) => [sku, chaosPerCustomerLimit])), activeHoldsMax: chaosActiveHoldsMax };
 }
 
@@ -91,7 +89,7 @@ function serviceEnvironment(redis: RedisSetup, postgresPort: number): Record<str
     RECONCILE_INTERVAL_MS: String(reconcileIntervalMs),
     RECONCILE_COMMIT_GRACE_MS: String(commitGraceMs),
     IDEMPOTENCY_IN_FLIGHT_TTL_SECONDS: '5',
-    ...(redis.kind === 'single' ? { MAX_ACTIVE_HOLDS_PER_CUSTOMER: String(chaosActiveHoldsMax) } : {}),
+    MAX_ACTIVE_HOLDS_PER_CUSTOMER: String(chaosActiveHoldsMax),
   };
 }
 
@@ -168,7 +166,7 @@ async function drive(options: RunOptions, root: Random, started: Started): Promi
   const { apis, knex, cluster } = started;
   if (!(await waitReady(apis))) throw new Error(`the API processes did not become ready; logs in ${started.logDirectory}`);
   const skus = Array.from({ length: options.skus }, (_, index) => `CHAOS-${index + 1}`);
-  const caps = capsOf(options, skus);
+  const caps = capsOf(skus);
   await createSkus(apis, skus, options.stripes, caps);
   const startOnHand = new Map(skus.map((sku) => [sku, startingOnHand]));
   const watermark = Number((await knex('ledger_entries').max({ id: 'id' }).first())?.id ?? 0);

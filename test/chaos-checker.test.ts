@@ -6,7 +6,7 @@
 // is counted as lost, not as a violation, only when a data-loss fault came after the ack.
 import { describe, expect, it } from 'vitest';
 import { capClockMarginMs, checkCustomerCaps, checkHistory, type CustomerCaps, type LedgerDump, type LedgerEntry, type LedgerReservation } from '../chaos/checker';
-import { dataLossFaults, type Attempt, type Fault, type Operation, type Violation } from '../chaos/history';
+import { holdLossFaults, type Attempt, type Fault, type Operation, type Violation } from '../chaos/history';
 
 let index = 0;
 function op(fields: Partial<Operation> & Pick<Operation, 'kind'>, attempts: Partial<Attempt>[] = [{ status: 200 }]): Operation {
@@ -200,7 +200,7 @@ describe('chaos caps check (no customer above a per-customer limit or the active
   const capsChecked = (operations: Operation[], faults: Fault[] = [], given: CustomerCaps = caps, committed: LedgerReservation[] = []) => {
     const violations: Violation[] = [];
     const reservations = new Map(committed.map((reservation) => [reservation.id, reservation]));
-    checkCustomerCaps(operations, given, { reservations }, faults.filter((fault) => dataLossFaults.includes(fault.kind)), violations);
+    checkCustomerCaps(operations, given, { reservations }, faults.filter((fault) => holdLossFaults.includes(fault.kind)), violations);
     return violations;
   };
 

@@ -82,12 +82,6 @@ describe('stock', () => {
   it('set --per-customer-limit caps a SKU per customer; get shows it; --no-per-customer-limit removes it', async () => {
     const sku = uniqueName('CLIC');
     const set = await cli(['stock', 'set', sku, '20', '--per-customer-limit', '2']);
-    if (harness.config.redisClusterNodes !== null) {
-      // The caps are single Redis only: a cluster refuses them (exit 1, the service's problem).
-      expect(set.code).toBe(1);
-      expect(set.err).toMatch(/perCustomerLimit: is not supported on a Redis Cluster/);
-      return;
-    }
     expect(set.code, set.err).toBe(0);
     expect(set.out).toMatch(/^sku\s+onHand\s+reserved\s+available\s+perCustomerLimit$/m);
     expect(set.out).toMatch(new RegExp(`^${sku}\\s+20\\s+0\\s+20\\s+2$`, 'm'));

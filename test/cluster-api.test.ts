@@ -1,7 +1,9 @@
 // The HTTP contract on a real Redis Cluster (three primaries, three replicas, started here): the
 // same service, with carts held slot by slot (lib/reservations/cart-across-slots.ts), BullMQ on
-// the hash-tagged prefix, confirms answered after WAIT saw a replica. The configuration still
-// refuses REDIS_CLUSTER_NODES (the suite does not run on both backends yet): the harness sets it.
+// the hash-tagged prefix, confirms answered after WAIT saw a replica; and the interleavings the
+// flash-sale guards' steps in the customer's slot depend on (lib/reservations/customer-guard.ts),
+// forced with the script latch. (The guards' contract itself runs on a cluster in the cluster run
+// of test/guards.test.ts.)
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrivateRedisCluster } from '../chaos/servers';
@@ -67,16 +69,6 @@ describe('hot-SKU striping on a Redis Cluster', () => {
 });
 
 describe('the HTTP contract on a Redis Cluster', () => {
-  // The per-customer cap reads a customer's reservations in one script (lua/includes/guards.lua):
-  // one Redis only, so a cluster refuses it rather than leave it unenforced.
-  it('refuses a per-customer limit with 400 (single Redis only), changing nothing', async () => {
-    const sku = `CAP-${Date.now().toString(36)}`;
-    const refused = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10, perCustomerLimit: 2 } });
-    expect(refused.status).toBe(400);
-    expect(refused.body).toMatchObject({ code: 'validation_failed', errors: [{ field: 'body.perCustomerLimit' }] });
-    expect((await harness.call('GET', `/v1/skus/${sku}`)).status).toBe(404);
-  });
-
   it('reserves a cart across slots, replays it, confirms it into the ledger, and reads it back', async () => {
     const [a, b] = await twoSlotSkus(5, 5);
     const key = idempotencyKey();
@@ -114,5 +106,111 @@ describe('the HTTP contract on a Redis Cluster', () => {
     const run = await harness.call('POST', '/v1/reconcile');
     expect(run.status).toBe(200);
     expect(run.body).toMatchObject({ skusOutOfAgreement: 0, skusFailed: 0 });
+  }, 30_000);
+});
+
+describe('flash-sale guards on a Redis Cluster: the steps between slots', () => {
+  const customerReserve = (lines: Array<{ sku: string; quantity: number }>, customerId: string, extra: Record<string, unknown> = {}) =>
+    harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines, customerId, ...extra } });
+  async function limitedSku(onHand: number, perCustomerLimit: number): Promise<string> {
+    const sku = `CG-${randomBytes(4).toString('hex')}`;
+    expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand, perCustomerLimit } })).status).toBe(200);
+    return sku;
+  }
+  const entriesOf = (customerId: string) => harness.stockhold.redis.hgetall(harness.stockhold.keys.customerEntries('shop-a', customerId));
+
+  it('a limit lowered between the read of the limits and the hold: the hold refuses, the cart reads it again and is counted against the new limit', async () => {
+    const sku = await limitedSku(100, 5);
+    const customer = `u-${randomBytes(3).toString('hex')}`;
+    expect((await customerReserve([{ sku, quantity: 2 }], customer)).status).toBe(201);
+    const scripts = harness.stockhold.scripts;
+    let lowered = false;
+    scripts.latch = async (name) => {
+      if (name !== 'holdLines' || lowered) return;
+      lowered = true;
+      scripts.latch = undefined;
+      // The worst moment: the customer step counted 2 + 2 against 5 and admitted the cart.
+      expect((await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 100, perCustomerLimit: 3 } })).status).toBe(200);
+    };
+    try {
+      const refused = await customerReserve([{ sku, quantity: 2 }], customer);
+      expect(lowered).toBe(true);
+      expect(refused.status).toBe(409);
+      expect(refused.body).toMatchObject({ code: 'customer_limit_exceeded', sku, limit: 3, held: 2 });
+    } finally {
+      scripts.latch = undefined;
+    }
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toMatchObject({ reserved: 2, perCustomerLimit: 3 });
+    expect(Object.keys(await entriesOf(customer))).toHaveLength(1);
+  }, 30_000);
+
+  it('a confirm whose hold expires between the customer\'s pin and the holds\' pins: expired, holds and allowance given back', async () => {
+    const sku = await limitedSku(100, 1);
+    const customer = `u-${randomBytes(3).toString('hex')}`;
+    const made = await customerReserve([{ sku, quantity: 1 }], customer, { ttlSeconds: 1 });
+    expect(made.status).toBe(201);
+    const scripts = harness.stockhold.scripts;
+    scripts.latch = async (name) => {
+      if (name !== 'pinLines') return;
+      scripts.latch = undefined;
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(made.body.expiresAt) - Date.now()) + 100));
+    };
+    try {
+      const confirmed = await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' });
+      expect(confirmed.status).toBe(410);
+      expect(confirmed.body.code).toBe('reservation_expired');
+    } finally {
+      scripts.latch = undefined;
+    }
+    expect(await entriesOf(customer)).toEqual({});
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).body.reserved).toBe(0);
+    expect((await customerReserve([{ sku, quantity: 1 }], customer)).status).toBe(201);
+  }, 30_000);
+
+  it('counts a confirmed cart until its commit, and gives the allowance back once the worker committed it', async () => {
+    const sku = await limitedSku(100, 1);
+    const customer = `u-${randomBytes(3).toString('hex')}`;
+    const made = await customerReserve([{ sku, quantity: 1 }], customer, { ttlSeconds: 1 });
+    // Held back from the worker until the hold's expiry has passed: confirmed, it still counts.
+    const scripts = harness.stockhold.scripts;
+    let release: () => void = () => undefined;
+    const heldBack = new Promise<void>((resolve) => { release = resolve; });
+    scripts.latch = async (name) => {
+      if (name === 'applyEntries') await heldBack;
+    };
+    try {
+      expect((await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' })).status).toBe(202);
+      expect(Object.values(await entriesOf(customer))).toEqual([expect.stringMatching(/^f\|/)]);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(made.body.expiresAt) - Date.now()) + 100));
+      expect((await customerReserve([{ sku, quantity: 1 }], customer)).body).toMatchObject({ code: 'customer_limit_exceeded', held: 1 });
+    } finally {
+      release();
+      scripts.latch = undefined;
+    }
+    let status = '';
+    for (let polls = 0; polls < 200 && status !== 'committed'; polls += 1) {
+      status = (await harness.call('GET', `/v1/reservations/${made.body.id}`, { as: 'checkout' })).body.status;
+      if (status !== 'committed') await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(status).toBe('committed');
+    expect(await entriesOf(customer)).toEqual({});
+    expect((await customerReserve([{ sku, quantity: 1 }], customer)).status).toBe(201);
+  }, 30_000);
+
+  it('an entry whose worker died before forgetting it (the record committed) is found ended by the next refused admission and forgotten; one still confirmed is not', async () => {
+    const sku = await limitedSku(100, 1);
+    const customer = `u-${randomBytes(3).toString('hex')}`;
+    const made = await customerReserve([{ sku, quantity: 1 }], customer);
+    const confirmed = await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout', headers: { prefer: 'wait=15' } });
+    expect(confirmed.body.status).toBe('committed');
+    const key = harness.stockhold.keys.customerEntries('shop-a', customer);
+    expect(await harness.stockhold.redis.hgetall(key)).toEqual({});
+    // The worker's last step lost: its entry back as a confirmed one.
+    await harness.stockhold.redis.hset(key, made.body.id, `f|${Date.parse(made.body.expiresAt)}|${sku}:1`);
+    expect((await customerReserve([{ sku, quantity: 1 }], customer)).status).toBe(201);
+    expect(Object.keys(await harness.stockhold.redis.hgetall(key))).not.toContain(made.body.id);
+    // An entry whose record is still pending counts: refused, and kept.
+    expect((await customerReserve([{ sku, quantity: 1 }], customer)).body).toMatchObject({ code: 'customer_limit_exceeded', held: 1 });
+    expect(Object.keys(await harness.stockhold.redis.hgetall(key))).toHaveLength(1);
   }, 30_000);
 });

@@ -12,6 +12,8 @@ import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { reservationIdAt } from '../lib/random-ids';
 import { recordBucketsPerWindow, recordWindowChars, redisKeys } from '../lib/redis/keys';
 import { loadScripts, ScriptRunner } from '../lib/redis/scripts';
+import { holdLines, type HoldGuard } from '../lib/scripts/cart-lines';
+import { admitCustomer, forgetCustomer, pinCustomer } from '../lib/scripts/customer-entries';
 import { readReservation } from '../lib/scripts/reservation-record';
 import { testRedisUrl, uniqueName } from './support/harness';
 import { dropRecord, patchRecord, readRecord } from './support/records';
@@ -1130,5 +1132,98 @@ describe('correctOnHand', () => {
     const sku = uniqueName('L');
     expect(await correctOnHand(sku, 1, 5)).toEqual([-1]);
     expect(await redis.exists(keys.skuState(sku))).toBe(0);
+  });
+});
+
+describe('customer entries on a cluster: admitCustomer, pinCustomer, forgetCustomer (lua/includes/customer-entries.lua)', () => {
+  const customer = () => ({ clientId: 'client-1', customerId: uniqueName('cu') });
+  const entriesKey = (ref: { clientId: string; customerId: string }) => keys.customerEntries(ref.clientId, ref.customerId);
+  const admit = (ref: { clientId: string; customerId: string }, id: string, lines: Array<[string, number]>, options: { activeMax?: number; limits?: Array<[string, number]>; expiresAtMs?: number } = {}) =>
+    admitCustomer(scripts, keys, ref, { reservationId: id, expiresAtMs: options.expiresAtMs ?? Date.now() + hourMs, activeMax: options.activeMax ?? 0, lines: lines.map(([sku, quantity]) => ({ sku, quantity })), limits: new Map(options.limits ?? []) });
+
+  it('admits up to a SKU\'s limit in units and refuses past it with what was held and the entries that counted; other SKUs and carts are not counted', async () => {
+    const ref = customer();
+    const [a, b] = [newId(), newId()];
+    expect(await admit(ref, a, [['X', 2], ['Y', 5]], { limits: [['X', 3]] })).toEqual({ kind: 'admitted' });
+    expect(await admit(ref, a, [['X', 2]], { limits: [['X', 3]] })).toEqual({ kind: 'admitted-already' });
+    const refused = await admit(ref, b, [['X', 2]], { limits: [['X', 3]] });
+    expect(refused).toMatchObject({ kind: 'customer-limit', sku: 'X', limit: 3, held: 2, counted: [{ id: a, state: 'pending' }] });
+    expect(await admit(ref, b, [['X', 1], ['Y', 9]], { limits: [['X', 3]] })).toEqual({ kind: 'admitted' });
+    expect(Object.keys(await redis.hgetall(entriesKey(ref))).sort()).toEqual([a, b].sort());
+  });
+
+  it('counts live reservations against the active cap; a pending entry past its expiry is dead and removed', async () => {
+    const ref = customer();
+    const soon = Date.now() + 150;
+    expect((await admit(ref, newId(), [['X', 1]], { activeMax: 2, expiresAtMs: soon })).kind).toBe('admitted');
+    expect((await admit(ref, newId(), [['X', 1]], { activeMax: 2 })).kind).toBe('admitted');
+    expect(await admit(ref, newId(), [['X', 1]], { activeMax: 2 })).toMatchObject({ kind: 'too-many-active', activeMax: 2, active: 2 });
+    await sleep(200);
+    expect((await admit(ref, newId(), [['X', 1]], { activeMax: 2 })).kind).toBe('admitted');
+    expect(await redis.hlen(entriesKey(ref))).toBe(2);
+  });
+
+  it('pins a pending entry so it counts past its expiry; refuses to pin one whose expiry passed; leaves a reservation without an entry without one', async () => {
+    const ref = customer();
+    const [pinned, late] = [newId(), newId()];
+    await admit(ref, pinned, [['X', 1]], { expiresAtMs: Date.now() + 200 });
+    await admit(ref, late, [['X', 1]], { expiresAtMs: Date.now() + 100 });
+    expect(await pinCustomer(scripts, keys, ref, pinned)).toBe('pinned');
+    expect(await pinCustomer(scripts, keys, ref, pinned)).toBe('pinned');
+    expect(await redis.pttl(entriesKey(ref))).toBe(-1);
+    await sleep(250);
+    expect(await pinCustomer(scripts, keys, ref, late)).toBe('expired');
+    expect(await pinCustomer(scripts, keys, ref, newId())).toBe('no-entry');
+    expect(await admit(ref, newId(), [['X', 1]], { limits: [['X', 1]] })).toMatchObject({ kind: 'customer-limit', held: 1, counted: [{ id: pinned, state: 'confirmed' }] });
+  });
+
+  it('forgets an entry only while it has the value given (or any with *), and the hash expires with its last pending entry once nothing is confirmed', async () => {
+    const ref = customer();
+    const [one, two] = [newId(), newId()];
+    const expiresAtMs = Date.now() + 60_000;
+    await admit(ref, one, [['X', 1]], { expiresAtMs });
+    await admit(ref, two, [['X', 1]], { expiresAtMs: expiresAtMs + 5000 });
+    const pendingValue = (await redis.hget(entriesKey(ref), one))!;
+    expect(await pinCustomer(scripts, keys, ref, one)).toBe('pinned');
+    expect(await forgetCustomer(scripts, keys, ref, [{ id: one, value: pendingValue }])).toBe(0);
+    expect(await redis.hexists(entriesKey(ref), one)).toBe(1);
+    expect(await forgetCustomer(scripts, keys, ref, [{ id: one, value: '*' }])).toBe(1);
+    const expiresAt = await redis.pexpiretime(entriesKey(ref));
+    expect(expiresAt).toBeGreaterThanOrEqual(expiresAtMs + 5000);
+    expect(await forgetCustomer(scripts, keys, ref, [{ id: two, value: '*' }, { id: newId(), value: '*' }])).toBe(1);
+    expect(await redis.exists(entriesKey(ref))).toBe(0);
+  });
+
+  it('refuses a malformed entry and arguments without writing', async () => {
+    const ref = customer();
+    await redis.hset(entriesKey(ref), 'bad', 'q|1|X:1');
+    await expect(admit(ref, newId(), [['X', 1]])).rejects.toThrow(/ASSERT malformed customer entry/);
+    await expect(scripts.run('admitCustomer', [entriesKey(ref)], [newId(), Date.now(), 0])).rejects.toThrow(/ASSERT ARGV/);
+    await expect(admit(ref, newId(), [['X', 1]], { limits: [['X', 0]] })).rejects.toThrow(/ASSERT a per-customer limit must be >= 1/);
+    expect(await redis.hlen(entriesKey(ref))).toBe(1);
+    // A dead entry is not removed by a call that fails on its arguments.
+    const other = customer();
+    await admit(other, newId(), [['X', 1]], { expiresAtMs: Date.now() + 50 });
+    await sleep(80);
+    await expect(admit(other, newId(), [['X', 1]], { limits: [['X', 0]] })).rejects.toThrow(/ASSERT a per-customer limit must be >= 1/);
+    expect(await redis.hlen(entriesKey(other))).toBe(1);
+  });
+});
+
+describe('holdLines: the guards\' part in a SKU\'s slot', () => {
+  it('refuses a cart without a customer on a limited SKU, and one whose customer step counted another limit, holding nothing', async () => {
+    const limited = await seedSku(10);
+    const free = await seedSku(10);
+    await redis.hset(keys.skuState(limited), 'pcl', 3);
+    const call = (guard: HoldGuard, lines = [{ sku: free, quantity: 1 }, { sku: limited, quantity: 1 }]) =>
+      holdLines(scripts, keys, { reservationId: newId(), expiresAtMs: Date.now() + hourMs, reclaimPerSkuMax: 10, lines, guard });
+    expect(await call({ customer: false })).toMatchObject({ kind: 'customer-required', sku: limited });
+    expect(await call({ customer: true, limits: new Map([[limited, 5]]) })).toMatchObject({ kind: 'limit-changed', sku: limited, limit: 3 });
+    expect(await call({ customer: true, limits: new Map() })).toMatchObject({ kind: 'limit-changed', sku: limited, limit: 3 });
+    expect(await call({ customer: true, limits: new Map<string, number | null>([[free, 2], [limited, 3]]) })).toMatchObject({ kind: 'limit-changed', sku: free, limit: null });
+    expect(await redis.hget(keys.skuState(limited), 'reserved')).toBe('0');
+    expect(await redis.zcard(keys.skuHolds(free))).toBe(0);
+    expect(await call({ customer: true, limits: new Map([[limited, 3]]) })).toMatchObject({ kind: 'held' });
+    expect(await call({ customer: false }, [{ sku: free, quantity: 1 }])).toMatchObject({ kind: 'held' });
   });
 });

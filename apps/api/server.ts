@@ -26,10 +26,6 @@ export async function startApi(stockhold: Stockhold, logger: Logger, port = stoc
   server.requestTimeout = requestTimeoutMs;
   const address = server.address();
   logger.info({ port: typeof address === 'object' && address !== null ? address.port : port, redis: redisMode(stockhold.config) }, 'API listening');
-  if (stockhold.config.redisClusterNodes !== null && stockhold.config.maxActiveHoldsPerCustomer > 0) {
-    // The guards read a customer's reservations in one script: one Redis only (docs/design.md).
-    logger.warn({ maxActiveHoldsPerCustomer: stockhold.config.maxActiveHoldsPerCustomer }, 'MAX_ACTIVE_HOLDS_PER_CUSTOMER and per-customer caps are not enforced on a Redis Cluster');
-  }
   // Stopping: no new connections; requests in flight finish and are answered with
   // "Connection: close", and keep-alive connections are closed as soon as they are idle.
   let stopping = false;

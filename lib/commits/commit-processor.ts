@@ -12,6 +12,7 @@ import { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import type { ProjectedEntry } from '../scripts/apply-entries';
+import { forgetCustomer } from '../scripts/customer-entries';
 import { finishReservation } from '../scripts/finish-reservation';
 import { rejectReservation } from '../scripts/reject-reservation';
 import { rejectCartAcrossSlots, repinCart } from '../reservations/cart-across-slots';
@@ -88,6 +89,7 @@ export class CommitProcessor {
           ? await rejectReservation(this.scripts, this.keys, { reservationId: job.reservationId, fence: job.fence, lines: job.lines, retentionMs })
           : await rejectCartAcrossSlots(this.scripts, this.keys, { reservationId: job.reservationId, fence: job.fence, lines: job.lines, retentionMs });
       if (rejected.kind === 'rejected') this.metrics.transitions.inc({ to: 'rejected' });
+      await this.forgetCustomerEntry(job);
       return { ledger: 'rejected', redis: rejected.kind === 'rejected' ? `rejected, ${rejected.unitsReturned} units released` : `unchanged (${rejected.status})` };
     }
     if (outcome.ledger === 'committed') {
@@ -98,7 +100,18 @@ export class CommitProcessor {
     }
     await this.applyAll(outcome.entries);
     const finished = await finishReservation(this.scripts, this.keys, 'commit', job.reservationId, job.fence, retentionMs);
+    await this.forgetCustomerEntry(job);
     return { ledger: outcome.ledger, redis: finished.kind === 'finished' ? 'applied' : `unchanged (${finished.status})` };
+  }
+
+  /**
+   * On a cluster, a committed or rejected reservation stops counting for its customer's guards
+   * (lib/reservations/customer-guard.ts). A run that dies before this leaves the entry counting
+   * until a refused admission finds its record ended.
+   */
+  private async forgetCustomerEntry(job: CommitJob): Promise<void> {
+    if (this.config.redisClusterNodes === null || job.customerId === null) return;
+    await forgetCustomer(this.scripts, this.keys, { clientId: job.clientId, customerId: job.customerId }, [{ id: job.reservationId, value: '*' }]);
   }
 
   private async cancel(job: CancelJob): Promise<ProcessResult> {

@@ -133,9 +133,11 @@ export class CommitService {
     return current;
   }
 
-  /** The keys a confirm writes: the record's and, on a cluster, each SKU's (its pinned holds). */
+  /** The keys a confirm writes: the record's and, on a cluster, each SKU's (its pinned holds) and its customer's entries. */
   private keysWrittenBy(reservation: Reservation): string[] {
-    return [this.keys.reservation(reservation.id), ...reservation.lines.map((line) => this.keys.skuState(line.sku))];
+    const written = [this.keys.reservation(reservation.id), ...reservation.lines.map((line) => this.keys.skuState(line.sku))];
+    if (this.config.redisClusterNodes !== null && reservation.customerId !== null) written.push(this.keys.customerEntries(reservation.clientId, reservation.customerId));
+    return written;
   }
 
   /**

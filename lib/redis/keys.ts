@@ -20,6 +20,8 @@ export interface RedisKeys {
   idempotency(clientId: string, idempotencyKey: string): string;
   /** A customer's live reservations (lua/includes/guards.lua): customers are an API client's own. */
   customer(clientId: string, customerId: string): string;
+  /** The same on a Redis Cluster, with what the guards count in the customer's own slot (lua/includes/customer-entries.lua). */
+  customerEntries(clientId: string, customerId: string): string;
   /** An API client's token bucket (lua/takeToken-1.lua). */
   rateLimit(clientId: string): string;
 }
@@ -46,6 +48,7 @@ export function redisKeys(prefix: string): RedisKeys {
     replicationWitness: (key) => `${key}:rw`,
     idempotency: (clientId, idempotencyKey) => `${prefix}idem:${clientId}:${idempotencyKey}`,
     customer: (clientId, customerId) => `${prefix}cust:{${clientId}:${customerId}}`,
+    customerEntries: (clientId, customerId) => `${prefix}cuse:{${clientId}:${customerId}}`,
     rateLimit: (clientId) => `${prefix}rl:{${clientId}}`,
   };
 }

@@ -43,6 +43,9 @@ export const scriptNames = [
   'settleRecord',
   'importRecord',
   'forgetRecord',
+  'admitCustomer',
+  'pinCustomer',
+  'forgetCustomer',
 ] as const;
 export type ScriptName = (typeof scriptNames)[number];
 

@@ -8,14 +8,19 @@
 //   1. beginCart (idempotency slot): new (marker "holding" with id, expiry and an attempt lease),
 //      in flight (a duplicate while the lease runs: retry later), resume (after the lease: the
 //      attempt is presumed dead), or replay
-//   2. holdLines per slot group, in slot order (a fixed order, as with locks)
-//   3. a group short or missing: returnLines on the groups held so far, abortCart, refuse
-//   4. openRecord (the record's slot), then settleCart (idempotency slot)
+//   2. with a customer the guards count (./customer-guard): admitCustomer (customer's slot), the
+//      cart admitted before any line is held; refused: abortCart, refuse
+//   3. holdLines per slot group, in slot order (a fixed order, as with locks), each checking the
+//      guards' part in its slot
+//   4. a group refused: returnLines on the groups held so far, forgetCustomer, abortCart, refuse
+//   5. openRecord (the record's slot), then settleCart (idempotency slot)
 // What another buyer can see meanwhile: a refused cart's units held in the slots it took first,
 // from its holdLines to its returnLines (a few round trips; after a crash, until the hold TTL).
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
-import { holdLines, pinLines, returnLines, slotGroups, type CartLine } from '../scripts/cart-lines';
+import { holdLines, pinLines, returnLines, slotGroups, type CartLine, type HoldGuard } from '../scripts/cart-lines';
+import { admitCustomer, forgetCustomer, pinCustomer, type CustomerEntry, type CustomerRef } from '../scripts/customer-entries';
+import { admissionOf, needsAdmission, type CartGuard } from './customer-guard';
 import { abortCart, beginCart, openRecord, settleCart, settleRecord } from '../scripts/cart-coordinator';
 import { readReservation, type ConfirmResult } from '../scripts/reservation-record';
 import type { ShortLineReply } from '../scripts/create-reservation';
@@ -41,6 +46,8 @@ export interface CartAcrossSlotsCall {
    * the duplicate resumes the cart (IDEMPOTENCY_IN_FLIGHT_TTL_SECONDS).
    */
   readonly attemptLeaseMs: number;
+  /** The flash-sale guards (./customer-guard); absent: a cart without a customer. */
+  readonly guard?: CartGuard;
 }
 
 export type CartAcrossSlotsResult = (
@@ -49,6 +56,10 @@ export type CartAcrossSlotsResult = (
   | { readonly kind: 'missing'; readonly skus: readonly string[] }
   | { readonly kind: 'key-reused' }
   | { readonly kind: 'in-flight'; readonly retryAfterMs: number }
+  | { readonly kind: 'customer-required'; readonly sku: string }
+  | { readonly kind: 'limit-changed'; readonly sku: string }
+  | { readonly kind: 'customer-limit'; readonly sku: string; readonly limit: number; readonly held: number; readonly counted: readonly CustomerEntry[] }
+  | { readonly kind: 'too-many-active'; readonly activeMax: number; readonly active: number; readonly counted: readonly CustomerEntry[] }
 ) & { readonly reclaimed: readonly ReclaimedHold[] };
 
 export async function createCartAcrossSlots(scripts: ScriptRunner, keys: RedisKeys, call: CartAcrossSlotsCall): Promise<CartAcrossSlotsResult> {
@@ -57,20 +68,39 @@ export async function createCartAcrossSlots(scripts: ScriptRunner, keys: RedisKe
   if (begun.kind === 'key-reused') return { kind: 'key-reused', reclaimed: [] };
   if (begun.kind === 'in-flight') return { kind: 'in-flight', retryAfterMs: begun.retryAfterMs, reclaimed: [] };
   if (begun.kind === 'replayed') return { kind: 'replayed', id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, reclaimed: [] };
+  const guard = call.guard;
+  // The customer's step, before any line is held: a hoarder over a cap touches no stock.
+  const admitted: CustomerRef | null = guard !== undefined && guard.customer !== null && needsAdmission(guard) ? guard.customer : null;
+  if (admitted !== null) {
+    const admission = admissionOf(call.lines, guard!.limits);
+    const result = await admitCustomer(scripts, keys, admitted, { reservationId: begun.id, expiresAtMs: begun.expiresAtMs, activeMax: guard!.activeMax, ...admission });
+    if (result.kind === 'customer-limit' || result.kind === 'too-many-active') {
+      await abortCart(scripts, keys, { ...identity, id: begun.id });
+      return { ...result, reclaimed: [] };
+    }
+  }
+  const holdGuard: HoldGuard = guard?.customer ? { customer: true, limits: guard.limits } : { customer: false };
   const reclaimed: ReclaimedHold[] = [];
   const held: CartLine[][] = [];
   for (const group of slotGroups(keys, call.lines)) {
-    const result = await holdLines(scripts, keys, { reservationId: begun.id, expiresAtMs: begun.expiresAtMs, reclaimPerSkuMax: call.reclaimPerSkuMax, lines: group });
+    const result = await holdLines(scripts, keys, { reservationId: begun.id, expiresAtMs: begun.expiresAtMs, reclaimPerSkuMax: call.reclaimPerSkuMax, lines: group, guard: holdGuard });
     reclaimed.push(...result.reclaimed);
     if (result.kind === 'held' || result.kind === 'already-held') {
       held.push(group);
       continue;
     }
-    // Refused: give back what this cart holds (a resumed attempt's earlier holds included), and
-    // forget the marker, so that a retry tries again, as a refusal on a single Redis is not stored.
+    // Refused: give back what this cart holds (a resumed attempt's earlier holds included), its
+    // admission, and forget the marker, so that a retry tries again, as a refusal on a single
+    // Redis is not stored.
     for (const taken of held) await returnLines(scripts, keys, begun.id, taken, 'keep-pinned');
+    if (admitted !== null) await forgetCustomer(scripts, keys, admitted, [{ id: begun.id, value: '*' }]);
     await abortCart(scripts, keys, { ...identity, id: begun.id });
-    return result.kind === 'insufficient' ? { kind: 'insufficient', lines: result.lines, reclaimed } : { kind: 'missing', skus: result.skus, reclaimed };
+    switch (result.kind) {
+      case 'insufficient': return { kind: 'insufficient', lines: result.lines, reclaimed };
+      case 'missing': return { kind: 'missing', skus: result.skus, reclaimed };
+      case 'customer-required': return { kind: 'customer-required', sku: result.sku, reclaimed };
+      case 'limit-changed': return { kind: 'limit-changed', sku: result.sku, reclaimed };
+    }
   }
   await openRecord(scripts, keys, { id: begun.id, clientId: call.clientId, customerId: call.customerId, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, lines: call.lines, retentionMs: call.retentionMs });
   const settled = await settleCart(scripts, keys, { ...identity, id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, idempotencyTtlMs: call.idempotencyTtlMs });
@@ -82,6 +112,7 @@ export async function createCartAcrossSlots(scripts: ScriptRunner, keys: RedisKe
     // answers the key's cart.
     await settleRecord(scripts, keys, begun.id, { to: 'release' });
     for (const group of held) await returnLines(scripts, keys, begun.id, group, 'keep-pinned');
+    if (admitted !== null) await forgetCustomer(scripts, keys, admitted, [{ id: begun.id, value: '*' }]);
     return { kind: 'in-flight', retryAfterMs: 1, reclaimed };
   }
   return { kind: 'created', id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, reclaimed };
@@ -112,9 +143,11 @@ export async function confirmCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
   if (record === undefined) return { kind: 'missing' };
   if (record.status !== 'pending') return notPending(record.status, record.fence);
   const groups = slotGroups(keys, record.lines);
-  for (const group of groups) {
-    const pinned = await pinLines(scripts, keys, id, group);
-    if (pinned.kind === 'pinned') continue;
+  // The customer's entry first (./customer-guard): pinned, it counts until the commit, so the
+  // cart is counted without a gap however late past its expiry the commit comes.
+  const customer: CustomerRef | null = record.customerId === null ? null : { clientId: record.clientId, customerId: record.customerId };
+  const customerPinned = customer === null ? 'no-entry' : await pinCustomer(scripts, keys, customer, id);
+  const expire = async (): Promise<ConfirmAcrossSlotsResult> => {
     // The record first: only a record this attempt moved from pending to expired (or found
     // expired) lets its holds go. Found confirmed instead, another attempt pinned every hold and
     // the one missing here was applied by the commit: the holds are the ledger's, leave them.
@@ -122,7 +155,13 @@ export async function confirmCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
     if (expired.kind === 'missing') return { kind: 'missing' };
     if (expired.kind === 'unchanged' && expired.status !== 'expired') return notPending(expired.status, expired.fence);
     for (const each of groups) await returnLines(scripts, keys, id, each, 'all');
+    if (customer !== null) await forgetCustomer(scripts, keys, customer, [{ id, value: '*' }]);
     return { kind: 'expired' };
+  };
+  if (customerPinned === 'expired') return expire();
+  for (const group of groups) {
+    const pinned = await pinLines(scripts, keys, id, group);
+    if (pinned.kind !== 'pinned') return expire();
   }
   const confirmed = await settleRecord(scripts, keys, id, { to: 'confirm' });
   if (confirmed.kind === 'confirmed') return confirmed;
@@ -163,6 +202,8 @@ export async function releaseCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
   const status = settled.kind === 'confirmed' ? 'confirmed' : settled.status;
   if (status !== 'released' && status !== 'expired') return { kind: 'not-releasable', status };
   for (const group of slotGroups(keys, record.lines)) await returnLines(scripts, keys, id, group, 'all');
+  // The allowance back at once (else a refused admission of the customer finds the record ended).
+  if (record.customerId !== null) await forgetCustomer(scripts, keys, { clientId: record.clientId, customerId: record.customerId }, [{ id, value: '*' }]);
   return { kind: settled.kind === 'settled' ? 'released' : 'already', status };
 }
 

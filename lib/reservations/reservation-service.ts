@@ -11,6 +11,7 @@ import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { createReservation, type CreateReservationCall, type ShortLineReply } from '../scripts/create-reservation';
 import { createCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsResult } from './cart-across-slots';
+import { forgetEnded, readLimits } from './customer-guard';
 import { readReservation, releaseReservation, type ReleaseResult } from '../scripts/reservation-record';
 import type { SkuState } from '../stock/sku-state';
 import { publicSku, type StripeLayouts } from '../stock/stripes';
@@ -97,6 +98,8 @@ function shuffled<T>(items: T[]): T[] {
 /** On a cluster, how long a duplicate waits for the running attempt of its request, and how often it looks. */
 export const duplicateWaitMs = 2000;
 export const duplicatePollMs = 20;
+/** On a cluster, how often one reservation reads the per-customer limits again after one changed under it, at most (then 503). */
+export const limitRereadsMax = 3;
 
 /** Sums lines of the same SKU and orders them by SKU, so equal carts are equal. */
 export function normaliseLines(lines: readonly ReservationLine[]): ReservationLine[] {
@@ -306,10 +309,30 @@ export class ReservationService {
    * whose attempt is still running waits for it (bounded, as the one-script cart's duplicate
    * simply finds it done) and answers its replay; past the bound, 409 in flight with Retry-After.
    */
-  private async createAcrossSlots(call: CreateReservationCall): Promise<CartAcrossSlotsResult> {
+  private async createAcrossSlots(call: CreateReservationCall): Promise<Exclude<CartAcrossSlotsResult, { kind: 'limit-changed' }>> {
     const deadline = Date.now() + duplicateWaitMs;
+    // The flash-sale guards (./customer-guard): the limits read now, checked again by each hold.
+    const customer = call.customerId === null ? null : { clientId: call.clientId, customerId: call.customerId };
+    const skus = call.lines.map((line) => line.sku);
+    let limits = customer === null ? new Map<string, number | null>() : await readLimits(this.scripts, this.keys, skus);
+    let rereads = 0;
+    let endedChecked = false;
     for (;;) {
-      const result = await createCartAcrossSlots(this.scripts, this.keys, { ...call, attemptLeaseMs: this.limits.idempotencyInFlightTtlSeconds * 1000 });
+      const guard = { customer, limits, activeMax: this.limits.maxActiveHoldsPerCustomer };
+      const result = await createCartAcrossSlots(this.scripts, this.keys, { ...call, attemptLeaseMs: this.limits.idempotencyInFlightTtlSeconds * 1000, guard });
+      if (result.kind === 'limit-changed') {
+        // A stock change set another limit between the read and the hold: read again (bounded).
+        rereads += 1;
+        if (rereads > limitRereadsMax) throw errors.backendUnavailable('redis', new Error(`the per-customer limit of ${result.sku} changed ${rereads} times during one reservation`));
+        limits = await readLimits(this.scripts, this.keys, skus);
+        continue;
+      }
+      if ((result.kind === 'customer-limit' || result.kind === 'too-many-active') && customer !== null && !endedChecked) {
+        // Entries may outlive their reservations (a crash between steps): those found ended are
+        // forgotten, and the cart is asked once more.
+        endedChecked = true;
+        if ((await forgetEnded(this.scripts, this.keys, customer, result.counted)) > 0) continue;
+      }
       if (result.kind !== 'in-flight' || Date.now() >= deadline) return result;
       await new Promise((resolve) => setTimeout(resolve, duplicatePollMs));
     }

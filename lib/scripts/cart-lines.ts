@@ -29,12 +29,21 @@ export function slotGroups(keys: RedisKeys, lines: readonly CartLine[]): CartLin
   return [...groups.entries()].sort(([left], [right]) => left - right).map(([, group]) => group);
 }
 
+/**
+ * The flash-sale guards' part of a slot's hold: a cart without a customer is refused on a SKU
+ * limited per customer; a cart with one was counted by its customer step against `limits` (by the
+ * line's SKU, null for none), which must still be each SKU's.
+ */
+export type HoldGuard = { readonly customer: false } | { readonly customer: true; readonly limits: ReadonlyMap<string, number | null> };
+
 export interface HoldLinesCall {
   readonly reservationId: string;
   readonly expiresAtMs: number;
   readonly reclaimPerSkuMax: number;
   /** One slot's lines (slotGroups), no duplicate SKU, quantities >= 1. */
   readonly lines: readonly CartLine[];
+  /** Absent: a cart without a customer. */
+  readonly guard?: HoldGuard;
 }
 
 export type HoldLinesResult = (
@@ -42,6 +51,8 @@ export type HoldLinesResult = (
   | { readonly kind: 'already-held' }
   | { readonly kind: 'insufficient'; readonly lines: readonly ShortLineReply[] }
   | { readonly kind: 'missing'; readonly skus: readonly string[] }
+  | { readonly kind: 'customer-required'; readonly sku: string }
+  | { readonly kind: 'limit-changed'; readonly sku: string; readonly limit: number | null }
 ) & { readonly reclaimed: readonly ReclaimedHold[] };
 
 function lineKeysAndArgs(keys: RedisKeys, lines: readonly CartLine[]): { redisKeys: string[]; args: Array<string | number> } {
@@ -57,12 +68,17 @@ function lineKeysAndArgs(keys: RedisKeys, lines: readonly CartLine[]): { redisKe
 }
 
 export async function holdLines(scripts: ScriptRunner, keys: RedisKeys, call: HoldLinesCall): Promise<HoldLinesResult> {
-  const { redisKeys, args } = lineKeysAndArgs(keys, call.lines);
-  const reply = await scripts.run('holdLines', redisKeys, [call.reservationId, call.expiresAtMs, call.reclaimPerSkuMax, ...args]);
+  const { redisKeys } = lineKeysAndArgs(keys, call.lines);
+  const guard = call.guard ?? { customer: false };
+  const args: Array<string | number> = [call.reservationId, call.expiresAtMs, call.reclaimPerSkuMax, guard.customer ? 'c' : 'n'];
+  for (const line of call.lines) args.push(line.sku, line.quantity, guard.customer ? (guard.limits.get(line.sku) ?? '') : '');
+  const reply = await scripts.run('holdLines', redisKeys, args);
   const reclaimed = takeReclaimed(reply);
   switch (reply[0]) {
     case 1: return { kind: 'held', reclaimed };
     case 2: return { kind: 'already-held', reclaimed };
+    case -6: return { kind: 'customer-required', sku: String(reply[1]), reclaimed };
+    case -8: return { kind: 'limit-changed', sku: String(reply[1]), limit: reply[2] === '' || reply[2] === null ? null : Number(reply[2]), reclaimed };
     case -1: {
       const lines: ShortLineReply[] = [];
       for (let index = 1; index < reply.length; index += 4) {

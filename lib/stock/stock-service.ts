@@ -36,8 +36,6 @@ export interface StockLimits {
   /** Replicas that must have a staged debit before the decrease commits (REDIS_CONFIRM_REPLICAS). */
   readonly redisConfirmReplicas: number;
   readonly redisConfirmWaitMs: number;
-  /** Set: Redis is a cluster (the per-customer cap is single Redis only). */
-  readonly redisClusterNodes: readonly unknown[] | null;
 }
 
 /** A striped SKU's stripes are evened out when the units they offer differ by more than this (or half a stripe's share). */
@@ -125,10 +123,6 @@ export class StockService {
    */
   async setOnHand(sku: string, onHand: number, clientId: string, stripes?: number, perCustomerLimit?: number | null): Promise<SkuView> {
     assert(Number.isSafeInteger(onHand) && onHand >= 0, 'onHand is a non-negative integer');
-    if (perCustomerLimit !== undefined && perCustomerLimit !== null && this.limits.redisClusterNodes !== null) {
-      // The guards read a customer's reservations in one script: one Redis only (docs/design.md).
-      throw errors.validation([{ field: 'body.perCustomerLimit', message: 'is not supported on a Redis Cluster yet' }]);
-    }
     const change = await this.change({
       sku, createIfMissing: true, deltaFrom: (before) => onHand - before, reason: 'set on-hand', clientId, idempotency: null,
       ...(stripes === undefined ? {} : { stripes }),
