@@ -55,7 +55,7 @@ export interface ReservationLimits {
   readonly idempotencyInFlightTtlSeconds: number;
   readonly reservationRetentionSeconds: number;
   readonly reclaimPerSkuMax: number;
-  /** Live reservations per customer at most (the guards: single Redis only, see lua/includes/guards.lua). */
+  /** Live reservations per customer at most (the guards: lua/includes/guards.lua; on a cluster ./customer-guard). */
   readonly maxActiveHoldsPerCustomer: number;
   /** Set: Redis is a cluster, and a cart is held slot by slot (./cart-across-slots). */
   readonly redisClusterNodes: readonly unknown[] | null;

@@ -17,7 +17,7 @@ export interface CreateReservationCall {
   readonly retentionMs: number;
   readonly reclaimPerSkuMax: number;
   /**
-   * The flash-sale guards (lua/includes/guards.lua), single Redis only: per-customer limits of
+   * The flash-sale guards (lua/includes/guards.lua; one Redis: a cluster takes lib/reservations/customer-guard.ts): per-customer limits of
    * the lines' SKUs, and at most this many live reservations per customer.
    */
   readonly activeHoldsPerCustomerMax?: number;

@@ -8,7 +8,8 @@
   that create holds write it; whether a member still holds anything is read from its record:
   `pending` before its expiry, or `confirmed` (until committed, released, rejected, expired). Dead
   members are removed when read, so the index holds at most the customer's active-holds cap.
-  Single Redis only: the records are read by the names the index keeps (keys of other slots).
+  One Redis only: the records are read by the names the index keeps (keys of other slots); a
+  Redis Cluster keeps what the guards count in the customer's slot (includes/customer-entries).
 
   customerLiveLines(customerKey, now, scanMax)
     The encoded lines (of the first scanMax members, customerIndexMax from the guard) ("SKU:qty,...") of the customer's live reservations, removing dead members.
