@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { reservationIdAt } from '../lib/random-ids';
 import { recordBucketsPerWindow, recordWindowChars, redisKeys } from '../lib/redis/keys';
-import { loadScripts, ScriptRunner } from '../lib/redis/scripts';
+import { buildLibrary, loadScripts, scriptNames, ScriptRunner } from '../lib/redis/scripts';
 import { holdLines, type HoldGuard } from '../lib/scripts/cart-lines';
 import { admitCustomer, forgetCustomer, pinCustomer } from '../lib/scripts/customer-entries';
 import { readReservation } from '../lib/scripts/reservation-record';
@@ -137,10 +137,31 @@ describe('loader', () => {
     expect(apply?.body.match(/local function holdQuantity/g)).toHaveLength(1);
   });
 
-  it('re-sends the body when Redis has lost its script cache (NOSCRIPT)', async () => {
-    await redis.script('FLUSH');
+  it('loads the library again when Redis has lost it ("Function not found"), once for many callers at once', async () => {
     const sku = await seedSku(3);
     expect(await readSku(sku)).toEqual([1, 3, 0, 1]);
+    await redis.call('FUNCTION', 'DELETE', scripts.libraryName);
+    const loads: string[] = [];
+    const monitor = await redis.monitor();
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (String(args[0]).toUpperCase() === 'FUNCTION' && String(args[1]).toUpperCase() === 'LOAD') loads.push(String(args[3]).slice(0, `#!lua name=${scripts.libraryName}`.length));
+    });
+    try {
+      expect(await Promise.all(Array.from({ length: 5 }, () => readSku(sku)))).toEqual(Array.from({ length: 5 }, () => [1, 3, 0, 1]));
+    } finally {
+      monitor.disconnect();
+    }
+    expect(loads).toEqual([`#!lua name=${scripts.libraryName}`]);
+  });
+
+  it('builds one library: every include once, each script a function named by the version, per-call state reset', () => {
+    const library = buildLibrary(loadScripts());
+    expect(library.name).toMatch(/^stockhold_[0-9a-f]{12}$/);
+    expect(library.functionName('createReservation')).toBe(`sh_${library.name.slice('stockhold_'.length)}_createReservation`);
+    expect(library.code.match(/^local function reclaimExpiredHolds/gm)).toHaveLength(1);
+    expect(library.code.match(/redis\.register_function/g)).toHaveLength(scriptNames.length);
+    const create = library.code.slice(library.code.indexOf(`'${library.functionName('createReservation')}'`));
+    expect(create.split('\n').slice(1, 3)).toEqual(['KEYS, ARGV = keys, args', 'holdsCallStart()']);
   });
 });
 

@@ -34,8 +34,14 @@
     reclaim limits the caller passed), so the caller can measure how long past its expiry each
     hold came back (the TTL skew) and how long it lived. Returns `reply`.
 ]]
+-- What this call reclaimed (withReclaimed). A library function keeps its includes' locals from
+-- one call to the next: every function that includes this file starts with holdsCallStart().
 local reclaimedHolds = {}
 local reclaimedAt = 0
+local function holdsCallStart()
+  reclaimedHolds = {}
+  reclaimedAt = 0
+end
 local function holdQuantity(member)
   local quantity = tonumber(string.match(member, ':(%d+)$'))
   if quantity == nil or quantity < 1 then fail('hold member without a quantity: ' .. member) end
