@@ -18,13 +18,17 @@
 
 if #ARGV < 2 or #ARGV % 2 ~= 0 then fail('ARGV must be pairs of id and expected value') end
 local key = KEYS[1]
-local forgotten = 0
-for i = 1, #ARGV, 2 do
-  local value = redis.call('HGET', key, ARGV[i])
-  if value and (ARGV[i + 1] == '*' or ARGV[i + 1] == value) then
-    redis.call('HDEL', key, ARGV[i])
-    forgotten = forgotten + 1
-  end
+-- Every entry is read (and a malformed one refused) before the first write.
+local live = customerLiveEntries(key, nowMs())
+local forget = {}
+for i = 1, #ARGV, 2 do forget[ARGV[i]] = ARGV[i + 1] end
+local kept, gone = {}, {}
+for _, entry in ipairs(live) do
+  local expected = forget[entry.id]
+  if expected and (expected == '*' or expected == entry.value) then gone[#gone + 1] = entry.id else kept[#kept + 1] = entry end
 end
-if forgotten > 0 then customerKeepFor(key, customerLiveEntries(key, nowMs())) end
-return { forgotten }
+if #gone > 0 then
+  redis.call('HDEL', key, unpack(gone))
+  customerKeepFor(key, kept)
+end
+return { #gone }

@@ -12,6 +12,7 @@
     ARGV[5]  expiresAtMs
     ARGV[6]  lines, "SKU:qty,SKU:qty"
     ARGV[7]  retention after the hold expires, ms
+    ARGV[8]  "1" when the guards admitted the cart (its customer has an entry: includes/customer-entries)
 
   Output:
     {1}   written
@@ -23,6 +24,6 @@
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return { 2 } end
 if ARGV[6] == '' then fail('a record has at least one line') end
 local expiresAt = tonumber(ARGV[5])
-recordSave(KEYS[1], ARGV[1], { s = 'pending', v = 1, c = ARGV[2], u = ARGV[3] ~= '' and ARGV[3] or nil, ca = tonumber(ARGV[4]), ex = expiresAt, l = ARGV[6] })
+recordSave(KEYS[1], ARGV[1], { s = 'pending', v = 1, c = ARGV[2], u = ARGV[3] ~= '' and ARGV[3] or nil, ca = tonumber(ARGV[4]), ex = expiresAt, l = ARGV[6], g = ARGV[8] == '1' })
 recordKeepUntil(KEYS[1], expiresAt + tonumber(ARGV[7]), nowMs())
 return { 1 }

@@ -10,6 +10,9 @@ import { PrivateRedisCluster } from '../chaos/servers';
 import { slotOf } from '../lib/redis/slots';
 import { stripeSkus } from '../lib/stock/stripes';
 import { idempotencyKey, startHarness, type Harness } from './support/harness';
+import { patchRecord, readRecord } from './support/records';
+import { stalledConfirmGraceMs } from '../lib/reservations/customer-guard';
+import { errors } from '../lib/errors';
 
 let cluster: PrivateRedisCluster;
 let harness: Harness;
@@ -212,5 +215,75 @@ describe('flash-sale guards on a Redis Cluster: the steps between slots', () => 
     // An entry whose record is still pending counts: refused, and kept.
     expect((await customerReserve([{ sku, quantity: 1 }], customer)).body).toMatchObject({ code: 'customer_limit_exceeded', held: 1 });
     expect(Object.keys(await harness.stockhold.redis.hgetall(key))).toHaveLength(1);
+  }, 30_000);
+
+  it('an admitted cart whose entry is gone (a failover, a stalled attempt) is counted again at its confirm: refused when the cap is full, its units back', async () => {
+    const sku = await limitedSku(100, 1);
+    const customer = `u-${randomBytes(3).toString('hex')}`;
+    const first = await customerReserve([{ sku, quantity: 1 }], customer);
+    expect(first.status).toBe(201);
+    // The entry lost, as a primary killed before its replica had it would lose it.
+    await harness.stockhold.redis.hdel(harness.stockhold.keys.customerEntries('shop-a', customer), first.body.id);
+    const second = await customerReserve([{ sku, quantity: 1 }], customer);
+    expect(second.status).toBe(201);
+    const refused = await harness.call('POST', `/v1/reservations/${first.body.id}/confirm`, { as: 'checkout' });
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ code: 'customer_limit_exceeded', sku, limit: 1, held: 1 });
+    expect((await harness.call('GET', `/v1/reservations/${first.body.id}`, { as: 'checkout' })).body.status).toBe('expired');
+    expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toMatchObject({ reserved: 1 });
+    // The one that fits is confirmed as ever.
+    expect((await harness.call('POST', `/v1/reservations/${second.body.id}/confirm`, { as: 'checkout', headers: { prefer: 'wait=15' } })).body.status).toBe('committed');
+  }, 30_000);
+
+  it('a retried confirm puts back the confirmed entry a failover may have lost, before it answers', async () => {
+    const sku = await limitedSku(100, 1);
+    const customer = `u-${randomBytes(3).toString('hex')}`;
+    const made = await customerReserve([{ sku, quantity: 1 }], customer, { ttlSeconds: 1 });
+    const scripts = harness.stockhold.scripts;
+    let release: () => void = () => undefined;
+    const heldBack = new Promise<void>((resolve) => { release = resolve; });
+    scripts.latch = async (name) => {
+      if (name === 'applyEntries') await heldBack;
+    };
+    try {
+      expect((await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' })).status).toBe(202);
+      const key = harness.stockhold.keys.customerEntries('shop-a', customer);
+      // The pin lost: the promoted replica had the entry pending, and its expiry passes.
+      await harness.stockhold.redis.hset(key, made.body.id, `p|${Date.parse(made.body.expiresAt)}|${sku}:1`);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(made.body.expiresAt) - Date.now()) + 100));
+      expect((await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' })).status).toBe(202);
+      expect(await harness.stockhold.redis.hget(key, made.body.id)).toMatch(/^f\|/);
+      expect((await customerReserve([{ sku, quantity: 1 }], customer)).body).toMatchObject({ code: 'customer_limit_exceeded', held: 1 });
+    } finally {
+      release();
+      scripts.latch = undefined;
+    }
+  }, 30_000);
+
+  it('a confirm that died after pinning the entry: past the grace, the next refused admission expires the record and forgets the entry', async () => {
+    const sku = await limitedSku(100, 1);
+    const customer = `u-${randomBytes(3).toString('hex')}`;
+    const made = await customerReserve([{ sku, quantity: 1 }], customer);
+    const scripts = harness.stockhold.scripts;
+    // The confirm pins the customer's entry, then loses Redis before the holds (as a crash would).
+    scripts.latch = async (name) => {
+      if (name !== 'pinLines') return;
+      scripts.latch = undefined;
+      throw errors.backendUnavailable('redis', new Error('connection lost here'));
+    };
+    try {
+      expect((await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' })).status).toBe(503);
+    } finally {
+      scripts.latch = undefined;
+    }
+    const key = harness.stockhold.keys.customerEntries('shop-a', customer);
+    expect(await harness.stockhold.redis.hget(key, made.body.id)).toMatch(/^f\|/);
+    // Within the grace the record is left to its confirm: the entry counts.
+    expect((await customerReserve([{ sku, quantity: 1 }], customer)).body).toMatchObject({ code: 'customer_limit_exceeded' });
+    // Past it (the record's expiry moved back instead of waiting a minute):
+    await patchRecord(harness.stockhold.redis, harness.stockhold.keys, made.body.id, { ex: Date.now() - stalledConfirmGraceMs - 1000 });
+    expect((await customerReserve([{ sku, quantity: 1 }], customer)).status).toBe(201);
+    expect((await readRecord(harness.stockhold.redis, harness.stockhold.keys, made.body.id))?.s).toBe('expired');
+    expect(await harness.stockhold.redis.hget(key, made.body.id)).toBeNull();
   }, 30_000);
 });

@@ -89,6 +89,8 @@ describe('per-customer purchase limit', () => {
     const answers = await Promise.all(Array.from({ length: 100 }, () => reserve(harness, [{ sku, quantity: 1 }], customer)));
     expect(count(answers.map((answer) => answer.status), 201)).toBe(4);
     expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toMatchObject({ reserved: 4, stripes: 3, perCustomerLimit: 4 });
+    // Without a customer: refused naming the SKU, not one of its stripes.
+    expect((await reserve(harness, [{ sku, quantity: 1 }])).body).toMatchObject({ code: 'customer_id_required', sku });
   });
 
   it('keeps the limit when Redis loses the SKU: the rebuild from the ledger carries it', async () => {

@@ -13,7 +13,7 @@ import { reservationIdAt } from '../lib/random-ids';
 import { recordBucketsPerWindow, recordWindowChars, redisKeys } from '../lib/redis/keys';
 import { buildLibrary, loadScripts, scriptNames, ScriptRunner } from '../lib/redis/scripts';
 import { holdLines, type HoldGuard } from '../lib/scripts/cart-lines';
-import { admitCustomer, forgetCustomer, pinCustomer } from '../lib/scripts/customer-entries';
+import { admitCustomer, ensureCustomer, forgetCustomer, pinCustomer, readmitCustomer } from '../lib/scripts/customer-entries';
 import { readReservation } from '../lib/scripts/reservation-record';
 import { testRedisUrl, uniqueName } from './support/harness';
 import { dropRecord, patchRecord, readRecord } from './support/records';
@@ -1215,6 +1215,31 @@ describe('customer entries on a cluster: admitCustomer, pinCustomer, forgetCusto
     expect(await redis.exists(entriesKey(ref))).toBe(0);
   });
 
+  it('checks a cart admitted already again beside the others, against the limits given now', async () => {
+    const ref = customer();
+    const [first, second] = [newId(), newId()];
+    expect((await admit(ref, first, [['X', 2]], { limits: [['X', 5]] })).kind).toBe('admitted');
+    expect((await admit(ref, second, [['X', 2]], { limits: [['X', 5]] })).kind).toBe('admitted');
+    expect((await admit(ref, first, [['X', 2]], { limits: [['X', 5]] })).kind).toBe('admitted-already');
+    // A resumed attempt after the limit was lowered to 3: 2 held by the other cart + 2 > 3.
+    expect(await admit(ref, first, [['X', 2]], { limits: [['X', 3]] })).toMatchObject({ kind: 'customer-limit', held: 2, counted: [{ id: second }] });
+  });
+
+  it('readmits a cart whose entry is gone only when it fits, and ensure writes a confirmed entry whatever is there', async () => {
+    const ref = customer();
+    const [gone, other] = [newId(), newId()];
+    const call = (id: string) => ({ reservationId: id, expiresAtMs: Date.now() + hourMs, activeMax: 0, lines: [{ sku: 'X', quantity: 1 }], limits: new Map([['X', 1]]) });
+    expect(await readmitCustomer(scripts, keys, ref, call(gone))).toEqual({ kind: 'admitted' });
+    expect(await redis.hget(entriesKey(ref), gone)).toMatch(/^f\|/);
+    await redis.hdel(entriesKey(ref), gone);
+    expect((await admit(ref, other, [['X', 1]], { limits: [['X', 1]] })).kind).toBe('admitted');
+    expect(await readmitCustomer(scripts, keys, ref, call(gone))).toMatchObject({ kind: 'customer-limit', sku: 'X', limit: 1, held: 1 });
+    expect(await redis.hexists(entriesKey(ref), gone)).toBe(0);
+    await ensureCustomer(scripts, keys, ref, gone, Date.now() - 1000, [{ sku: 'X', quantity: 1 }]);
+    expect(await redis.hget(entriesKey(ref), gone)).toMatch(/^f\|/);
+    expect(await redis.pttl(entriesKey(ref))).toBe(-1);
+  });
+
   it('refuses a malformed entry and arguments without writing', async () => {
     const ref = customer();
     await redis.hset(entriesKey(ref), 'bad', 'q|1|X:1');
@@ -1228,6 +1253,12 @@ describe('customer entries on a cluster: admitCustomer, pinCustomer, forgetCusto
     await sleep(80);
     await expect(admit(other, newId(), [['X', 1]], { limits: [['X', 0]] })).rejects.toThrow(/ASSERT a per-customer limit must be >= 1/);
     expect(await redis.hlen(entriesKey(other))).toBe(1);
+    await expect(scripts.run('admitCustomer', [entriesKey(other)], [newId(), Date.now() + hourMs, 0, ''])).rejects.toThrow(/ASSERT admission needs the lines/);
+    await expect(scripts.run('admitCustomer', [entriesKey(other)], [newId(), Date.now() + hourMs, 0, 'X:1,Y'])).rejects.toThrow(/ASSERT admission needs the lines/);
+    await expect(admit(other, newId(), [['X', 1]], { limits: [['Y', 2]] })).rejects.toThrow(/ASSERT limited SKU Y is not a line of the cart/);
+    await expect(forgetCustomer(scripts, keys, ref, [{ id: 'bad', value: '*' }])).rejects.toThrow(/ASSERT malformed customer entry/);
+    expect(await redis.hlen(entriesKey(other))).toBe(1);
+    expect(await redis.hget(entriesKey(ref), 'bad')).toBe('q|1|X:1');
   });
 });
 

@@ -7,7 +7,9 @@ import { slotOwners, waitForReplicas, type SlotOwners } from '../redis/replicati
 import type { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
-import { confirmReservation, requestCancel } from '../scripts/reservation-record';
+import { ensureCustomer } from '../scripts/customer-entries';
+import { confirmReservation, readReservation, requestCancel } from '../scripts/reservation-record';
+import { admissionOf } from '../reservations/customer-guard';
 import { confirmCartAcrossSlots, repinCart } from '../reservations/cart-across-slots';
 import type { Reservation, ReservationService } from '../reservations/reservation-service';
 import { commitJobOf } from './commit-jobs';
@@ -40,7 +42,7 @@ export class CommitService {
     const ownersBefore = slotOwners(this.scripts.redis, written);
     const onCluster = this.config.redisClusterNodes !== null;
     // On a Redis Cluster a cart is confirmed slot by slot, pins first (cart-across-slots).
-    const result = onCluster ? await confirmCartAcrossSlots(this.scripts, this.keys, reservation.id) : await confirmReservation(this.scripts, this.keys, reservation.id, reservation.lines);
+    const result = onCluster ? await confirmCartAcrossSlots(this.scripts, this.keys, reservation.id, { activeMax: this.config.maxActiveHoldsPerCustomer }) : await confirmReservation(this.scripts, this.keys, reservation.id, reservation.lines);
     switch (result.kind) {
       case 'confirmed': {
         const confirmed: Reservation = { ...reservation, status: 'confirmed', fence: result.fence, confirmedAtMs: result.confirmedAtMs };
@@ -67,7 +69,9 @@ export class CommitService {
             await this.queueCommit(current, requestId);
             throw errors.notReplicated('confirmation', this.config.redisConfirmReplicas, 0);
           }
-          // Answered only once the confirmation is on the replicas too.
+          // Its customer's entry too (the guards: lib/reservations/customer-guard.ts), which the
+          // same failover may have lost; then answered only once all of it is on the replicas.
+          if (onCluster) await this.ensureCustomerEntry(reservation.id);
           await this.awaitReplicas(written, ownersBefore);
           await this.queueCommit(current, requestId);
         }
@@ -83,7 +87,19 @@ export class CommitService {
         throw errors.reservationReleased(reservation.id);
       case 'expired':
         throw errors.reservationExpired(reservation.id);
+      case 'customer-limit':
+        throw errors.customerLimitExceeded(result.sku, result.limit, result.held);
+      case 'too-many-active':
+        throw errors.tooManyActiveHolds(result.activeMax, result.active);
     }
+  }
+
+  /** A confirmed cart the guards admitted: its customer's entry confirmed whatever a failover left of it. */
+  private async ensureCustomerEntry(id: string): Promise<void> {
+    const record = await readReservation(this.scripts, this.keys, id);
+    if (record === undefined || record.customerId === null || !record.admitted || record.status !== 'confirmed') return;
+    const customer = { clientId: record.clientId, customerId: record.customerId };
+    await ensureCustomer(this.scripts, this.keys, customer, id, record.expiresAtMs, admissionOf(record.lines, new Map()).lines);
   }
 
   /** Queues the return of a committed reservation's units; cancelling again changes nothing. */

@@ -19,8 +19,9 @@
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { holdLines, pinLines, returnLines, slotGroups, type CartLine, type HoldGuard } from '../scripts/cart-lines';
-import { admitCustomer, forgetCustomer, pinCustomer, type CustomerEntry, type CustomerRef } from '../scripts/customer-entries';
-import { admissionOf, needsAdmission, type CartGuard } from './customer-guard';
+import { admitCustomer, forgetCustomer, pinCustomer, readmitCustomer, type CustomerEntry, type CustomerRef } from '../scripts/customer-entries';
+import { admissionOf, needsAdmission, readLimits, type CartGuard } from './customer-guard';
+import { publicSku } from '../stock/stripes';
 import { abortCart, beginCart, openRecord, settleCart, settleRecord } from '../scripts/cart-coordinator';
 import { readReservation, type ConfirmResult } from '../scripts/reservation-record';
 import type { ShortLineReply } from '../scripts/create-reservation';
@@ -98,11 +99,11 @@ export async function createCartAcrossSlots(scripts: ScriptRunner, keys: RedisKe
     switch (result.kind) {
       case 'insufficient': return { kind: 'insufficient', lines: result.lines, reclaimed };
       case 'missing': return { kind: 'missing', skus: result.skus, reclaimed };
-      case 'customer-required': return { kind: 'customer-required', sku: result.sku, reclaimed };
+      case 'customer-required': return { kind: 'customer-required', sku: publicSku(result.sku), reclaimed };
       case 'limit-changed': return { kind: 'limit-changed', sku: result.sku, reclaimed };
     }
   }
-  await openRecord(scripts, keys, { id: begun.id, clientId: call.clientId, customerId: call.customerId, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, lines: call.lines, retentionMs: call.retentionMs });
+  await openRecord(scripts, keys, { id: begun.id, clientId: call.clientId, customerId: call.customerId, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, lines: call.lines, retentionMs: call.retentionMs, admitted: admitted !== null });
   const settled = await settleCart(scripts, keys, { ...identity, id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, idempotencyTtlMs: call.idempotencyTtlMs });
   if (settled === 'another-cart') {
     // This attempt stalled past its lease, another took the key over, was refused and forgot it,
@@ -118,8 +119,14 @@ export async function createCartAcrossSlots(scripts: ScriptRunner, keys: RedisKe
   return { kind: 'created', id: begun.id, createdAtMs: begun.createdAtMs, expiresAtMs: begun.expiresAtMs, reclaimed };
 }
 
-/** The same answers as the one-script confirm's (confirmReservation). */
-export type ConfirmAcrossSlotsResult = ConfirmResult;
+/**
+ * The same answers as the one-script confirm's (confirmReservation), and the guards' refusal of
+ * an admitted cart whose entry was gone and no longer fits (the cart is expired, its units back).
+ */
+export type ConfirmAcrossSlotsResult =
+  | ConfirmResult
+  | { readonly kind: 'customer-limit'; readonly sku: string; readonly limit: number; readonly held: number }
+  | { readonly kind: 'too-many-active'; readonly activeMax: number; readonly active: number };
 
 function notPending(status: string, fence: number): ConfirmAcrossSlotsResult {
   if (status === 'released') return { kind: 'released' };
@@ -138,7 +145,7 @@ function notPending(status: string, fence: number): ConfirmAcrossSlotsResult {
  * step or, after a crash, is a pinned hold whose record is not confirmed, which the reconciler must
  * give back (not built yet: docs/design.md, "Redis Cluster").
  */
-export async function confirmCartAcrossSlots(scripts: ScriptRunner, keys: RedisKeys, id: string): Promise<ConfirmAcrossSlotsResult> {
+export async function confirmCartAcrossSlots(scripts: ScriptRunner, keys: RedisKeys, id: string, guard: { readonly activeMax: number }): Promise<ConfirmAcrossSlotsResult> {
   const record = await readReservation(scripts, keys, id);
   if (record === undefined) return { kind: 'missing' };
   if (record.status !== 'pending') return notPending(record.status, record.fence);
@@ -159,6 +166,20 @@ export async function confirmCartAcrossSlots(scripts: ScriptRunner, keys: RedisK
     return { kind: 'expired' };
   };
   if (customerPinned === 'expired') return expire();
+  if (customerPinned === 'no-entry' && customer !== null && record.admitted) {
+    // Admitted, yet its entry is gone (a failover lost it, a stalled attempt of the cart forgot
+    // it, another primary's clock dropped it): counted again before anything is pinned, so a cart
+    // the guards no longer count is never confirmed beside others that fill the cap.
+    const admission = admissionOf(record.lines, await readLimits(scripts, keys, record.lines.map((line) => line.sku)));
+    const readmitted = await readmitCustomer(scripts, keys, customer, { reservationId: id, expiresAtMs: record.expiresAtMs, activeMax: guard.activeMax, ...admission });
+    if (readmitted.kind !== 'admitted') {
+      const expired = await expire();
+      if (expired.kind !== 'expired') return expired;
+      return readmitted.kind === 'customer-limit'
+        ? { kind: 'customer-limit', sku: readmitted.sku, limit: readmitted.limit, held: readmitted.held }
+        : { kind: 'too-many-active', activeMax: readmitted.activeMax, active: readmitted.active };
+    }
+  }
   for (const group of groups) {
     const pinned = await pinLines(scripts, keys, id, group);
     if (pinned.kind !== 'pinned') return expire();

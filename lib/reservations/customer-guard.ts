@@ -12,6 +12,7 @@
 // forgetting), never the other way round: a refused admission reads the records of the entries it
 // counted (at most 16) and forgets those whose reservation has ended, then asks again once.
 import { readReservation } from '../scripts/reservation-record';
+import { settleRecord } from '../scripts/cart-coordinator';
 import { forgetCustomer, type CustomerEntry, type CustomerRef } from '../scripts/customer-entries';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
@@ -59,17 +60,32 @@ export function needsAdmission(guard: CartGuard): boolean {
 }
 
 /**
+ * How long past its expiry a pending record whose entry a confirm pinned is left to that confirm
+ * (which pins the holds and confirms the record, a few round trips) before it is presumed dead.
+ */
+export const stalledConfirmGraceMs = 60_000;
+
+/**
  * Reads the records of the entries a refused admission counted and forgets those whose
  * reservation has ended (fenced on the entry's value). A record Redis no longer has ended too when
  * its entry was confirmed (a confirmed record is kept until its commit); a pending entry without
- * a record may be a cart whose record is not written yet, and is left to its expiry. Returns how
- * many were forgotten.
+ * a record may be a cart whose record is not written yet, and is left to its expiry. A confirmed
+ * entry whose record is still pending `stalledConfirmGraceMs` past its expiry belongs to a confirm
+ * that died between its steps: the record is expired first (so that confirm can never finish), its
+ * pinned holds are the reconciler's to give back, and the entry goes. Returns how many were
+ * forgotten.
  */
 export async function forgetEnded(scripts: ScriptRunner, keys: RedisKeys, customer: CustomerRef, counted: readonly CustomerEntry[]): Promise<number> {
   const records = await Promise.all(counted.map((entry) => readReservation(scripts, keys, entry.id)));
-  const ended = counted.filter((entry, index) => {
+  const ended: CustomerEntry[] = [];
+  for (const [index, entry] of counted.entries()) {
     const record = records[index];
-    return record === undefined ? entry.state === 'confirmed' : endedStatuses.has(record.status);
-  });
+    if (record === undefined ? entry.state === 'confirmed' : endedStatuses.has(record.status)) {
+      ended.push(entry);
+    } else if (record !== undefined && entry.state === 'confirmed' && record.status === 'pending' && record.nowMs > record.expiresAtMs + stalledConfirmGraceMs) {
+      const settled = await settleRecord(scripts, keys, entry.id, { to: 'expire' });
+      if (settled.kind === 'settled' || (settled.kind === 'unchanged' && endedStatuses.has(settled.status))) ended.push(entry);
+    }
+  }
   return forgetCustomer(scripts, keys, customer, ended.map((entry) => ({ id: entry.id, value: entry.value })));
 }

@@ -317,9 +317,12 @@ export class ReservationService {
     let limits = customer === null ? new Map<string, number | null>() : await readLimits(this.scripts, this.keys, skus);
     let rereads = 0;
     let endedChecked = false;
-    for (;;) {
+    for (let round = 0; ; round += 1) {
       const guard = { customer, limits, activeMax: this.limits.maxActiveHoldsPerCustomer };
-      const result = await createCartAcrossSlots(this.scripts, this.keys, { ...call, attemptLeaseMs: this.limits.idempotencyInFlightTtlSeconds * 1000, guard });
+      // A new cart each round gets an id of its own: an earlier round's id may name a record
+      // released since (a cart that found another under its key gives its own up).
+      const id = round === 0 ? call.id : newReservationId();
+      const result = await createCartAcrossSlots(this.scripts, this.keys, { ...call, id, attemptLeaseMs: this.limits.idempotencyInFlightTtlSeconds * 1000, guard });
       if (result.kind === 'limit-changed') {
         // A stock change set another limit between the read and the hold: read again (bounded).
         rereads += 1;

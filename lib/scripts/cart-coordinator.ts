@@ -50,13 +50,15 @@ export interface OpenRecord {
   readonly expiresAtMs: number;
   readonly lines: ReadonlyArray<{ readonly sku: string; readonly quantity: number }>;
   readonly retentionMs: number;
+  /** The guards admitted it (its customer has an entry: lib/reservations/customer-guard.ts). */
+  readonly admitted: boolean;
 }
 
 /** Writes the pending record once (true), or finds it written (false). */
 export async function openRecord(scripts: ScriptRunner, keys: RedisKeys, record: OpenRecord): Promise<boolean> {
   assert(record.lines.length >= 1, 'a record has at least one line');
   const encoded = record.lines.map((line) => `${line.sku}:${line.quantity}`).join(',');
-  const reply = await scripts.run('openRecord', [keys.reservation(record.id)], [record.id, record.clientId, record.customerId ?? '', record.createdAtMs, record.expiresAtMs, encoded, record.retentionMs]);
+  const reply = await scripts.run('openRecord', [keys.reservation(record.id)], [record.id, record.clientId, record.customerId ?? '', record.createdAtMs, record.expiresAtMs, encoded, record.retentionMs, record.admitted ? '1' : '0']);
   assert(reply[0] === 1 || reply[0] === 2, `openRecord replied ${String(reply[0])}`);
   return reply[0] === 1;
 }

@@ -45,8 +45,7 @@ function entriesOf(reply: ReadonlyArray<string | number | null>, from: number): 
 
 export async function admitCustomer(scripts: ScriptRunner, keys: RedisKeys, customer: CustomerRef, call: AdmitCustomerCall): Promise<AdmitCustomerResult> {
   assert(call.lines.length >= 1, 'an admission has at least one line');
-  const encoded = call.lines.map((line) => `${line.sku}:${line.quantity}`).join(',');
-  const args: Array<string | number> = [call.reservationId, call.expiresAtMs, call.activeMax, encoded];
+  const args: Array<string | number> = [call.reservationId, call.expiresAtMs, call.activeMax, encodeLines(call.lines)];
   for (const [sku, limit] of call.limits) args.push(sku, limit);
   const reply = await scripts.run('admitCustomer', [keys.customerEntries(customer.clientId, customer.customerId)], args);
   switch (reply[0]) {
@@ -61,11 +60,33 @@ export async function admitCustomer(scripts: ScriptRunner, keys: RedisKeys, cust
 
 /** A confirm's step: the entry counts until forgotten. `expired`: its hold's expiry has passed. */
 export async function pinCustomer(scripts: ScriptRunner, keys: RedisKeys, customer: CustomerRef, reservationId: string): Promise<'pinned' | 'no-entry' | 'expired'> {
-  const reply = await scripts.run('pinCustomer', [keys.customerEntries(customer.clientId, customer.customerId)], [reservationId]);
+  const reply = await scripts.run('pinCustomer', [keys.customerEntries(customer.clientId, customer.customerId)], [reservationId, 'pin']);
   if (reply[0] === 1) return 'pinned';
   if (reply[0] === 0) return 'no-entry';
   assert(reply[0] === -1, `pinCustomer replied ${String(reply[0])}`);
   return 'expired';
+}
+
+const encodeLines = (lines: AdmitCustomerCall['lines']) => lines.map((line) => `${line.sku}:${line.quantity}`).join(',');
+
+/**
+ * A confirm of a cart the guards admitted whose entry is gone (a failover, a stalled attempt that
+ * forgot it): counted again beside the customer's other live entries, and pinned when it fits.
+ */
+export async function readmitCustomer(scripts: ScriptRunner, keys: RedisKeys, customer: CustomerRef, call: AdmitCustomerCall): Promise<{ readonly kind: 'admitted' } | Exclude<AdmitCustomerResult, { kind: 'admitted' | 'admitted-already' }>> {
+  const args: Array<string | number> = [call.reservationId, 'readmit', call.expiresAtMs, encodeLines(call.lines), call.activeMax];
+  for (const [sku, limit] of call.limits) args.push(sku, limit);
+  const reply = await scripts.run('pinCustomer', [keys.customerEntries(customer.clientId, customer.customerId)], args);
+  if (reply[0] === 1) return { kind: 'admitted' };
+  if (reply[0] === -7) return { kind: 'too-many-active', activeMax: Number(reply[1]), active: Number(reply[2]), counted: entriesOf(reply, 3) };
+  assert(reply[0] === -5, `pinCustomer readmit replied ${String(reply[0])}`);
+  return { kind: 'customer-limit', sku: String(reply[1]), limit: Number(reply[2]), held: Number(reply[3]), counted: entriesOf(reply, 4) };
+}
+
+/** A confirmed cart's entry made confirmed whatever is there (a retried confirm: a failover may have lost the pin). */
+export async function ensureCustomer(scripts: ScriptRunner, keys: RedisKeys, customer: CustomerRef, reservationId: string, expiresAtMs: number, lines: AdmitCustomerCall['lines']): Promise<void> {
+  const reply = await scripts.run('pinCustomer', [keys.customerEntries(customer.clientId, customer.customerId)], [reservationId, 'ensure', expiresAtMs, encodeLines(lines)]);
+  assert(reply[0] === 1, `pinCustomer ensure replied ${String(reply[0])}`);
 }
 
 /** Forgets entries; each only while it still has the value given (`*`: whatever it has). Returns how many. */

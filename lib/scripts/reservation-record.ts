@@ -25,6 +25,8 @@ export interface ReservationRecord {
   readonly settledAtMs: number | null;
   /** The Redis clock when it was read, to judge expiry by the clock that wrote the hold. */
   readonly nowMs: number;
+  /** On a Redis Cluster: the guards admitted it, so its customer's entry must count it (lib/reservations/customer-guard.ts). */
+  readonly admitted: boolean;
 }
 
 /** "SKU:qty,SKU:qty" as the record keeps its lines (a SKU never contains ":" or ","). */
@@ -56,6 +58,7 @@ export async function readReservation(scripts: ScriptRunner, keys: RedisKeys, id
     cancelRequested: fields.has('cx'),
     settledAtMs: fields.has('at') ? Number(fields.get('at')) : null,
     nowMs: Number(reply[0]),
+    admitted: fields.has('g'),
   };
 }
 

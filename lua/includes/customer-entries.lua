@@ -24,6 +24,15 @@
   customerLiveEntries(key, now)            {id, state, ex, l, value} of every live entry, the dead
                                            (p past expiry) removed
   customerKeepFor(key, live)               sets the hash's expiry from its live entries
+  customerLinesOk(encoded)                 lines are "SKU:qty,..." with at least one line
+  customerLimitsFrom(first)                {sku, limit} of ARGV[first], ARGV[first + 1], ... (fails on a
+                                           limit below 1: call it before the first write)
+  customerRefusal(live, id, encoded, activeMax, limits)
+                                           whether the cart `id` with these lines fits beside the
+                                           other live entries: nil, or the refusal
+                                           {-7, activeMax, active, id, value, ...} or
+                                           {-5, sku, limit, held, id, value, ...} ending with (at most
+                                           customerCheckMax, in id order) the entries that counted
 ]]
 local customerEntriesMax = 1000
 local customerKeepSlackMs = 1000
@@ -63,4 +72,59 @@ local function customerKeepFor(key, live)
     latest = math.max(latest, entry.ex)
   end
   redis.call('PEXPIREAT', key, integerString(latest + customerKeepSlackMs))
+end
+
+local customerCheckMax = 16
+
+local function customerLinesOk(encoded)
+  if encoded == nil or encoded == '' then return false end
+  for part in string.gmatch(encoded .. ',', '([^,]*),') do
+    if not string.match(part, '^[^:]+:%d+$') then return false end
+  end
+  return true
+end
+
+local function customerLimitsFrom(first)
+  local limits = {}
+  for i = first, #ARGV, 2 do
+    local limit = tonumber(ARGV[i + 1])
+    if limit == nil or limit < 1 then fail('a per-customer limit must be >= 1 for ' .. tostring(ARGV[i])) end
+    limits[#limits + 1] = { sku = ARGV[i], limit = limit }
+  end
+  return limits
+end
+
+local function customerRefused(reply, counted)
+  table.sort(counted, function(a, b) return a.id < b.id end)
+  for i = 1, math.min(#counted, customerCheckMax) do
+    reply[#reply + 1] = counted[i].id
+    reply[#reply + 1] = counted[i].value
+  end
+  return reply
+end
+
+local function customerRefusal(live, id, encoded, activeMax, limits)
+  local others = {}
+  for _, entry in ipairs(live) do
+    if entry.id ~= id then others[#others + 1] = entry end
+  end
+  if #others >= customerEntriesMax then return customerRefused({ -7, customerEntriesMax, #others }, others) end
+  if activeMax > 0 and #others >= activeMax then return customerRefused({ -7, activeMax, #others }, others) end
+  local requested = {}
+  for sku, quantity in string.gmatch(encoded, '([^:,]+):(%d+)') do requested[sku] = (requested[sku] or 0) + tonumber(quantity) end
+  for _, capped in ipairs(limits) do
+    local held, counted = 0, {}
+    for _, entry in ipairs(others) do
+      local units = 0
+      for lineSku, quantity in string.gmatch(entry.l, '([^:,]+):(%d+)') do
+        if lineSku == capped.sku then units = units + tonumber(quantity) end
+      end
+      if units > 0 then
+        held = held + units
+        counted[#counted + 1] = entry
+      end
+    end
+    if held + (requested[capped.sku] or 0) > capped.limit then return customerRefused({ -5, capped.sku, capped.limit, held }, counted) end
+  end
+  return nil
 end

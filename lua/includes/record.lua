@@ -15,8 +15,9 @@
     createdAt  base 36, signed, relative to the time in the id's first 48 bits
     expiresAt  base 36, relative to createdAt
     extras     comma-separated: f<confirmedAt>, a<at> (when it was released, expired, committed,
-               cancelled or rejected: the last such step), x (cancellation requested); times in
-               base 36 relative to createdAt
+               cancelled or rejected: the last such step), x (cancellation requested), g (a Redis
+               Cluster's guards admitted it: includes/customer-entries); times in base 36
+               relative to createdAt
     lines      "SKU:qty,SKU:qty"
     clientId   never contains "|" (lib/api-keys.ts); customerId is the rest (may be empty)
 
@@ -28,7 +29,7 @@
   longest-kept record of its bucket (records of one bucket were made within 64 ms of each other).
 
   recordLoad(bucket, id)                   the record as a table (s, v, ca, ex, l, c, u, cf, at,
-                                           cx), or nil
+                                           cx, g), or nil
   recordSave(bucket, id, record)           writes it (lifetime unchanged); a script checks its client
                                            id with recordClientIdOk before its first write
   recordKeepUntil(bucket, dropAtMs, now)   the bucket is kept at least until dropAtMs
@@ -114,6 +115,8 @@ local function recordLoad(bucket, id)
       record.at = ca + recordFromBase36(rest)
     elseif tag == 'x' then
       record.cx = true
+    elseif tag == 'g' then
+      record.g = true
     end
   end
   return record
@@ -131,6 +134,7 @@ local function recordSave(bucket, id, record)
   if record.cf then extras[#extras + 1] = 'f' .. recordToBase36(record.cf - record.ca) end
   if record.at then extras[#extras + 1] = 'a' .. recordToBase36(record.at - record.ca) end
   if record.cx then extras[#extras + 1] = 'x' end
+  if record.g then extras[#extras + 1] = 'g' end
   redis.call('HSET', bucket, id, table.concat({
     code, integerString(record.v), recordToBase36(record.ca - recordIdTime(id)), recordToBase36(record.ex - record.ca),
     table.concat(extras, ','), record.l, record.c, record.u or '',
@@ -185,5 +189,6 @@ local function recordFlat(record)
   if record.cf then table.insert(flat, 'cf'); table.insert(flat, integerString(record.cf)) end
   if record.at then table.insert(flat, 'at'); table.insert(flat, integerString(record.at)) end
   if record.cx then table.insert(flat, 'cx'); table.insert(flat, '1') end
+  if record.g then table.insert(flat, 'g'); table.insert(flat, '1') end
   return flat
 end
