@@ -34,8 +34,8 @@
     {-5, sku, limit, held}                         the customer's units of sku would pass its limit
     {-6, sku}                                      sku is limited per customer; no customer given
     {-7, activeMax, active}                        the customer has activeMax live reservations
-    Replies 1, -1 and -3 end with a nested array of the expired holds this call reclaimed, when
-    it reclaimed any (see withReclaimed in includes/holds).
+    Replies other than 2, -2 and -4 end with a nested array of the expired holds this call
+    reclaimed, when it reclaimed any (see withReclaimed in includes/holds).
 ]]
 --- @include "includes/common"
 --- @include "includes/holds"
@@ -69,13 +69,14 @@ local lines = {}
 for i = 1, lineCount do
   lines[i] = { sku = ARGV[7 + 2 * i], quantity = tonumber(ARGV[8 + 2 * i]), skuKey = KEYS[1 + 2 * i], holdsKey = KEYS[2 + 2 * i] }
 end
+local missing, short, cursors = checkLines(lines, now, reclaimLimit)
+-- The guards before the stock's answer: a request over a cap is refused as such, short or not.
 local remember = false
 if guarded then
   local refusedByGuard
   refusedByGuard, remember = customerGuard(KEYS[#KEYS], ARGV[4], lines, now, tonumber(ARGV[#ARGV]))
-  if refusedByGuard then return refusedByGuard end
+  if refusedByGuard then return withReclaimed(refusedByGuard) end
 end
-local missing, short, cursors = checkLines(lines, now, reclaimLimit)
 local refused = refusal(missing, short)
 if refused then return refused end
 

@@ -15,7 +15,7 @@
     The encoded lines (of the first scanMax members, customerIndexMax from the guard) ("SKU:qty,...") of the customer's live reservations, removing dead members.
   publicSkuOf(sku)                       the SKU a stripe SKU ("X~t") belongs to
   customerGuard(customerKey, customerId, lines, now, activeMax)
-    For lines {sku, quantity, skuKey}: refuses with
+    For lines {sku, quantity, pcl} (pcl as checkLines in includes/holds read it): refuses with
       {-6, sku}                   a line's SKU has a per-customer limit (state field `pcl`) and
                                   the request has no customer
       {-7, activeMax, active}     the customer has activeMax live reservations already (0: no cap)
@@ -51,9 +51,9 @@ end
 
 local function customerGuard(customerKey, customerId, lines, now, activeMax)
   if customerId == '' then
-    -- No customer: refused only where a line's SKU has a cap (the common case reads one field a line).
+    -- No customer: refused only where a line's SKU has a cap.
     for _, line in ipairs(lines) do
-      if redis.call('HEXISTS', line.skuKey, 'pcl') == 1 then return { -6, publicSkuOf(line.sku) } end
+      if line.pcl then return { -6, publicSkuOf(line.sku) } end
     end
     return nil
   end
@@ -66,7 +66,7 @@ local function customerGuard(customerKey, customerId, lines, now, activeMax)
       order[#order + 1] = sku
     end
     requested[sku] = requested[sku] + line.quantity
-    local limit = tonumber(redis.call('HGET', line.skuKey, 'pcl'))
+    local limit = tonumber(line.pcl)
     if limit ~= nil then limits[sku] = limit end
   end
   local capped = next(limits) ~= nil

@@ -19,7 +19,8 @@
     Returns the units and the number of holds reclaimed.
   checkLines(lines, now, reclaimLimit)
     For lines {sku, quantity, skuKey, holdsKey}: reclaims each SKU's expired holds (bounded), then
-    checks every line against onHand - debit - reserved. Writes nothing else. Returns `missing`
+    checks every line against onHand - debit - reserved, and notes the SKU's per-customer limit
+    (state field `pcl`, see includes/guards) as line.pcl. Writes nothing else. Returns `missing`
     (SKUs without state), `short` (flat: sku, requested, available, retryAfterMs per short line;
     retryAfterMs -1 when no pending hold can free it) and each line's audit cursor.
   holdLines(lines, cursors, reservationId, expiresAt)
@@ -93,7 +94,8 @@ local function checkLines(lines, now, reclaimLimit)
     if seen[line.sku] then fail('duplicate line for ' .. line.sku) end
     seen[line.sku] = true
     if line.quantity == nil or line.quantity < 1 then fail('quantity must be >= 1 for ' .. line.sku) end
-    local state = redis.call('HMGET', line.skuKey, 'onHand', 'reserved', 'as', 'debit', 'pos')
+    local state = redis.call('HMGET', line.skuKey, 'onHand', 'reserved', 'as', 'debit', 'pos', 'pcl')
+    line.pcl = state[6]
     if not state[5] then
       missing[#missing + 1] = line.sku
     else

@@ -58,14 +58,14 @@ local function recordToBase36(number)
     sign = '-'
     number = -number
   end
-  if number == 0 then return '0' end
-  local digits = {}
+  if number < 36 then return sign .. string.sub(recordBase36, number + 1, number + 1) end
+  local text = ''
   while number > 0 do
     local digit = number % 36
-    digits[#digits + 1] = string.sub(recordBase36, digit + 1, digit + 1)
+    text = string.sub(recordBase36, digit + 1, digit + 1) .. text
     number = (number - digit) / 36
   end
-  return sign .. string.reverse(table.concat(digits))
+  return sign .. text
 end
 
 local function recordFromBase36(text)
@@ -74,26 +74,27 @@ local function recordFromBase36(text)
 end
 
 -- The creation time in the id's first 48 bits (lib/random-ids.ts reservationIdAt); 0 for an id
--- that does not carry one (the times are then stored whole: longer, as correct).
-local function recordBase64urlDigit(byte)
-  if byte >= 65 and byte <= 90 then return byte - 65 end
-  if byte >= 97 and byte <= 122 then return byte - 71 end
-  if byte >= 48 and byte <= 57 then return byte + 4 end
-  if byte == 45 then return 62 end
-  if byte == 95 then return 63 end
-  return nil
-end
+-- that does not carry one (the times are then stored whole: longer, as correct). The digit of each
+-- base64url character, by byte (built once, when the library loads).
+-- (A literal: a library's top-level code runs where only `redis` is defined.)
+local recordBase64urlDigits = {
+  [65] = 0, [66] = 1, [67] = 2, [68] = 3, [69] = 4, [70] = 5, [71] = 6, [72] = 7, [73] = 8,
+  [74] = 9, [75] = 10, [76] = 11, [77] = 12, [78] = 13, [79] = 14, [80] = 15, [81] = 16, [82] = 17,
+  [83] = 18, [84] = 19, [85] = 20, [86] = 21, [87] = 22, [88] = 23, [89] = 24, [90] = 25,
+  [97] = 26, [98] = 27, [99] = 28, [100] = 29, [101] = 30, [102] = 31, [103] = 32, [104] = 33,
+  [105] = 34, [106] = 35, [107] = 36, [108] = 37, [109] = 38, [110] = 39, [111] = 40, [112] = 41,
+  [113] = 42, [114] = 43, [115] = 44, [116] = 45, [117] = 46, [118] = 47, [119] = 48, [120] = 49,
+  [121] = 50, [122] = 51, [48] = 52, [49] = 53, [50] = 54, [51] = 55, [52] = 56, [53] = 57,
+  [54] = 58, [55] = 59, [56] = 60, [57] = 61, [45] = 62, [95] = 63
+}
 
 local function recordIdTime(id)
   if #id < 8 then return 0 end
-  local time = 0
-  local bytes = { string.byte(id, 1, 8) }
-  for i = 1, 8 do
-    local digit = recordBase64urlDigit(bytes[i])
-    if not digit then return 0 end
-    time = time * 64 + digit
-  end
-  return time
+  local digits = recordBase64urlDigits
+  local b1, b2, b3, b4, b5, b6, b7, b8 = string.byte(id, 1, 8)
+  local d1, d2, d3, d4, d5, d6, d7, d8 = digits[b1], digits[b2], digits[b3], digits[b4], digits[b5], digits[b6], digits[b7], digits[b8]
+  if not (d1 and d2 and d3 and d4 and d5 and d6 and d7 and d8) then return 0 end
+  return ((((((d1 * 64 + d2) * 64 + d3) * 64 + d4) * 64 + d5) * 64 + d6) * 64 + d7) * 64 + d8
 end
 
 local function recordLoad(bucket, id)
@@ -130,15 +131,17 @@ local function recordSave(bucket, id, record)
   local code = recordStatusCode[record.s]
   if not code then fail('unknown status ' .. tostring(record.s)) end
   if not recordClientIdOk(record.c) then fail('a client id with "|"') end
-  local extras = {}
-  if record.cf then extras[#extras + 1] = 'f' .. recordToBase36(record.cf - record.ca) end
-  if record.at then extras[#extras + 1] = 'a' .. recordToBase36(record.at - record.ca) end
-  if record.cx then extras[#extras + 1] = 'x' end
-  if record.g then extras[#extras + 1] = 'g' end
-  redis.call('HSET', bucket, id, table.concat({
-    code, integerString(record.v), recordToBase36(record.ca - recordIdTime(id)), recordToBase36(record.ex - record.ca),
-    table.concat(extras, ','), record.l, record.c, record.u or '',
-  }, '|'))
+  local extras = ''
+  if record.cf or record.at or record.cx or record.g then
+    local list = {}
+    if record.cf then list[#list + 1] = 'f' .. recordToBase36(record.cf - record.ca) end
+    if record.at then list[#list + 1] = 'a' .. recordToBase36(record.at - record.ca) end
+    if record.cx then list[#list + 1] = 'x' end
+    if record.g then list[#list + 1] = 'g' end
+    extras = table.concat(list, ',')
+  end
+  redis.call('HSET', bucket, id, code .. '|' .. integerString(record.v) .. '|' .. recordToBase36(record.ca - recordIdTime(id)) .. '|'
+    .. recordToBase36(record.ex - record.ca) .. '|' .. extras .. '|' .. record.l .. '|' .. record.c .. '|' .. (record.u or ''))
 end
 
 local function recordMetaOf(bucket)
