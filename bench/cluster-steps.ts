@@ -3,10 +3,10 @@
 // 1. Script level: today's one-script cart on the single Redis, and on the cluster a cart's
 //    per-slot step (`holdLines`) for a one-slot cart and for a two-slot cart (one step per slot,
 //    in slot order): carts/s from this process (64 in flight) and the Redis CPU per cart, from
-//    every primary's `INFO commandstats` (usec of EVALSHA/EVAL).
+//    every primary's `INFO commandstats` (usec of FCALL: the scripts run as Redis Functions).
 // 2. Whole reservations over HTTP: the API as shipped (one process) on the single Redis and on the
 //    cluster (REDIS_CLUSTER_NODES), POST /v1/reservations driven by autocannon, one-line carts and
-//    two-slot carts; req/s, p50/p99 and the Redis CPU per reservation (every command, every
+//    two-slot carts; req/s, p50/p99 and the Redis CPU per reservation (each primary's process CPU, INFO cpu, every
 //    primary), which states what one Redis core can take beyond what two cores here can drive.
 // 3. One hot SKU with 1 stripe and with 3 stripes on the cluster, through the API (its SKUs made
 //    with PUT …/stock in a database of the bench's own, dropped at the end): req/s and each
@@ -56,31 +56,44 @@ function primaries(client: RedisClient): Redis[] {
   return client instanceof Cluster ? client.nodes('master') : [client];
 }
 
+/** usec the scripts took on every primary since the last reset (FCALL; EVALSHA/EVAL for any left). */
 async function scriptCpuUsec(client: RedisClient): Promise<number> {
   let usec = 0;
   for (const node of primaries(client)) {
     const info = await node.info('commandstats');
-    for (const command of ['evalsha', 'eval']) usec += Number(new RegExp(`cmdstat_${command}:calls=\\d+,usec=(\\d+)`).exec(info)?.[1] ?? 0);
+    for (const command of ['fcall', 'evalsha', 'eval']) usec += Number(new RegExp(`cmdstat_${command}:calls=\\d+,usec=(\\d+)`).exec(info)?.[1] ?? 0);
   }
   return usec;
 }
 
-/** usec of every command on each primary since the last reset, busiest first. */
-async function perPrimaryCpuUsec(client: RedisClient): Promise<number[]> {
-  const usec: number[] = [];
+/** The Redis process's CPU time (user + system, µs) per primary, by "host:port". */
+async function processCpuUsec(client: RedisClient): Promise<Map<string, number>> {
+  const cpu = new Map<string, number>();
   for (const node of primaries(client)) {
-    let total = 0;
-    for (const match of (await node.info('commandstats')).matchAll(/usec=(\d+),/g)) total += Number(match[1]);
-    usec.push(total);
+    const info = await node.info('cpu');
+    const seconds = ['used_cpu_user', 'used_cpu_sys'].reduce((sum, field) => sum + Number(new RegExp(`${field}:([\\d.]+)`).exec(info)?.[1] ?? 0), 0);
+    cpu.set(`${node.options.host}:${node.options.port}`, seconds * 1e6);
   }
-  return usec.sort((a, b) => b - a);
+  return cpu;
 }
 
-/** usec of every command on every primary since the last reset (scripts and plain commands). */
+/** Each primary's process CPU when the stats were last reset. */
+const cpuAtReset = new WeakMap<object, Map<string, number>>();
+
+/**
+ * CPU each primary's Redis process spent since the last reset, busiest first: every command, the
+ * scripts' inner ones once (commandstats counts those twice, in the script and on their own), and
+ * the network I/O around them.
+ */
+async function perPrimaryCpuUsec(client: RedisClient): Promise<number[]> {
+  const before = cpuAtReset.get(client) ?? new Map<string, number>();
+  const now = await processCpuUsec(client);
+  return [...now].map(([node, usec]) => usec - (before.get(node) ?? 0)).sort((a, b) => b - a);
+}
+
+/** CPU of every primary's Redis process since the last reset (as perPrimaryCpuUsec, summed). */
 async function allCommandsCpuUsec(client: RedisClient): Promise<number> {
-  let usec = 0;
-  for (const node of primaries(client)) for (const match of (await node.info('commandstats')).matchAll(/usec=(\d+),/g)) usec += Number(match[1]);
-  return usec;
+  return (await perPrimaryCpuUsec(client)).reduce((sum, usec) => sum + usec, 0);
 }
 
 /** The API as shipped (bench/stockhold-api-server), in its own process; resolves with its port. */
@@ -121,6 +134,7 @@ async function runHttp(target: HttpTarget, seconds: number): Promise<{ requestsP
 
 async function resetStats(client: RedisClient): Promise<void> {
   for (const node of primaries(client)) await node.config('RESETSTAT');
+  cpuAtReset.set(client, await processCpuUsec(client));
 }
 
 async function run(target: Target): Promise<{ cartsPerSecond: number; cpuUsecPerCart: number }> {

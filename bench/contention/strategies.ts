@@ -6,7 +6,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { Pool } from 'pg';
 import { Redis } from 'ioredis';
-import Redlock from 'redlock';
+import Redlock, { ExecutionError, type Lock } from 'redlock';
 import { StockholdError } from '../../lib/errors';
 import { requestFingerprint } from '../../lib/idempotency/fingerprint';
 import { loadConfig } from '../../lib/config';
@@ -188,7 +188,15 @@ export class RedlockPostgres extends PostgresStrategy {
 
   async attempt(sku: string, quantity: number): Promise<boolean> {
     const paused = this.variant !== 'plain';
-    const lock = await this.redlock!.acquire([`lock:{${sku}}`], paused ? pausedLockTtlMs : redlockTtlMs);
+    let lock: Lock;
+    try {
+      lock = await this.redlock!.acquire([`lock:{${sku}}`], paused ? pausedLockTtlMs : redlockTtlMs);
+    } catch (error) {
+      // No quorum within the retry window (2,000 tries): this buyer gave up, nothing was sold. (A
+      // slow machine's paused holders made some wait past it, which stopped the whole lab once.)
+      if (error instanceof ExecutionError) return false;
+      throw error;
+    }
     this.acquisitions += 1;
     const pauseNow = paused && this.acquisitions % pauseEveryAcquisitions === 0;
     try {
