@@ -121,6 +121,18 @@ describe('flash-sale guards on a Redis Cluster: the steps between slots', () => 
     return sku;
   }
   const entriesOf = (customerId: string) => harness.stockhold.redis.hgetall(harness.stockhold.keys.customerEntries('shop-a', customerId));
+  /** Holds the worker back before it applies a commit (the latch on applyEntries) until the returned function is called. */
+  function holdBackCommits(): () => void {
+    let release: () => void = () => undefined;
+    const heldBack = new Promise<void>((resolve) => { release = resolve; });
+    harness.stockhold.scripts.latch = async (name) => {
+      if (name === 'applyEntries') await heldBack;
+    };
+    return () => {
+      release();
+      harness.stockhold.scripts.latch = undefined;
+    };
+  }
 
   it('a limit lowered between the read of the limits and the hold: the hold refuses, the cart reads it again and is counted against the new limit', async () => {
     const sku = await limitedSku(100, 5);
@@ -175,20 +187,14 @@ describe('flash-sale guards on a Redis Cluster: the steps between slots', () => 
     const customer = `u-${randomBytes(3).toString('hex')}`;
     const made = await customerReserve([{ sku, quantity: 1 }], customer, { ttlSeconds: 1 });
     // Held back from the worker until the hold's expiry has passed: confirmed, it still counts.
-    const scripts = harness.stockhold.scripts;
-    let release: () => void = () => undefined;
-    const heldBack = new Promise<void>((resolve) => { release = resolve; });
-    scripts.latch = async (name) => {
-      if (name === 'applyEntries') await heldBack;
-    };
+    const letCommitsGo = holdBackCommits();
     try {
       expect((await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' })).status).toBe(202);
       expect(Object.values(await entriesOf(customer))).toEqual([expect.stringMatching(/^f\|/)]);
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(made.body.expiresAt) - Date.now()) + 100));
       expect((await customerReserve([{ sku, quantity: 1 }], customer)).body).toMatchObject({ code: 'customer_limit_exceeded', held: 1 });
     } finally {
-      release();
-      scripts.latch = undefined;
+      letCommitsGo();
     }
     let status = '';
     for (let polls = 0; polls < 200 && status !== 'committed'; polls += 1) {
@@ -239,12 +245,7 @@ describe('flash-sale guards on a Redis Cluster: the steps between slots', () => 
     const sku = await limitedSku(100, 1);
     const customer = `u-${randomBytes(3).toString('hex')}`;
     const made = await customerReserve([{ sku, quantity: 1 }], customer, { ttlSeconds: 1 });
-    const scripts = harness.stockhold.scripts;
-    let release: () => void = () => undefined;
-    const heldBack = new Promise<void>((resolve) => { release = resolve; });
-    scripts.latch = async (name) => {
-      if (name === 'applyEntries') await heldBack;
-    };
+    const letCommitsGo = holdBackCommits();
     try {
       expect((await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' })).status).toBe(202);
       const key = harness.stockhold.keys.customerEntries('shop-a', customer);
@@ -255,8 +256,7 @@ describe('flash-sale guards on a Redis Cluster: the steps between slots', () => 
       expect(await harness.stockhold.redis.hget(key, made.body.id)).toMatch(/^f\|/);
       expect((await customerReserve([{ sku, quantity: 1 }], customer)).body).toMatchObject({ code: 'customer_limit_exceeded', held: 1 });
     } finally {
-      release();
-      scripts.latch = undefined;
+      letCommitsGo();
     }
   }, 30_000);
 

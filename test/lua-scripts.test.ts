@@ -13,7 +13,7 @@ import { reservationIdAt } from '../lib/random-ids';
 import { recordBucketsPerWindow, recordWindowChars, redisKeys } from '../lib/redis/keys';
 import { buildLibrary, loadScripts, scriptNames, ScriptRunner } from '../lib/redis/scripts';
 import { holdLines, type HoldGuard } from '../lib/scripts/cart-lines';
-import { admitCustomer, ensureCustomer, forgetCustomer, pinCustomer, readmitCustomer } from '../lib/scripts/customer-entries';
+import { admitCustomer, ensureCustomer, forgetCustomer, pinCustomer, readmitCustomer } from '../lib/scripts/customer-admission';
 import { readReservation } from '../lib/scripts/reservation-record';
 import { testRedisUrl, uniqueName } from './support/harness';
 import { dropRecord, patchRecord, readRecord } from './support/records';

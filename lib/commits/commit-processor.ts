@@ -12,7 +12,7 @@ import { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import type { ProjectedEntry } from '../scripts/apply-entries';
-import { forgetCustomer } from '../scripts/customer-entries';
+import { forgetCustomer } from '../scripts/customer-admission';
 import { finishReservation } from '../scripts/finish-reservation';
 import { rejectReservation } from '../scripts/reject-reservation';
 import { rejectCartAcrossSlots, repinCart } from '../reservations/cart-across-slots';

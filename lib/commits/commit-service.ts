@@ -7,7 +7,7 @@ import { slotOwners, waitForReplicas, type SlotOwners } from '../redis/replicati
 import type { Metrics } from '../metrics/metrics';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
-import { ensureCustomer } from '../scripts/customer-entries';
+import { ensureCustomer } from '../scripts/customer-admission';
 import { confirmReservation, readReservation, requestCancel } from '../scripts/reservation-record';
 import { admissionOf } from '../reservations/customer-guard';
 import { confirmCartAcrossSlots, repinCart } from '../reservations/cart-across-slots';

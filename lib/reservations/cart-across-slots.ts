@@ -19,7 +19,7 @@
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { holdLines, pinLines, returnLines, slotGroups, type CartLine, type HoldGuard } from '../scripts/cart-lines';
-import { admitCustomer, forgetCustomer, pinCustomer, readmitCustomer, type CustomerEntry, type CustomerRef } from '../scripts/customer-entries';
+import { admitCustomer, forgetCustomer, pinCustomer, readmitCustomer, type CustomerEntry, type CustomerRef } from '../scripts/customer-admission';
 import { admissionOf, needsAdmission, readLimits, type CartGuard } from './customer-guard';
 import { publicSku } from '../stock/stripes';
 import { abortCart, beginCart, openRecord, settleCart, settleRecord } from '../scripts/cart-coordinator';

@@ -13,7 +13,7 @@
 // counted (at most 16) and forgets those whose reservation has ended, then asks again once.
 import { readReservation } from '../scripts/reservation-record';
 import { settleRecord } from '../scripts/cart-coordinator';
-import { forgetCustomer, type CustomerEntry, type CustomerRef } from '../scripts/customer-entries';
+import { forgetCustomer, type CustomerEntry, type CustomerRef } from '../scripts/customer-admission';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { withRedis } from '../redis/connection';

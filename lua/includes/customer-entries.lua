@@ -13,7 +13,7 @@
   pinCustomer (confirm: p -> f, before the holds are pinned) and forgetCustomer. A crash between
   a cart's steps can leave an entry that counts for longer than its reservation lives (never
   shorter): a p entry until its expiry, an f entry until a refused admission has its record
-  read and finds it ended (lib/reservations/customer-guard.ts).
+  read and finds it ended (the service's customer guard, in lib/reservations).
 
   The hash expires at its latest p entry's expiry (+ customerKeepSlackMs) and never while it has
   an f entry.
