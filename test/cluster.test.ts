@@ -23,6 +23,9 @@ import { inspectSku } from '../lib/scripts/inspect-sku';
 import { prepareStockChange } from '../lib/scripts/prepare-stock-change';
 import { readSku } from '../lib/scripts/read-sku';
 
+/** No active-holds cap: these carts have no customer (the guards' steps are tested in cluster-api.test.ts). */
+const noCap = { activeMax: 0 };
+
 let cluster: PrivateRedisCluster;
 let client: Cluster;
 let nodes: ClusterNode[];
@@ -355,10 +358,10 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
 
     it('pins every slot, then confirms the record once; again it is already confirmed', async () => {
       const { scripts, a, b, id } = await createdCart();
-      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed', fence: 2 });
+      expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toMatchObject({ kind: 'confirmed', fence: 2 });
       expect([await score(a, `${id}:1`), await score(b, `${id}:2`)]).toEqual(['inf', 'inf']);
       expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'confirmed', fence: 2 });
-      expect(await confirmCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'already', status: 'confirmed', fence: 2 });
+      expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toEqual({ kind: 'already', status: 'confirmed', fence: 2 });
       expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 2]);
     });
 
@@ -367,7 +370,7 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
       // As if one slot had reclaimed it: that slot's hold is gone.
       const [first] = slotGroups(keys, lines);
       await returnLines(scripts, keys, id, first!, 'all');
-      expect(await confirmCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'expired' });
+      expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toEqual({ kind: 'expired' });
       expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'expired' });
       expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
       expect([await client.zcard(keys.skuHolds(a)), await client.zcard(keys.skuHolds(b))]).toEqual([0, 0]);
@@ -384,7 +387,7 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
         await readSku(scripts, keys, a, 10);
         await readSku(scripts, keys, b, 10);
       };
-      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed' });
+      expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toMatchObject({ kind: 'confirmed' });
       expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 2]);
     });
 
@@ -396,11 +399,11 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
       scripts.latch = async (name) => {
         if (name !== 'pinLines') return;
         scripts.latch = undefined;
-        expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed' });
+        expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toMatchObject({ kind: 'confirmed' });
         const applied = groups[0]![0]!;
         await client.zrem(keys.skuHolds(applied.sku), `${id}:${applied.quantity}`);
       };
-      expect(await confirmCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'already', status: 'confirmed', fence: 2 });
+      expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toEqual({ kind: 'already', status: 'confirmed', fence: 2 });
       // The other slot's hold is still pinned: B gave nothing back.
       const other = groups[1]![0]!;
       expect(await score(other.sku, `${id}:${other.quantity}`)).toBe('inf');
@@ -413,16 +416,16 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
       expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
       expect(await releaseCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'already', status: 'released' });
       expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([0, 0]);
-      expect(await confirmCartAcrossSlots(scripts, keys, id)).toEqual({ kind: 'released' });
+      expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toEqual({ kind: 'released' });
       const other = await createdCart();
-      expect(await confirmCartAcrossSlots(other.scripts, keys, other.id)).toMatchObject({ kind: 'confirmed' });
+      expect(await confirmCartAcrossSlots(other.scripts, keys, other.id, noCap)).toMatchObject({ kind: 'confirmed' });
       expect(await releaseCartAcrossSlots(other.scripts, keys, other.id)).toEqual({ kind: 'not-releasable', status: 'confirmed' });
       expect([await reserved(other.scripts, other.a), await reserved(other.scripts, other.b)]).toEqual([1, 2]);
     });
 
     it('rejected by the ledger: only at the job\'s fence; the pinned holds of every slot are given back', async () => {
       const { scripts, a, b, id, lines } = await createdCart();
-      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed', fence: 2 });
+      expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toMatchObject({ kind: 'confirmed', fence: 2 });
       expect(await rejectCartAcrossSlots(scripts, keys, { reservationId: id, fence: 1, lines, retentionMs: 60_000 })).toEqual({ kind: 'unchanged', status: 'confirmed', unitsReturned: 0 });
       expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 2]);
       expect(await rejectCartAcrossSlots(scripts, keys, { reservationId: id, fence: 2, lines, retentionMs: 60_000 })).toEqual({ kind: 'rejected', status: 'rejected', unitsReturned: 3 });
@@ -432,7 +435,7 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
 
     it('a reject that died after the record\'s step: the job\'s re-run finds it rejected and gives the pinned holds back', async () => {
       const { scripts, a, b, id, lines } = await createdCart();
-      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed', fence: 2 });
+      expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toMatchObject({ kind: 'confirmed', fence: 2 });
       // The designed interleaving: the first run moves the record and dies before any returnLines.
       scripts.latch = async (name) => {
         if (name === 'returnLines') throw new Error('died after the record\'s step');
@@ -447,7 +450,7 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
 
     it('a create\'s compensation never gives back a pinned hold: that cart was confirmed by an attempt that took over', async () => {
       const { scripts, a, b, id, lines } = await createdCart();
-      expect(await confirmCartAcrossSlots(scripts, keys, id)).toMatchObject({ kind: 'confirmed' });
+      expect(await confirmCartAcrossSlots(scripts, keys, id, noCap)).toMatchObject({ kind: 'confirmed' });
       // A stale attempt of the same cart, refused in one slot, compensates the slots it held.
       for (const group of slotGroups(keys, lines)) expect(await returnLines(scripts, keys, id, group, 'keep-pinned')).toBe(0);
       expect([await reserved(scripts, a), await reserved(scripts, b)]).toEqual([1, 2]);
@@ -456,7 +459,7 @@ describe('a cart across slots (the coordinator on a real cluster)', () => {
 
     it('20 confirms racing: one confirms the record, the others find it confirmed; fence 2', async () => {
       const { scripts, id } = await createdCart();
-      const outcomes = await Promise.all(Array.from({ length: 20 }, () => confirmCartAcrossSlots(scripts, keys, id)));
+      const outcomes = await Promise.all(Array.from({ length: 20 }, () => confirmCartAcrossSlots(scripts, keys, id, noCap)));
       expect(outcomes.filter((outcome) => outcome.kind === 'confirmed')).toHaveLength(1);
       expect(outcomes.filter((outcome) => outcome.kind === 'already')).toHaveLength(19);
       expect(await readReservation(scripts, keys, id)).toMatchObject({ status: 'confirmed', fence: 2 });
