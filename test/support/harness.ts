@@ -170,7 +170,7 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
         body = JSON.stringify(options.body);
         headers['content-type'] ??= 'application/json';
       }
-      const response = await fetch(`${baseUrl}${path}`, { method, headers, body });
+      const response = await fetchRetryingResets(`${baseUrl}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
       const text = await response.text();
       const parsed = text === '' ? undefined : JSON.parse(text);
       responses.check(method, path, response.status, response.headers.get('content-type'), parsed, response.headers);
@@ -188,6 +188,26 @@ export async function startHarness(overrides: Record<string, string> = {}, optio
       if (ownDatabaseUrl !== undefined) await dropDatabase(ownDatabaseUrl);
     },
   };
+}
+
+/** Connection resets retried per request at most, before any response came. */
+export const resetRetriesMax = 2;
+
+/**
+ * fetch, sending the request again when the connection was reset before any response (a
+ * keep-alive socket the server closed as the request went out: seen once under a loaded CI run
+ * with 1,000 requests in flight), as a client does. Safe for every Stockhold call: mutations carry
+ * an Idempotency-Key, and confirm, release and reads are idempotent.
+ */
+async function fetchRetryingResets(url: string, init: RequestInit): Promise<Response> {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await fetch(url, init);
+    } catch (error) {
+      const code = ((error as { cause?: { code?: string } }).cause ?? {}).code;
+      if (attempt >= resetRetriesMax || (code !== 'ECONNRESET' && code !== 'UND_ERR_SOCKET')) throw error;
+    }
+  }
 }
 
 /** Creates a SKU with `onHand` units through the API, as an operator would. */
