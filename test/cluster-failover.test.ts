@@ -246,8 +246,8 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
     };
     try {
       const refused = await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' });
-      expect(refused.status).toBe(503);
-      expect(refused.body).toMatchObject({ code: 'backend_unavailable', replicasAcknowledged: 0 });
+      expect(refused.status, JSON.stringify(refused.body)).toBe(503);
+      expect(refused.body, JSON.stringify(refused.body)).toMatchObject({ code: 'backend_unavailable', replicasAcknowledged: 0 });
     } finally {
       scripts.latch = undefined;
     }

@@ -21,7 +21,9 @@ async function sellOut(harness: Harness, sku: string, attempts: number): Promise
 describe('reconciliation racing traffic', () => {
   let harness: Harness;
   beforeAll(async () => {
-    harness = await startHarness({ COMMIT_BATCH_WAIT_MS: '2', RECONCILE_COMMIT_GRACE_MS: '60000', RECONCILE_SKU_PAGE: '50' }, { ownDatabase: true });
+    // Commands wait up to 10 s: 1,000 requests at once on a loaded 2-core CI machine once timed out a
+    // read at the default 2 s, which is not what this test is about.
+    harness = await startHarness({ COMMIT_BATCH_WAIT_MS: '2', RECONCILE_COMMIT_GRACE_MS: '60000', RECONCILE_SKU_PAGE: '50', REDIS_COMMAND_TIMEOUT_MS: '10000', REDIS_CONFIRM_WAIT_MS: '1000' }, { ownDatabase: true });
     await harness.startWorker();
   });
   afterAll(async () => {
@@ -43,6 +45,9 @@ describe('reconciliation racing traffic', () => {
       }
       return runs;
     })();
+    // Awaited below; a run that fails while the traffic is still going fails the test there, not
+    // as an unhandled rejection.
+    reconcileLoop.catch(() => undefined);
     const operations = Array.from({ length: 1000 }, async (_, index) => {
       const sku = skus[index % 2]!;
       const created = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }] } });

@@ -224,11 +224,19 @@ export class ScriptRunner {
     await withRedis(() => this.loadLibrary());
   }
 
-  /** One load at a time; callers that find the library missing meanwhile wait for it. */
+  /**
+   * One load at a time; callers that find the library missing meanwhile wait for it. On a cluster
+   * every primary the client knows gets it; one that refuses (a node mid-failover, no longer a
+   * primary: READONLY) is passed over, since the call that follows goes to whichever node owns its
+   * slot now and fails there if that one still lacks the library. On one Redis a failed load fails.
+   */
   private loadLibrary(): Promise<void> {
     this.loading ??= (async () => {
-      const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
-      await Promise.all(nodes.map((node) => node.call('FUNCTION', 'LOAD', 'REPLACE', this.library.code)));
+      if (!(this.redis instanceof Cluster)) {
+        await this.redis.call('FUNCTION', 'LOAD', 'REPLACE', this.library.code);
+        return;
+      }
+      await Promise.allSettled(this.redis.nodes('master').map((node) => node.call('FUNCTION', 'LOAD', 'REPLACE', this.library.code)));
     })().finally(() => {
       this.loading = undefined;
     });
