@@ -91,11 +91,6 @@ describe('a stock change whose COMMIT fails', () => {
     const sku = await createSku(harness, 10, 'COMMITFAIL');
     const stateKey = harness.stockhold.keys.skuState(sku);
     const failed = await harness.call('PUT', `/v1/skus/${sku}/stock`, { body: { onHand: 10, perCustomerLimit: refusedCap } });
-    if (harness.config.redisClusterNodes !== null) {
-      // Caps are single Redis only: a cluster refuses them before any transaction.
-      expect(failed.status).toBe(400);
-      return;
-    }
     expect(failed.status).toBe(503);
     expect((await harness.stockhold.knex('skus').first('per_customer_limit').where({ sku })).per_customer_limit).toBeNull();
     // The window: Redis took the cap, the ledger did not.
