@@ -205,6 +205,8 @@ export class ScriptRunner {
   private readonly oneSlotPerCall: boolean;
   private readonly library: ScriptLibrary;
   private loading: Promise<void> | undefined;
+  /** How many times this runner loaded its library (at start, and after "Function not found"). */
+  libraryLoads = 0;
 
   constructor(
     readonly redis: RedisClient,
@@ -232,6 +234,7 @@ export class ScriptRunner {
    */
   private loadLibrary(): Promise<void> {
     this.loading ??= (async () => {
+      this.libraryLoads += 1;
       if (!(this.redis instanceof Cluster)) {
         await this.redis.call('FUNCTION', 'LOAD', 'REPLACE', this.library.code);
         return;
