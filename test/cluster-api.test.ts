@@ -121,6 +121,17 @@ describe('flash-sale guards on a Redis Cluster: the steps between slots', () => 
     return sku;
   }
   const entriesOf = (customerId: string) => harness.stockhold.redis.hgetall(harness.stockhold.keys.customerEntries('shop-a', customerId));
+  /** A one-unit cart (hold ttl 1 s) of a new customer on a SKU limited to 1, confirmed (202) with the worker held back before its commit. */
+  async function confirmedWithCommitsHeld(): Promise<{ sku: string; customer: string; made: { body: any }; letCommitsGo: () => void }> {
+    const sku = await limitedSku(100, 1);
+    const customer = `u-${randomBytes(3).toString('hex')}`;
+    const made = await customerReserve([{ sku, quantity: 1 }], customer, { ttlSeconds: 1 });
+    const letCommitsGo = holdBackCommits();
+    const confirmed = await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' });
+    if (confirmed.status !== 202) letCommitsGo();
+    expect(confirmed.status).toBe(202);
+    return { sku, customer, made, letCommitsGo };
+  }
   /** Holds the worker back before it applies a commit (the latch on applyEntries) until the returned function is called. */
   function holdBackCommits(): () => void {
     let release: () => void = () => undefined;
@@ -183,13 +194,9 @@ describe('flash-sale guards on a Redis Cluster: the steps between slots', () => 
   }, 30_000);
 
   it('counts a confirmed cart until its commit, and gives the allowance back once the worker committed it', async () => {
-    const sku = await limitedSku(100, 1);
-    const customer = `u-${randomBytes(3).toString('hex')}`;
-    const made = await customerReserve([{ sku, quantity: 1 }], customer, { ttlSeconds: 1 });
     // Held back from the worker until the hold's expiry has passed: confirmed, it still counts.
-    const letCommitsGo = holdBackCommits();
+    const { sku, customer, made, letCommitsGo } = await confirmedWithCommitsHeld();
     try {
-      expect((await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' })).status).toBe(202);
       expect(Object.values(await entriesOf(customer))).toEqual([expect.stringMatching(/^f\|/)]);
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(made.body.expiresAt) - Date.now()) + 100));
       expect((await customerReserve([{ sku, quantity: 1 }], customer)).body).toMatchObject({ code: 'customer_limit_exceeded', held: 1 });
@@ -242,12 +249,8 @@ describe('flash-sale guards on a Redis Cluster: the steps between slots', () => 
   }, 30_000);
 
   it('a retried confirm puts back the confirmed entry a failover may have lost, before it answers', async () => {
-    const sku = await limitedSku(100, 1);
-    const customer = `u-${randomBytes(3).toString('hex')}`;
-    const made = await customerReserve([{ sku, quantity: 1 }], customer, { ttlSeconds: 1 });
-    const letCommitsGo = holdBackCommits();
+    const { sku, customer, made, letCommitsGo } = await confirmedWithCommitsHeld();
     try {
-      expect((await harness.call('POST', `/v1/reservations/${made.body.id}/confirm`, { as: 'checkout' })).status).toBe(202);
       const key = harness.stockhold.keys.customerEntries('shop-a', customer);
       // The pin lost: the promoted replica had the entry pending, and its expiry passes.
       await harness.stockhold.redis.hset(key, made.body.id, `p|${Date.parse(made.body.expiresAt)}|${sku}:1`);
