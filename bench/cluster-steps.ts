@@ -26,7 +26,7 @@ import { redisKeys } from '../lib/redis/keys';
 import { ScriptRunner } from '../lib/redis/scripts';
 import { slotOf } from '../lib/redis/slots';
 import { holdLines, slotGroups } from '../lib/scripts/cart-lines';
-import { createReservation } from '../lib/scripts/create-reservation';
+import { ReservationScript } from '../lib/scripts/create-reservation';
 import { prepareStockChange } from '../lib/scripts/prepare-stock-change';
 
 const flags = new Map<string, string>();
@@ -181,19 +181,21 @@ async function main(): Promise<void> {
     const oneLine = [{ sku: hot, quantity: 1 }];
     const twoLines = [{ sku: hot, quantity: 1 }, { sku: other, quantity: 1 }];
     const reservation = (index: number) => `${index.toString(36)}-${randomBytes(6).toString('base64url')}`;
+    // One reservation per call (no batching), as each cluster step below is one call.
+    const singleReserve = new ReservationScript(singleScripts, keys, 1);
     const single1: Target = {
       name: 'single Redis, 1-line cart (createReservation)',
       client: singleClient,
       scripts: singleScripts,
       cart: async (index) => {
         const id = reservation(index);
-        const result = await createReservation(singleScripts, keys, { id, clientId: 'bench', idempotencyKey: id, fingerprint: 'f', customerId: null, lines: oneLine, holdTtlMs, idempotencyTtlMs: 60_000, retentionMs: 60_000, reclaimPerSkuMax: 10 });
+        const result = await singleReserve.create({ id, clientId: 'bench', idempotencyKey: id, fingerprint: 'f', customerId: null, lines: oneLine, holdTtlMs, idempotencyTtlMs: 60_000, retentionMs: 60_000, reclaimPerSkuMax: 10 });
         if (result.kind !== 'created') throw new Error(`createReservation: ${result.kind}`);
       },
     };
     const single2: Target = { ...single1, name: 'single Redis, 2-line cart (createReservation)', cart: async (index) => {
       const id = reservation(index);
-      const result = await createReservation(singleScripts, keys, { id, clientId: 'bench', idempotencyKey: id, fingerprint: 'f', customerId: null, lines: twoLines, holdTtlMs, idempotencyTtlMs: 60_000, retentionMs: 60_000, reclaimPerSkuMax: 10 });
+      const result = await singleReserve.create({ id, clientId: 'bench', idempotencyKey: id, fingerprint: 'f', customerId: null, lines: twoLines, holdTtlMs, idempotencyTtlMs: 60_000, retentionMs: 60_000, reclaimPerSkuMax: 10 });
       if (result.kind !== 'created') throw new Error(`createReservation: ${result.kind}`);
     } };
     const clusterCart = (lines: typeof oneLine) => async (index: number) => {

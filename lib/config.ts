@@ -44,6 +44,8 @@ export interface Config {
   readonly idempotencyInFlightTtlSeconds: number;
   readonly reservationRetentionSeconds: number;
   readonly reclaimPerSkuMax: number;
+  /** Reservations one Redis call carries at most (a turn's burst sent as one batch); 1 sends each alone. */
+  readonly reservationBatchMax: number;
   readonly holdsRebuildMax: number;
   readonly unknownSkuCacheMs: number;
   readonly redisCommandTimeoutMs: number;
@@ -234,6 +236,10 @@ export function loadConfig(env: Environment = process.env): Config {
     idempotencyInFlightTtlSeconds: integer('IDEMPOTENCY_IN_FLIGHT_TTL_SECONDS', 30, 1, 600),
     reservationRetentionSeconds,
     reclaimPerSkuMax: integer('RECLAIM_PER_SKU_MAX', 100, 1, 1000),
+    // At most 64: what lua/createReservation-n.lua takes (createBatchReservationsMax). 16 keeps
+    // several calls in flight under 64 concurrent reservations, so Node and Redis work at once
+    // (docs/benchmarks.md: 64 made them take turns).
+    reservationBatchMax: integer('RESERVATION_BATCH_MAX', 16, 1, 64),
     holdsRebuildMax: integer('HOLDS_REBUILD_MAX', 100_000, 1, 10_000_000),
     unknownSkuCacheMs: integer('UNKNOWN_SKU_CACHE_MS', 2000, 0, 60_000),
     redisCommandTimeoutMs: integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),

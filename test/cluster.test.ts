@@ -17,7 +17,7 @@ import { inOneSlot, slotOf } from '../lib/redis/slots';
 import { holdLines, returnLines, slotGroups, type CartLine } from '../lib/scripts/cart-lines';
 import { confirmCartAcrossSlots, createCartAcrossSlots, rejectCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsCall } from '../lib/reservations/cart-across-slots';
 import { abortCart } from '../lib/scripts/cart-coordinator';
-import { createReservation } from '../lib/scripts/create-reservation';
+import { ReservationScript } from '../lib/scripts/create-reservation';
 import { readReservation } from '../lib/scripts/reservation-record';
 import { inspectSku } from '../lib/scripts/inspect-sku';
 import { prepareStockChange } from '../lib/scripts/prepare-stock-change';
@@ -112,8 +112,9 @@ describe('Redis Cluster', () => {
       retentionMs: 60_000,
       reclaimPerSkuMax: 10,
     };
-    await expect(createReservation(scripts, keys, { ...call, lines: [{ sku, quantity: 1 }, { sku: other, quantity: 1 }] })).rejects.toThrow(/several slots/);
-    await expect(createReservation(scripts, keys, { ...call, lines: [{ sku, quantity: 1 }] })).rejects.toThrow(/several slots/);
+    const reserve = new ReservationScript(scripts, keys);
+    await expect(reserve.create({ ...call, lines: [{ sku, quantity: 1 }, { sku: other, quantity: 1 }] })).rejects.toThrow(/several slots/);
+    await expect(reserve.create({ ...call, lines: [{ sku, quantity: 1 }] })).rejects.toThrow(/several slots/);
     // Nothing reached the cluster.
     expect(await readReservation(scripts, keys, call.id)).toBeUndefined();
     expect(await client.exists(keys.skuHolds(sku))).toBe(0);

@@ -52,6 +52,7 @@ import { testRedisUrl } from './support/harness';
 import { dropRecord, patchRecord, readRecord } from './support/records';
 import * as model from './support/sku-model';
 import { assertReply, clockValue, type ExpectedReply, type LedgerEntry, type ReservationModel, type SkuModel } from './support/sku-model';
+import { createOne } from './support/create-call';
 
 const redis = new Redis(testRedisUrl);
 const scripts = new ScriptRunner(redis);
@@ -116,7 +117,7 @@ class RealSku {
   createReservation(id: string, quantity: number): Promise<ScriptReply> {
     this.createdIds.add(id);
     const keyList = [this.keys.idempotency(clientId, id), ...this.lineKeys(id)];
-    return scripts.run('createReservation', keyList, ['fp-model', id, clientId, '', holdTtlMs, idempotencyTtlMs, retentionMs, reclaimPerSkuMax, sku, quantity]);
+    return createOne(scripts, keyList, ['fp-model', id, clientId, '', holdTtlMs, idempotencyTtlMs, retentionMs, reclaimPerSkuMax, sku, quantity]);
   }
 
   release(id: string): Promise<ScriptReply> {

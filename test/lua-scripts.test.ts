@@ -11,12 +11,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { reservationIdAt } from '../lib/random-ids';
 import { recordBucketsPerWindow, recordWindowChars, redisKeys } from '../lib/redis/keys';
-import { buildLibrary, loadScripts, scriptNames, ScriptRunner } from '../lib/redis/scripts';
+import { buildLibrary, loadScripts, scriptNames, ScriptRunner, type ScriptReply } from '../lib/redis/scripts';
 import { holdLines, type HoldGuard } from '../lib/scripts/cart-lines';
 import { admitCustomer, ensureCustomer, forgetCustomer, pinCustomer, readmitCustomer } from '../lib/scripts/customer-admission';
 import { readReservation } from '../lib/scripts/reservation-record';
 import { testRedisUrl, uniqueName } from './support/harness';
 import { dropRecord, patchRecord, readRecord } from './support/records';
+import { createOne } from './support/create-call';
 
 const prefix = `t:lua:${randomBytes(4).toString('hex')}:`;
 const keys = redisKeys(prefix);
@@ -66,7 +67,7 @@ function reserve(call: ReserveCall) {
     keyList.push(keys.skuState(sku), keys.skuHolds(sku));
     args.push(sku, quantity);
   }
-  return { id, idemKey, reply: scripts.run('createReservation', keyList, args) };
+  return { id, idemKey, reply: createOne(scripts, keyList, args) };
 }
 
 /** Fields of a reservation's record, null where absent (the record is one encoded field of a bucket). */
@@ -285,6 +286,132 @@ describe('createReservation', () => {
   it('crashes on a duplicate SKU line, a programmer error', async () => {
     const sku = await seedSku(5);
     await expect(reserve({ lines: [[sku, 1], [sku, 1]] }).reply).rejects.toThrow(/ASSERT duplicate line/);
+    expect(await skuState(sku)).toMatchObject({ reserved: 0 });
+  });
+});
+
+// A call carries a batch of reservations (lib/scripts/create-reservation.ts sends those of one
+// event-loop turn together). Each must be answered exactly as if it had been called alone, in order,
+// though the call reads each SKU's state, the clock and each bucket's expiry once.
+describe('createReservation, several reservations in one call', () => {
+  interface Packed { id: string; idemKey: string; keys: string[]; args: Array<string | number> }
+  function pack(call: ReserveCall & { reclaimMax?: number; clientId?: string }): Packed {
+    const id = call.id ?? newId();
+    const clientId = call.clientId ?? 'client-1';
+    const idemKey = keys.idempotency(clientId, call.key ?? randomBytes(6).toString('hex'));
+    const keyList = [idemKey, keys.reservation(id)];
+    const args: Array<string | number> = [call.fingerprint ?? 'fp-1', id, clientId, call.customer ?? '', call.ttlMs ?? hourMs, hourMs, hourMs, call.reclaimMax ?? 100];
+    for (const [sku, quantity] of call.lines) {
+      keyList.push(keys.skuState(sku), keys.skuHolds(sku));
+      args.push(sku, quantity);
+    }
+    return { id, idemKey, keys: keyList, args };
+  }
+  function batch(items: readonly Packed[]): Promise<ScriptReply[]> {
+    return scripts
+      .run('createReservation', items.flatMap((item) => item.keys), [items.length, ...items.map((item) => item.keys.length), ...items.flatMap((item) => item.args)])
+      .then((reply) => reply as unknown as ScriptReply[]);
+  }
+
+  it('answers each in order as if alone: the last units go to the first, the rest are refused, and what is held is what was granted', async () => {
+    const sku = await seedSku(3);
+    const items = Array.from({ length: 5 }, () => pack({ lines: [[sku, 1]] }));
+    const replies = await batch(items);
+    expect(replies.map((reply) => reply[0])).toEqual([1, 1, 1, -1, -1]);
+    expect(replies[3]).toEqual([-1, sku, 1, 0, expect.any(Number)]);
+    // One clock for the call: every hold of the batch expires at the same time.
+    const expiresAt = (replies[0] as number[])[2]!;
+    expect(replies.slice(0, 3).map((reply) => reply[2])).toEqual([expiresAt, expiresAt, expiresAt]);
+    expect(await skuState(sku)).toMatchObject({ onHand: 3, reserved: 3 });
+    expect((await holds(sku)).sort()).toEqual(items.slice(0, 3).map((item) => `${item.id}:1`).sort());
+    // A time passed to Redis as a number arrives as a plain integer.
+    expect(await redis.zscore(keys.skuHolds(sku), `${items[0]!.id}:1`)).toBe(String(expiresAt));
+    expect(await redis.exists(keys.reservation(items[3]!.id), items[3]!.idemKey, items[4]!.idemKey)).toBe(0);
+    expect(await readReservation(scripts, keys, items[3]!.id)).toBeUndefined();
+  });
+
+  it('mixes every outcome: a replay, a key reused with another request, a missing SKU, carts over two SKUs that share one, each answered as alone', async () => {
+    const a = await seedSku(4);
+    const b = await seedSku(1);
+    const first = pack({ lines: [[a, 1]], key: 'replayed' });
+    await createOne(scripts, first.keys, first.args);
+    const replay = pack({ lines: [[a, 1]], key: 'replayed' });
+    const reused = pack({ lines: [[a, 1]], key: 'replayed', fingerprint: 'another' });
+    const missingSku = uniqueName('NOPE');
+    const missing = pack({ lines: [[missingSku, 1]] });
+    const both = pack({ lines: [[a, 2], [b, 1]] });
+    const bShort = pack({ lines: [[a, 1], [b, 1]] });
+    const aLast = pack({ lines: [[a, 1]] });
+    const aNone = pack({ lines: [[a, 1]] });
+    const replies = await batch([replay, reused, missing, both, bShort, aLast, aNone]);
+    expect(replies[0]!.slice(0, 2)).toEqual([2, first.id]);
+    expect(replies[1]).toEqual([-2]);
+    expect(replies[2]).toEqual([-3, missingSku]);
+    expect(replies[3]![0]).toBe(1);
+    expect(replies[4]).toEqual([-1, b, 1, 0, expect.any(Number)]);
+    expect(replies[5]![0]).toBe(1);
+    expect(replies[6]).toEqual([-1, a, 1, 0, expect.any(Number)]);
+    expect(await skuState(a)).toMatchObject({ reserved: 4 });
+    expect(await skuState(b)).toMatchObject({ reserved: 1 });
+    expect((await holds(a)).sort()).toEqual([`${first.id}:1`, `${both.id}:2`, `${aLast.id}:1`].sort());
+    expect(await holds(b)).toEqual([`${both.id}:1`]);
+  });
+
+  it('a reservation that raises fails alone (-100) and writes nothing; the others go on from what Redis holds', async () => {
+    const sku = await seedSku(2);
+    const before = pack({ lines: [[sku, 1]] });
+    const broken = pack({ lines: [[sku, 1]], clientId: 'client|1' });
+    const duplicate = pack({ lines: [[sku, 1], [sku, 1]] });
+    const after = pack({ lines: [[sku, 1]] });
+    const tooMany = pack({ lines: [[sku, 1]] });
+    const replies = await batch([before, broken, duplicate, after, tooMany]);
+    expect(replies[0]![0]).toBe(1);
+    expect(replies[1]).toEqual([-100, expect.stringMatching(/^ASSERT a client id with "\|"/)]);
+    expect(replies[2]).toEqual([-100, expect.stringMatching(/^ASSERT duplicate line/)]);
+    expect(replies[3]![0]).toBe(1);
+    expect(replies[4]).toEqual([-1, sku, 1, 0, expect.any(Number)]);
+    expect(await skuState(sku)).toMatchObject({ reserved: 2 });
+    expect((await holds(sku)).sort()).toEqual([`${before.id}:1`, `${after.id}:1`].sort());
+    expect(await redis.exists(broken.idemKey, duplicate.idemKey)).toBe(0);
+  });
+
+  it('reclaims expired holds chunk by chunk across the batch, each chunk reported by the reservation that took it', async () => {
+    const sku = await seedSku(5);
+    // Five holds that expire at once (one call: one clock, nothing expired yet within it).
+    expect((await batch(Array.from({ length: 5 }, () => pack({ lines: [[sku, 1]], ttlMs: 1 })))).map((reply) => reply[0])).toEqual([1, 1, 1, 1, 1]);
+    await sleep(5);
+    // Reclaim at most 2 a call: the first reservation frees 2, the next 2 more, the third the last.
+    const items = Array.from({ length: 4 }, () => pack({ lines: [[sku, 1]], reclaimMax: 2 }));
+    const replies = await batch(items);
+    const reclaimedBy = replies.map((reply) => {
+      const report = reply[reply.length - 1];
+      return Array.isArray(report) ? (report.length - 1) / 2 : 0;
+    });
+    expect(replies.map((reply) => reply[0])).toEqual([1, 1, 1, 1]);
+    expect(reclaimedBy).toEqual([2, 2, 1, 0]);
+    expect(await skuState(sku)).toMatchObject({ onHand: 5, reserved: 4 });
+    expect((await holds(sku)).sort()).toEqual(items.map((item) => `${item.id}:1`).sort());
+  });
+
+  it('keeps every record of a bucket until its latest drop time, the bucket\'s expiry read once', async () => {
+    const sku = await seedSku(10);
+    const id = newId();
+    const mate = id.slice(0, recordWindowChars + 2) + newId().slice(recordWindowChars + 2);
+    expect(keys.reservation(mate)).toBe(keys.reservation(id));
+    const replies = await batch([pack({ lines: [[sku, 1]], id, ttlMs: 60_000 }), pack({ lines: [[sku, 1]], id: mate, ttlMs: 2 * hourMs })]);
+    const expiresAt = (replies[1] as number[])[2]!;
+    // The second record's drop time (its expiry + retention) is later: the bucket lasts past it.
+    expect(await redis.pexpiretime(keys.reservation(id))).toBeGreaterThanOrEqual(expiresAt + hourMs);
+    expect(await readReservation(scripts, keys, mate)).toMatchObject({ status: 'pending', expiresAtMs: expiresAt });
+  });
+
+  it('refuses a call whose header does not describe its keys and arguments, before any write', async () => {
+    const sku = await seedSku(5);
+    const item = pack({ lines: [[sku, 1]] });
+    await expect(scripts.run('createReservation', item.keys, [0, ...item.args])).rejects.toThrow(/ASSERT ARGV\[1\] must be 1-64/);
+    await expect(scripts.run('createReservation', item.keys, [65, ...item.args])).rejects.toThrow(/ASSERT ARGV\[1\] must be 1-64/);
+    await expect(scripts.run('createReservation', item.keys, [1, item.keys.length + 1, ...item.args])).rejects.toThrow(/ASSERT KEYS must be/);
+    await expect(scripts.run('createReservation', item.keys, [1, 3, ...item.args])).rejects.toThrow(/ASSERT reservation 1 has too few keys/);
     expect(await skuState(sku)).toMatchObject({ reserved: 0 });
   });
 });

@@ -246,12 +246,18 @@ export class ScriptRunner {
     return this.loading;
   }
 
-  async run(name: ScriptName, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<ScriptReply> {
+  /** Waits for the latch, when one is set, as `run` does (for a caller that sends several calls' work as one). */
+  async latched(name: ScriptName, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<void> {
+    if (this.latch !== undefined) await this.latch(name, keys, args);
+  }
+
+  /** `latched`: the caller let each part of this call through the latch already. */
+  async run(name: ScriptName, keys: readonly string[], args: ReadonlyArray<string | number>, options: { readonly latched?: boolean } = {}): Promise<ScriptReply> {
     const script = this.scripts.get(name);
     assert(script !== undefined, `unknown script ${name}`);
     assert(script.numberOfKeys === undefined || script.numberOfKeys === keys.length, `${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
     if (this.oneSlotPerCall) assertOneSlot(name, keys);
-    if (this.latch !== undefined) await this.latch(name, keys, args);
+    if (this.latch !== undefined && options.latched !== true) await this.latch(name, keys, args);
     const functionName = this.library.functionName(name);
     return withRedis(async () => {
       try {

@@ -9,7 +9,7 @@ import { reservationIdAt } from '../random-ids';
 import { withRedis } from '../redis/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
-import { createReservation, type CreateReservationCall, type ShortLineReply } from '../scripts/create-reservation';
+import { ReservationScript, type CreateReservationCall, type ShortLineReply } from '../scripts/create-reservation';
 import { createCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsResult } from './cart-across-slots';
 import { forgetEnded, readLimits } from './customer-guard';
 import { readReservation, releaseReservation, type ReleaseResult } from '../scripts/reservation-record';
@@ -55,6 +55,8 @@ export interface ReservationLimits {
   readonly idempotencyInFlightTtlSeconds: number;
   readonly reservationRetentionSeconds: number;
   readonly reclaimPerSkuMax: number;
+  /** Reservations one createReservation call carries at most (lib/scripts/create-reservation.ts). */
+  readonly reservationBatchMax: number;
   /** Live reservations per customer at most (the guards: lua/includes/guards.lua; on a cluster ./customer-guard). */
   readonly maxActiveHoldsPerCustomer: number;
   /** Set: Redis is a cluster, and a cart is held slot by slot (./cart-across-slots). */
@@ -138,6 +140,7 @@ export class ReservationService {
   // The hot path's two outcomes, their label lookups done once.
   private readonly createdCounter;
   private readonly replayedCounter;
+  private readonly reserve: ReservationScript;
 
   constructor(
     private readonly scripts: ScriptRunner,
@@ -150,6 +153,7 @@ export class ReservationService {
   ) {
     this.createdCounter = metrics.reservations.labels('created');
     this.replayedCounter = metrics.reservations.labels('replayed');
+    this.reserve = new ReservationScript(scripts, keys, limits.reservationBatchMax);
   }
 
   /** Creates (or replays) a reservation, counting its outcome. */
@@ -264,7 +268,7 @@ export class ReservationService {
     };
     for (let attempt = 1; attempt <= createAttemptsMax; attempt += 1) {
       const result = this.limits.redisClusterNodes === null
-        ? await createReservation(this.scripts, this.keys, { ...call, activeHoldsPerCustomerMax: this.limits.maxActiveHoldsPerCustomer })
+        ? await this.reserve.create({ ...call, activeHoldsPerCustomerMax: this.limits.maxActiveHoldsPerCustomer })
         : await this.createAcrossSlots(call);
       if (result.reclaimed.length > 0) this.metrics.holdsReclaimed(result.reclaimed);
       switch (result.kind) {

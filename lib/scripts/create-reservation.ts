@@ -1,7 +1,10 @@
-// Typed boundary of lua/createReservation-n.lua, the hot path: one atomic check-and-hold.
+// Typed boundary of lua/createReservation-n.lua, the hot path: one atomic check-and-hold per
+// reservation, the reservations of one event-loop turn sent as one call.
+import { ReplyError } from 'ioredis';
 import { assert } from '../errors';
+import { withRedis } from '../redis/connection';
 import type { RedisKeys } from '../redis/keys';
-import type { ScriptRunner } from '../redis/scripts';
+import type { ScriptReply, ScriptRunner } from '../redis/scripts';
 import { takeReclaimed, type ReclaimedHold } from './reclaimed-holds';
 
 export interface CreateReservationCall {
@@ -43,19 +46,110 @@ export type CreateReservationResult = (
   | { readonly kind: 'too-many-active'; readonly activeMax: number; readonly active: number }
 ) & { /** Expired holds this call gave back on the way (any outcome). */ readonly reclaimed: readonly ReclaimedHold[] };
 
-export async function createReservation(scripts: ScriptRunner, keys: RedisKeys, call: CreateReservationCall): Promise<CreateReservationResult> {
-  assert(call.lines.length >= 1, 'a reservation has at least one line');
-  const redisKeys = [keys.idempotency(call.clientId, call.idempotencyKey), keys.reservation(call.id)];
-  const args: Array<string | number> = [call.fingerprint, call.id, call.clientId, call.customerId ?? '', call.holdTtlMs, call.idempotencyTtlMs, call.retentionMs, call.reclaimPerSkuMax];
-  for (const line of call.lines) {
-    redisKeys.push(keys.skuState(line.sku), keys.skuHolds(line.sku));
-    args.push(line.sku, line.quantity);
+/** Reservations one createReservation call carries at most (lua/createReservation-n.lua refuses more). */
+export const createBatchReservationsMax = 64;
+/** Keys one createReservation call carries at most: a batch is sent before a cart would take it past this. */
+export const createBatchKeysMax = 1024;
+
+interface Queued {
+  readonly keys: readonly string[];
+  readonly args: ReadonlyArray<string | number>;
+  readonly resolve: (reply: ScriptReply) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * Runs lua/createReservation-n.lua for reservations, sending those that reach it in one turn of
+ * the event loop as one call (at most `batchMax` reservations and createBatchKeysMax keys): the
+ * first one schedules the call for the end of the turn (setImmediate, after every request that
+ * was read in it), later ones join it. Under little load a call carries one reservation and
+ * waits for nothing but the end of its turn; under a burst Redis does the per-call work (the
+ * command, the clock, each SKU's state and reclaim, each record bucket's expiry) once per batch.
+ * Each reservation is still checked and held alone, in order, and answered alone: a reservation
+ * that raises fails only itself. A call that fails (Redis down, a timeout) fails every
+ * reservation in it, as their own calls would have: each is retried with its Idempotency-Key.
+ * One Redis only: a cluster's carts go slot by slot (lib/reservations/cart-across-slots.ts).
+ */
+export class ReservationScript {
+  private queue: Queued[] = [];
+  private queuedKeys = 0;
+  private scheduled = false;
+
+  constructor(
+    private readonly scripts: ScriptRunner,
+    private readonly keys: RedisKeys,
+    /** Reservations per call at most, 1-createBatchReservationsMax (1: one call each). */
+    private readonly batchMax: number = createBatchReservationsMax,
+  ) {
+    assert(Number.isInteger(batchMax) && batchMax >= 1 && batchMax <= createBatchReservationsMax, `batchMax must be 1-${createBatchReservationsMax}`);
   }
-  if (call.activeHoldsPerCustomerMax !== undefined) {
-    redisKeys.push(keys.customer(call.clientId, call.customerId ?? ''));
-    args.push(call.activeHoldsPerCustomerMax);
+
+  async create(call: CreateReservationCall): Promise<CreateReservationResult> {
+    assert(call.lines.length >= 1, 'a reservation has at least one line');
+    const keys = [this.keys.idempotency(call.clientId, call.idempotencyKey), this.keys.reservation(call.id)];
+    const args: Array<string | number> = [call.fingerprint, call.id, call.clientId, call.customerId ?? '', call.holdTtlMs, call.idempotencyTtlMs, call.retentionMs, call.reclaimPerSkuMax];
+    for (const line of call.lines) {
+      keys.push(this.keys.skuState(line.sku), this.keys.skuHolds(line.sku));
+      args.push(line.sku, line.quantity);
+    }
+    if (call.activeHoldsPerCustomerMax !== undefined) {
+      keys.push(this.keys.customer(call.clientId, call.customerId ?? ''));
+      args.push(call.activeHoldsPerCustomerMax);
+    }
+    // The tests' latch sees each reservation, as if it ran alone.
+    await this.scripts.latched('createReservation', keys, args);
+    return decode(await this.enqueue(keys, args));
   }
-  const reply = await scripts.run('createReservation', redisKeys, args);
+
+  private enqueue(keys: readonly string[], args: ReadonlyArray<string | number>): Promise<ScriptReply> {
+    if (this.queue.length > 0 && this.queuedKeys + keys.length > createBatchKeysMax) this.send();
+    const reply = new Promise<ScriptReply>((resolve, reject) => this.queue.push({ keys, args, resolve, reject }));
+    this.queuedKeys += keys.length;
+    if (this.queue.length >= this.batchMax) {
+      this.send();
+    } else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        if (this.queue.length > 0) this.send();
+      });
+    }
+    return reply;
+  }
+
+  private send(): void {
+    const batch = this.queue;
+    this.queue = [];
+    this.queuedKeys = 0;
+    const keys: string[] = [];
+    const args: Array<string | number> = [batch.length];
+    for (const queued of batch) args.push(queued.keys.length);
+    for (const queued of batch) {
+      keys.push(...queued.keys);
+      args.push(...queued.args);
+    }
+    void this.answer(batch, keys, args);
+  }
+
+  private async answer(batch: readonly Queued[], keys: readonly string[], args: ReadonlyArray<string | number>): Promise<void> {
+    let reply: ScriptReply;
+    try {
+      reply = await this.scripts.run('createReservation', keys, args, { latched: true });
+      assert(reply.length === batch.length, `createReservation answered ${reply.length} of ${batch.length} reservations`);
+    } catch (error) {
+      for (const queued of batch) queued.reject(error);
+      return;
+    }
+    batch.forEach((queued, index) => {
+      const own = reply[index] as unknown as ScriptReply;
+      // As the error of its own call would have been (withRedis maps the Redis ones).
+      if (own[0] === -100) withRedis(() => Promise.reject(new ReplyError(String(own[1])))).catch(queued.reject);
+      else queued.resolve(own);
+    });
+  }
+}
+
+function decode(reply: ScriptReply): CreateReservationResult {
   const reclaimed = takeReclaimed(reply);
   switch (reply[0]) {
     case 1: return { kind: 'created', createdAtMs: Number(reply[1]), expiresAtMs: Number(reply[2]), reclaimed };

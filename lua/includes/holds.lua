@@ -17,15 +17,19 @@
   reclaimExpiredHolds(skuKey, holdsKey, now, limit)
     Removes at most `limit` expired holds and gives their units back (reserved -= units).
     Returns the units and the number of holds reclaimed.
-  checkLines(lines, now, reclaimLimit)
+    (Times go to redis.call as numbers: Redis writes a number argument as "%.17g", so a time in
+    milliseconds arrives as a plain integer; checked in test/lua-scripts.test.ts.)
+  checkLines(lines, now, reclaimLimit, states)
     For lines {sku, quantity, skuKey, holdsKey}: reclaims each SKU's expired holds (bounded), then
     checks every line against onHand - debit - reserved, and notes the SKU's per-customer limit
     (state field `pcl`, see includes/guards) as line.pcl. Writes nothing else. Returns `missing`
-    (SKUs without state), `short` (flat: sku, requested, available, retryAfterMs per short line;
-    retryAfterMs -1 when no pending hold can free it) and each line's audit cursor.
-  holdLines(lines, cursors, reservationId, expiresAt)
+    (SKUs without state, nil when none), `short` (flat: sku, requested, available, retryAfterMs
+    per short line; retryAfterMs -1 when no pending hold can free it; nil when none) and each
+    line's audit cursor. `states` (optional): a cache of SKU states for one call (lineState).
+  holdLines(lines, cursors, reservationId, expiresAt, states)
     Holds every line: reserved += quantity, member "<reservationId>:<quantity>" at expiresAt.
-    Only after checkLines found nothing missing or short, in the same script.
+    Only after checkLines found nothing missing or short, in the same script (and with the same
+    `states`, which it keeps up to date).
   refusal(missing, short)
     The reply for what checkLines found: {-3, sku, ...} for missing SKUs, else {-1, ...} for short
     lines (each with the reclaim report), or nil when neither.
@@ -58,7 +62,7 @@ local function auditHoldChange(skuKey, cursor, score, units)
 end
 
 local function reclaimExpiredHolds(skuKey, holdsKey, now, limit)
-  local expired = redis.call('ZRANGEBYSCORE', holdsKey, '-inf', integerString(now), 'WITHSCORES', 'LIMIT', 0, limit)
+  local expired = redis.call('ZRANGEBYSCORE', holdsKey, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
   if #expired == 0 then return 0, 0 end
   local units = 0
   local members = {}
@@ -88,22 +92,45 @@ local function withReclaimed(reply)
   return reply
 end
 
-local function checkLines(lines, now, reclaimLimit)
-  local seen, missing, short, cursors = {}, {}, {}, {}
+-- One SKU's state as checkLines needs it, its expired holds reclaimed (bounded). With `states`
+-- (a cache by state key, for one call) it is read once per call: later lines and reservations of
+-- the call take it from there, with what the call's own holds added (holdLines) and reclaiming
+-- again only while the last reclaim took a full chunk.
+local function lineState(line, now, reclaimLimit, states)
+  local state = states and states[line.skuKey]
+  if state == nil then
+    local fields = redis.call('HMGET', line.skuKey, 'onHand', 'reserved', 'as', 'debit', 'pos', 'pcl')
+    state = { present = fields[5] and true or false, cursor = fields[3], pcl = fields[6], more = true }
+    -- A pending debit is a decrease already in effect: those units are not on offer.
+    if state.present then state.onHand, state.reserved = tonumber(fields[1]) - tonumber(fields[4] or '0'), tonumber(fields[2]) end
+    if states then states[line.skuKey] = state end
+  end
+  if state.present and state.more then
+    local units, count = reclaimExpiredHolds(line.skuKey, line.holdsKey, now, reclaimLimit)
+    state.reserved = state.reserved - units
+    state.more = count >= reclaimLimit
+  end
+  return state
+end
+
+local function checkLines(lines, now, reclaimLimit, states)
+  -- The hot path is a one-line cart that is not short: no table is made that it does not need.
+  local missing, short, cursors = nil, nil, {}
+  local seen = #lines > 1 and {} or nil
   for i, line in ipairs(lines) do
-    if seen[line.sku] then fail('duplicate line for ' .. line.sku) end
-    seen[line.sku] = true
+    if seen then
+      if seen[line.sku] then fail('duplicate line for ' .. line.sku) end
+      seen[line.sku] = true
+    end
     if line.quantity == nil or line.quantity < 1 then fail('quantity must be >= 1 for ' .. line.sku) end
-    local state = redis.call('HMGET', line.skuKey, 'onHand', 'reserved', 'as', 'debit', 'pos', 'pcl')
-    line.pcl = state[6]
-    if not state[5] then
+    local state = lineState(line, now, reclaimLimit, states)
+    line.pcl = state.pcl
+    if not state.present then
+      missing = missing or {}
       missing[#missing + 1] = line.sku
     else
-      -- A pending debit is a decrease already in effect: those units are not on offer.
-      local onHand, reserved = tonumber(state[1]) - tonumber(state[4] or '0'), tonumber(state[2])
-      cursors[i] = state[3]
-      local reclaimed = reclaimExpiredHolds(line.skuKey, line.holdsKey, now, reclaimLimit)
-      reserved = reserved - reclaimed
+      cursors[i] = state.cursor
+      local onHand, reserved = state.onHand, state.reserved
       local available = onHand - reserved
       if available < line.quantity then
         local retryAfterMs = -1
@@ -112,6 +139,7 @@ local function checkLines(lines, now, reclaimLimit)
           local expiresAt = tonumber(earliest[2])
           if expiresAt ~= nil and expiresAt ~= math.huge then retryAfterMs = math.max(expiresAt - now, 1) end
         end
+        short = short or {}
         local entry = #short
         short[entry + 1], short[entry + 2] = line.sku, line.quantity
         short[entry + 3], short[entry + 4] = math.max(available, 0), retryAfterMs
@@ -121,21 +149,22 @@ local function checkLines(lines, now, reclaimLimit)
   return missing, short, cursors
 end
 
-local function holdLines(lines, cursors, reservationId, expiresAt)
-  local score = integerString(expiresAt)
+local function holdLines(lines, cursors, reservationId, expiresAt, states)
   for i, line in ipairs(lines) do
     redis.call('HINCRBY', line.skuKey, 'reserved', line.quantity)
-    redis.call('ZADD', line.holdsKey, score, reservationId .. ':' .. line.quantity)
+    -- The cache follows `reserved` at once, so that it never says less than Redis holds.
+    if states then states[line.skuKey].reserved = states[line.skuKey].reserved + line.quantity end
+    redis.call('ZADD', line.holdsKey, expiresAt, reservationId .. ':' .. line.quantity)
     auditHoldChange(line.skuKey, cursors[i], expiresAt, line.quantity)
   end
 end
 
 local function refusal(missing, short)
-  if #missing > 0 then
+  if missing then
     table.insert(missing, 1, -3)
     return withReclaimed(missing)
   end
-  if #short > 0 then
+  if short then
     table.insert(short, 1, -1)
     return withReclaimed(short)
   end

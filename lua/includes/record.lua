@@ -32,7 +32,13 @@
                                            cx, g), or nil
   recordSave(bucket, id, record)           writes it (lifetime unchanged); a script checks its client
                                            id with recordClientIdOk before its first write
-  recordKeepUntil(bucket, dropAtMs, now)   the bucket is kept at least until dropAtMs
+  recordSavePending(bucket, id, createdAt, expiresAt, lines, clientId, customerId)
+                                           writes a new pending record (customerId "" for none) as
+                                           recordSave would, without building the record's table
+                                           (and without checking clientId: the caller did)
+  recordKeepUntil(bucket, dropAtMs, now, known)
+                                           the bucket is kept at least until dropAtMs (`known`:
+                                           optional, the call's cache of bucket expiries)
   recordKeepForever(bucket)                a record of the bucket became confirmed
   recordKeepUntilAfterConfirmed(bucket, dropAtMs, now)
                                            a confirmed record of the bucket left confirmed; it is
@@ -52,6 +58,8 @@ local recordMeta = '~'
 -- record instead of two. Records are kept at most this much longer.
 local recordKeepSlackMs = 1000
 
+-- The last number of 36 or more written (a hold's TTL, the same for most records) and its text.
+local recordBase36Last, recordBase36LastText = -1, ''
 local function recordToBase36(number)
   local sign = ''
   if number < 0 then
@@ -59,12 +67,14 @@ local function recordToBase36(number)
     number = -number
   end
   if number < 36 then return sign .. string.sub(recordBase36, number + 1, number + 1) end
-  local text = ''
-  while number > 0 do
-    local digit = number % 36
+  if number == recordBase36Last then return sign .. recordBase36LastText end
+  local text, rest = '', number
+  while rest > 0 do
+    local digit = rest % 36
     text = string.sub(recordBase36, digit + 1, digit + 1) .. text
-    number = (number - digit) / 36
+    rest = (rest - digit) / 36
   end
+  recordBase36Last, recordBase36LastText = number, text
   return sign .. text
 end
 
@@ -144,6 +154,14 @@ local function recordSave(bucket, id, record)
     .. recordToBase36(record.ex - record.ca) .. '|' .. extras .. '|' .. record.l .. '|' .. record.c .. '|' .. (record.u or ''))
 end
 
+-- A new pending record: what recordSave writes for {s = 'pending', v = 1, ca = createdAt,
+-- ex = expiresAt, l = lines, c = clientId, u = customerId}, without the table (the hot path's).
+-- The caller checked clientId with recordClientIdOk before its first write.
+local function recordSavePending(bucket, id, createdAt, expiresAt, lines, clientId, customerId)
+  redis.call('HSET', bucket, id, 'p|1|' .. recordToBase36(createdAt - recordIdTime(id)) .. '|' .. recordToBase36(expiresAt - createdAt)
+    .. '||' .. lines .. '|' .. clientId .. '|' .. customerId)
+end
+
 local function recordMetaOf(bucket)
   local meta = redis.call('HGET', bucket, recordMeta)
   if not meta then return nil end
@@ -152,11 +170,13 @@ local function recordMetaOf(bucket)
 end
 
 -- One call in the common case (the bucket has an expiry already): a bucket without one is new,
--- or kept for a confirmed record (then its field "~" takes the drop time instead).
-local function recordKeepUntil(bucket, dropAtMs, now)
+-- or kept for a confirmed record (then its field "~" takes the drop time instead). `known` (a
+-- cache for one call, optional) remembers each bucket's expiry once read or set, so the call's
+-- other records in that bucket make no call at all.
+local function recordKeepUntil(bucket, dropAtMs, now, known)
   -- Never a time already past: that would delete the bucket's other records with it.
   local target = math.max(dropAtMs, now + 1)
-  local current = redis.call('PEXPIRETIME', bucket)
+  local current = (known and known[bucket]) or redis.call('PEXPIRETIME', bucket)
   if current == -1 then
     local confirmed, dropAtMax = recordMetaOf(bucket)
     if confirmed then
@@ -164,7 +184,11 @@ local function recordKeepUntil(bucket, dropAtMs, now)
       return
     end
   end
-  if current == -1 or current < target then redis.call('PEXPIREAT', bucket, integerString(target + recordKeepSlackMs)) end
+  if current == -1 or current < target then
+    current = target + recordKeepSlackMs
+    redis.call('PEXPIREAT', bucket, integerString(current))
+  end
+  if known then known[bucket] = current end
 end
 
 local function recordKeepForever(bucket)
