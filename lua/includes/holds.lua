@@ -41,10 +41,11 @@
 ]]
 -- What this call reclaimed (withReclaimed). A library function keeps its includes' locals from
 -- one call to the next: every function that includes this file starts with holdsCallStart().
-local reclaimedHolds = {}
+-- (nil until a reclaim: most calls reclaim nothing, and make no table for it.)
+local reclaimedHolds = nil
 local reclaimedAt = 0
 local function holdsCallStart()
-  reclaimedHolds = {}
+  reclaimedHolds = nil
   reclaimedAt = 0
 end
 local function holdQuantity(member)
@@ -75,6 +76,7 @@ local function reclaimExpiredHolds(skuKey, holdsKey, now, limit)
   redis.call('ZREM', holdsKey, unpack(members))
   redis.call('HINCRBY', skuKey, 'reserved', -units)
   reclaimedAt = now
+  reclaimedHolds = reclaimedHolds or {}
   for i = 1, #expired do reclaimedHolds[#reclaimedHolds + 1] = expired[i] end
   local cursor = auditCursor(skuKey)
   if cursor then
@@ -84,7 +86,7 @@ local function reclaimExpiredHolds(skuKey, holdsKey, now, limit)
 end
 
 local function withReclaimed(reply)
-  if #reclaimedHolds > 0 then
+  if reclaimedHolds then
     local report = { reclaimedAt }
     for i = 1, #reclaimedHolds do report[i + 1] = reclaimedHolds[i] end
     reply[#reply + 1] = report

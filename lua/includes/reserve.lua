@@ -42,7 +42,8 @@ local function reserveOne(keys, k, keyCount, args, a, now, batch)
   -- Reclaiming expired holds is a write, but one that is right whatever this request's outcome.
   local lines = {}
   for i = 1, lineCount do
-    lines[i] = { sku = args[a + 7 + 2 * i], quantity = tonumber(args[a + 8 + 2 * i]), skuKey = keys[k + 1 + 2 * i], holdsKey = keys[k + 2 + 2 * i] }
+    -- pcl is set by checkLines; named here so the table is made at its size once.
+    lines[i] = { sku = args[a + 7 + 2 * i], quantity = tonumber(args[a + 8 + 2 * i]), skuKey = keys[k + 1 + 2 * i], holdsKey = keys[k + 2 + 2 * i], pcl = false }
   end
   local missing, short, cursors = checkLines(lines, now, reclaimLimit, batch.states)
   -- The guards before the stock's answer: a request over a cap is refused as such, short or not.
