@@ -41,10 +41,12 @@
     {-5, sku, limit, held}                         the customer's units of sku would pass its limit
     {-6, sku}                                      sku is limited per customer; no customer given
     {-7, activeMax, active}                        the customer has activeMax live reservations
-    {-100, message}                                this reservation raised an error (an invariant
-                                                   broken, arguments it cannot take); the others
-                                                   went on. It raises before its first write.
-    Replies other than 2, -2, -4 and -100 end with a nested array of the expired holds this
+    {-100, message}                                this reservation raised an error (arguments it
+                                                   cannot take: before any write; a broken
+                                                   invariant: possibly after a reclaim); the
+                                                   others went on, reading Redis afresh. Logged
+                                                   at warning level in Redis's log.
+    Replies other than 2, -2 and -4 end with a nested array of the expired holds this
     reservation reclaimed, when it reclaimed any (see withReclaimed in includes/holds).
 ]]
 --- @include "includes/common"
@@ -72,8 +74,12 @@ for i = 1, count do
   holdsCallStart()
   local ok, reply = pcall(reserveOne, KEYS, k, keyCount, ARGV, a, now, batch)
   if not ok then
-    reply = { -100, type(reply) == 'table' and tostring(reply.err) or tostring(reply) }
-    -- What the failed reservation did is not known here: the later ones read Redis afresh.
+    local message = type(reply) == 'table' and tostring(reply.err) or tostring(reply)
+    -- Redis counts no error for a call that answers: the log keeps what an ASSERT means.
+    redis.log(redis.LOG_WARNING, 'stockhold createReservation: reservation ' .. i .. ' of ' .. count .. ' raised: ' .. message)
+    -- It may have reclaimed expired holds before it raised (an earlier line's): reported.
+    reply = withReclaimed({ -100, message })
+    -- What it wrote before it raised is not in the cache: the later ones read Redis afresh.
     batch = reserveBatch()
   end
   replies[i] = reply

@@ -375,6 +375,52 @@ describe('createReservation, several reservations in one call', () => {
     expect(await redis.exists(broken.idemKey, duplicate.idemKey)).toBe(0);
   });
 
+  it('a malformed cart changes nothing, not even a reclaim; a broken invariant found after a reclaim reports what was reclaimed, and the next reservation reads Redis afresh', async () => {
+    const a = await seedSku(3);
+    expect((await batch([pack({ lines: [[a, 2]], ttlMs: 1 })]))[0]![0]).toBe(1);
+    await sleep(5);
+    // A duplicate line (checked before any line's reclaim): a's expired hold stays.
+    const duplicate = await batch([pack({ lines: [[a, 1], [a, 1]] })]);
+    expect(duplicate[0]).toEqual([-100, expect.stringMatching(/^ASSERT duplicate line/)]);
+    expect(await skuState(a)).toMatchObject({ reserved: 2 });
+    expect(await holds(a)).toHaveLength(1);
+    // b's state says fewer units reserved than its expired holds: a broken invariant, found only
+    // when b's line is reclaimed, after a's line gave back its expired hold.
+    const b = await seedSku(5, { reserved: 0 });
+    await redis.zadd(keys.skuHolds(b), 1000, 'ghost:2');
+    const broken = pack({ lines: [[a, 1], [b, 1]] });
+    const next = pack({ lines: [[a, 3]] });
+    const replies = await batch([broken, next]);
+    expect(replies[0]!.slice(0, 2)).toEqual([-100, expect.stringMatching(/^ASSERT reserved 0 below expired holds 2/)]);
+    const report = replies[0]![2] as unknown as string[];
+    expect(report.slice(1)).toEqual([expect.stringMatching(/:2$/), expect.any(String)]);
+    // The next one sees a's units given back (3 on hand, none reserved), not what the cache knew.
+    expect(replies[1]![0]).toBe(1);
+    expect(await skuState(a)).toMatchObject({ onHand: 3, reserved: 3 });
+    expect(await holds(a)).toEqual([`${next.id}:3`]);
+  });
+
+  it('a reservation that raises between a write and the cache\'s update leaves the next one to read Redis, not the cache', async () => {
+    // An audit in progress up to score 5,000 whose partial sum is not a number: the reclaim of the
+    // expired hold (score 1,000) gives its units back, then fails adjusting the audit's sum.
+    const sku = await seedSku(2, { reserved: 2 });
+    await redis.zadd(keys.skuHolds(sku), 1000, 'old:2');
+    await redis.hset(keys.skuState(sku), 'as', 5000, 'ap', 'not-a-number');
+    const replies = await batch([pack({ lines: [[sku, 1]] }), pack({ lines: [[sku, 2]] })]);
+    expect(replies[0]!.slice(0, 2)).toEqual([-100, expect.stringMatching(/not an integer/)]);
+    // Redis gave the 2 units back before the error; the cache had not heard of it.
+    expect(replies[1]![0]).toBe(1);
+    expect(await skuState(sku)).toMatchObject({ onHand: 2, reserved: 2 });
+  });
+
+  it('refuses a hold that would expire at the call\'s own time: a TTL below 1 ms raises', async () => {
+    const sku = await seedSku(2);
+    const replies = await batch([pack({ lines: [[sku, 1]], ttlMs: 0 }), pack({ lines: [[sku, 1]] })]);
+    expect(replies[0]).toEqual([-100, expect.stringMatching(/^ASSERT hold ttl >= 1/)]);
+    expect(replies[1]![0]).toBe(1);
+    expect(await skuState(sku)).toMatchObject({ reserved: 1 });
+  });
+
   it('reclaims expired holds chunk by chunk across the batch, each chunk reported by the reservation that took it', async () => {
     const sku = await seedSku(5);
     // Five holds that expire at once (one call: one clock, nothing expired yet within it).

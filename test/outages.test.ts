@@ -2,6 +2,9 @@
 // restarted empty, a private Postgres cluster is stopped and started. Every affected request gets
 // 503 backend_unavailable with Retry-After (never a 500), only what needs the missing backend
 // fails, nothing half-applied is left behind, and service resumes by itself afterwards.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareDatabaseAt } from '../lib/postgres/migrations';
 import { createSku, idempotencyKey, startHarness, uniqueName, type Harness } from './support/harness';
@@ -16,6 +19,14 @@ async function waitUntilReady(harness: Harness): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error('service did not become ready again');
+}
+
+async function until(condition: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + recoverWaitMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 function expect503(response: { status: number; headers: Headers; body: any }, backend: string): void {
@@ -64,6 +75,45 @@ describe('Redis killed and restarted empty', () => {
     expect(results.filter((result) => result.status === 201)).toHaveLength(10);
     expect(results.every((result) => result.status === 201 || result.status === 409)).toBe(true);
     expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toEqual({ sku, onHand: 10, reserved: 10, available: 0 });
+  });
+});
+
+// A Redis that cannot write its snapshot refuses every write with MISCONF until a save succeeds
+// (stop-writes-on-bgsave-error). That is a backend that cannot serve now, not a bug: 503, and the
+// reservation that a batch carried in that state is refused whole.
+describe('Redis refusing writes because it cannot persist (MISCONF)', () => {
+  let redis: PrivateRedis;
+  let harness: Harness;
+  beforeAll(async () => {
+    // `dir` is a protected setting: this private Redis lets the test move it.
+    redis = await PrivateRedis.start({ extraArgs: ['--enable-protected-configs', 'yes'] });
+    harness = await startHarness({ REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: '2000' });
+  });
+  afterAll(async () => {
+    await harness.close();
+    await redis.remove();
+  });
+
+  it('answers 503, not 500, holds nothing, and serves again once a save succeeds', async () => {
+    const sku = await createSku(harness, 5);
+    const admin = harness.stockhold.redis;
+    const unwritable = mkdtempSync(path.join(tmpdir(), 'stockhold-misconf-'));
+    const saveDir = String(((await admin.call('CONFIG', 'GET', 'dir')) as string[])[1]);
+    await admin.call('CONFIG', 'SET', 'save', '3600 1');
+    await admin.call('CONFIG', 'SET', 'dir', unwritable);
+    rmSync(unwritable, { recursive: true, force: true });
+    await admin.call('BGSAVE').catch(() => undefined);
+    await until(async () => /rdb_last_bgsave_status:err/.test(await admin.info('persistence')));
+    try {
+      const refused = await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }] } });
+      expect503(refused, 'redis');
+      expect(await admin.hget(harness.stockhold.keys.skuState(sku), 'reserved')).toBe('0');
+    } finally {
+      await admin.call('CONFIG', 'SET', 'dir', saveDir);
+      await admin.call('SAVE').catch(() => undefined);
+      await admin.call('CONFIG', 'SET', 'save', '');
+    }
+    expect((await harness.call('POST', '/v1/reservations', { as: 'checkout', idempotencyKey: idempotencyKey(), body: { lines: [{ sku, quantity: 1 }] } })).status).toBe(201);
   });
 });
 

@@ -115,6 +115,22 @@ describe('reservations sent in batches', () => {
     expect(await redis.hget(keys.skuState(sku), 'reserved')).toBe('2');
   });
 
+  it('what a reservation reclaimed before it raised is still reported (to the service\'s metrics), though its caller gets the error', async () => {
+    const reported: string[] = [];
+    const reserve = new ReservationScript(scripts, keys, 16, (holds) => reported.push(...holds.map((hold) => `${hold.reservationId}:${hold.quantity}`)));
+    const a = await seedSku(3);
+    const expiring = await reserve.create(call(a, { holdTtlMs: 1, lines: [{ sku: a, quantity: 2 }] }));
+    expect(expiring.kind).toBe('created');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // b's state is broken (fewer reserved than its expired holds): found after a's line reclaimed.
+    const b = await seedSku(5);
+    await redis.zadd(keys.skuHolds(b), 1000, 'ghost:2');
+    const first = call(a);
+    await expect(reserve.create({ ...first, lines: [{ sku: a, quantity: 1 }, { sku: b, quantity: 1 }] })).rejects.toThrow(/^ASSERT reserved 0 below expired holds 2/);
+    expect(reported).toHaveLength(1);
+    expect(reported[0]).toMatch(/:2$/);
+  });
+
   it('Redis down: every reservation of the call fails with backend_unavailable (503), none hangs', async () => {
     const down = createRedis({ url: 'redis://127.0.0.1:1/0', commandTimeoutMs: 500, autoPipelining: false });
     try {

@@ -153,7 +153,7 @@ export class ReservationService {
   ) {
     this.createdCounter = metrics.reservations.labels('created');
     this.replayedCounter = metrics.reservations.labels('replayed');
-    this.reserve = new ReservationScript(scripts, keys, limits.reservationBatchMax);
+    this.reserve = new ReservationScript(scripts, keys, limits.reservationBatchMax, (holds) => metrics.holdsReclaimed(holds));
   }
 
   /** Creates (or replays) a reservation, counting its outcome. */

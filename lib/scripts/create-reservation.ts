@@ -80,6 +80,11 @@ export class ReservationScript {
     private readonly keys: RedisKeys,
     /** Reservations per call at most, 1-createBatchReservationsMax (1: one call each). */
     private readonly batchMax: number = createBatchReservationsMax,
+    /**
+     * Told what a reservation that raised had reclaimed before it raised (its caller gets only
+     * the error); every other reservation's reclaim is in its result.
+     */
+    private readonly onReclaimedByFailed: (holds: readonly ReclaimedHold[]) => void = () => undefined,
   ) {
     assert(Number.isInteger(batchMax) && batchMax >= 1 && batchMax <= createBatchReservationsMax, `batchMax must be 1-${createBatchReservationsMax}`);
   }
@@ -142,9 +147,14 @@ export class ReservationScript {
     }
     batch.forEach((queued, index) => {
       const own = reply[index] as unknown as ScriptReply;
+      if (own[0] !== -100) {
+        queued.resolve(own);
+        return;
+      }
+      const reclaimed = takeReclaimed(own);
+      if (reclaimed.length > 0) this.onReclaimedByFailed(reclaimed);
       // As the error of its own call would have been (withRedis maps the Redis ones).
-      if (own[0] === -100) withRedis(() => Promise.reject(new ReplyError(String(own[1])))).catch(queued.reject);
-      else queued.resolve(own);
+      withRedis(() => Promise.reject(new ReplyError(String(own[1])))).catch(queued.reject);
     });
   }
 }

@@ -116,15 +116,21 @@ local function lineState(line, now, reclaimLimit, states)
 end
 
 local function checkLines(lines, now, reclaimLimit, states)
-  -- The hot path is a one-line cart that is not short: no table is made that it does not need.
-  local missing, short, cursors = nil, nil, {}
-  local seen = #lines > 1 and {} or nil
-  for i, line in ipairs(lines) do
-    if seen then
+  -- Every line is validated before the first reclaim (a write): a cart refused as malformed
+  -- has changed nothing.
+  if #lines > 1 then
+    local seen = {}
+    for _, line in ipairs(lines) do
       if seen[line.sku] then fail('duplicate line for ' .. line.sku) end
       seen[line.sku] = true
     end
+  end
+  for _, line in ipairs(lines) do
     if line.quantity == nil or line.quantity < 1 then fail('quantity must be >= 1 for ' .. line.sku) end
+  end
+  -- The hot path is a one-line cart that is not short: no table is made that it does not need.
+  local missing, short, cursors = nil, nil, {}
+  for i, line in ipairs(lines) do
     local state = lineState(line, now, reclaimLimit, states)
     line.pcl = state.pcl
     if not state.present then

@@ -9,8 +9,9 @@
     a + keyCount + 6] (layouts in lua/createReservation-n.lua). `now` is the call's time, the same
     for every reservation of the batch. `batch` is the call's cache (reserveBatch()): the SKU
     states checkLines read and the record buckets' expiries; what the call's earlier reservations
-    wrote is in it. Returns the reservation's reply. Raises (fail) before its first write on
-    arguments it cannot take.
+    wrote is in it. Returns the reservation's reply. Raises (fail) on arguments it cannot take,
+    before its first write; a broken invariant can raise after one (a reclaim on an earlier line
+    finding `reserved` below the expired holds): the caller then drops the cache.
   reserveBatch()  a new cache for one call
 ]]
 local function reserveBatch()
@@ -36,7 +37,11 @@ local function reserveOne(keys, k, keyCount, args, a, now, batch)
 
   if not recordClientIdOk(clientId) then fail('a client id with "|"') end
   local holdTtlMs, retentionMs, reclaimLimit = tonumber(args[a + 5]), tonumber(args[a + 7]), tonumber(args[a + 8])
-  if holdTtlMs == nil or retentionMs == nil or reclaimLimit == nil then fail('hold ttl, retention and reclaim limit must be numbers') end
+  -- A hold made at the call's `now` must expire after it: the batch's cache takes "nothing more
+  -- expired at now" once a reclaim took less than a chunk (lineState).
+  if holdTtlMs == nil or holdTtlMs < 1 or retentionMs == nil or retentionMs < 0 or reclaimLimit == nil or reclaimLimit < 1 then
+    fail('hold ttl >= 1, retention >= 0 and reclaim limit >= 1 (numbers)')
+  end
 
   -- Every line is checked before anything is held, so a refusal leaves no partial reservation.
   -- Reclaiming expired holds is a write, but one that is right whatever this request's outcome.
