@@ -72,7 +72,6 @@ interface Queued {
  */
 export class ReservationScript {
   private queue: Queued[] = [];
-  private queuedKeys = 0;
   private scheduled = false;
 
   constructor(
@@ -107,33 +106,45 @@ export class ReservationScript {
   }
 
   private enqueue(keys: readonly string[], args: ReadonlyArray<string | number>): Promise<ScriptReply> {
-    if (this.queue.length > 0 && this.queuedKeys + keys.length > createBatchKeysMax) this.send();
     const reply = new Promise<ScriptReply>((resolve, reject) => this.queue.push({ keys, args, resolve, reject }));
-    this.queuedKeys += keys.length;
-    if (this.queue.length >= this.batchMax) {
-      this.send();
-    } else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        if (this.queue.length > 0) this.send();
-      });
-    }
+    if (this.queue.length >= this.batchMax) this.flush();
+    else this.schedule();
     return reply;
   }
 
-  private send(): void {
-    const batch = this.queue;
-    this.queue = [];
-    this.queuedKeys = 0;
-    const keys: string[] = [];
-    const args: Array<string | number> = [batch.length];
-    for (const queued of batch) args.push(queued.keys.length);
-    for (const queued of batch) {
-      keys.push(...queued.keys);
-      args.push(...queued.args);
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+
+  /**
+   * Sends what is queued, in calls of at most batchMax reservations and createBatchKeysMax keys.
+   * However many calls are already out: with 64 reservations in flight, calls of 16 keep Node and
+   * Redis busy at once, while one call of 64 (or calls held back until one returns) made them
+   * take turns (docs/benchmarks.md).
+   */
+  private flush(): void {
+    while (this.queue.length > 0) {
+      let count = 0;
+      let keyCount = 0;
+      while (count < this.queue.length && count < this.batchMax && (count === 0 || keyCount + this.queue[count]!.keys.length <= createBatchKeysMax)) {
+        keyCount += this.queue[count]!.keys.length;
+        count += 1;
+      }
+      const batch = this.queue.splice(0, count);
+      const callKeys: string[] = [];
+      const callArgs: Array<string | number> = [batch.length];
+      for (const queued of batch) callArgs.push(queued.keys.length);
+      for (const queued of batch) {
+        for (const key of queued.keys) callKeys.push(key);
+        for (const arg of queued.args) callArgs.push(arg);
+      }
+      void this.answer(batch, callKeys, callArgs);
     }
-    void this.answer(batch, keys, args);
   }
 
   private async answer(batch: readonly Queued[], keys: readonly string[], args: ReadonlyArray<string | number>): Promise<void> {
