@@ -54,7 +54,11 @@ export class SkuReconciliation {
   async reconcilePage(skus: readonly string[], runId: string, dryRun: boolean, tally: RunTally): Promise<StuckCandidate[]> {
     const stuck = await this.knex.transaction(async (transaction) => {
       const ledger: LedgerRow[] = await transaction('skus').select('sku', 'on_hand', 'seq', customerLimitOfRow(transaction)).whereIn('sku', skus as string[]).orderBy('sku').forShare();
-      // Different SKUs touch different keys and rows: reconcile the page's SKUs side by side.
+      const limits = await this.customerLimits(transaction, ledger);
+      // Different SKUs touch different keys and rows: reconcile the page's SKUs side by side, their
+      // Redis steps at once; their SQL takes turns on the transaction's one connection (pg queues
+      // a query sent while another runs, which pg 8 warns is deprecated and pg 9 refuses).
+      const turns = new Turns();
       const perSku = await Promise.all(
         ledger.map(async (row): Promise<StuckCandidate[]> => {
           try {
@@ -63,8 +67,8 @@ export class SkuReconciliation {
               await this.rebuild(row, dryRun, tally);
               return [];
             }
-            await this.reconcileOnHand(transaction, row, inspection, dryRun, tally);
-            await this.reconcileCustomerLimit(transaction, row.sku, dryRun, tally);
+            await this.reconcileOnHand(transaction, turns, row, inspection, dryRun, tally);
+            await this.reconcileCustomerLimit(row.sku, limits.get(publicSku(row.sku)) ?? null, dryRun, tally);
             if (inspection.confirmedTruncated) tally.confirmedTruncated += 1;
             return inspection.confirmed.map((hold) => ({ id: hold.id, sku: row.sku, quantity: hold.quantity }));
           } catch (error) {
@@ -97,12 +101,13 @@ export class SkuReconciliation {
   }
 
   /** Catches Redis up to the ledger's position, then compares and corrects at that position. */
-  private async reconcileOnHand(transaction: Knex.Transaction, row: LedgerRow, first: Inspection, dryRun: boolean, tally: RunTally): Promise<void> {
+  private async reconcileOnHand(transaction: Knex.Transaction, turns: Turns, row: LedgerRow, first: Inspection, dryRun: boolean, tally: RunTally): Promise<void> {
     const ledger = { onHand: Number(row.on_hand), seq: Number(row.seq) };
-    if (dryRun) return this.reportDrift(transaction, row, first, tally);
+    if (dryRun) return turns.run(() => this.reportDrift(transaction, row, first, tally));
     let pos = first.pos;
     for (let attempt = 1; attempt <= correctionAttemptsMax; attempt += 1) {
-      await this.projection.catchUp(row.sku, pos, ledger.seq, transaction);
+      // Reads the ledger through the transaction only when Redis is behind (rare): its turn then.
+      if (pos < ledger.seq) await turns.run(() => this.projection.catchUp(row.sku, pos, ledger.seq, transaction));
       const result = await correctOnHand(this.scripts, this.keys, row.sku, ledger, false);
       if (result.kind === 'missing') return;
       if (result.kind === 'done') {
@@ -115,16 +120,25 @@ export class SkuReconciliation {
   }
 
   /**
-   * The per-customer cap Redis enforces against the ledger's (a stock change writes it before its
-   * COMMIT, so a COMMIT that failed can leave a cap the ledger does not have). Under the page's
-   * FOR SHARE no stock change of this row (a SKU, or one of its stripes, which every change of the
-   * SKU locks too) can write a cap meanwhile. The cap is read again in a statement of its own: the
-   * page's SELECT may have waited for a change's lock and still read the SKU's cap as of before
-   * that change (its snapshot), and would take the cap just set for drift.
+   * The per-customer caps of the page's SKUs (their public SKUs: a stripe takes its SKU's), read in
+   * one statement of their own after the page's FOR SHARE: the page's SELECT may have waited for
+   * a change's lock and still read a SKU's cap as of before that change (its snapshot), and would
+   * take the cap just set for drift. Under the FOR SHARE no stock change of these rows (a SKU, or
+   * one of its stripes, which every change of the SKU locks too) can write a cap meanwhile.
    */
-  private async reconcileCustomerLimit(transaction: Knex.Transaction, stripe: string, dryRun: boolean, tally: RunTally): Promise<void> {
-    const ledgerRow = await transaction('skus').first('per_customer_limit').where({ sku: publicSku(stripe) });
-    const after = ledgerRow?.per_customer_limit === undefined || ledgerRow.per_customer_limit === null ? null : Number(ledgerRow.per_customer_limit);
+  private async customerLimits(transaction: Knex.Transaction, ledger: readonly LedgerRow[]): Promise<Map<string, number | null>> {
+    const publicSkus = [...new Set(ledger.map((row) => publicSku(row.sku)))];
+    if (publicSkus.length === 0) return new Map();
+    const rows: Array<{ sku: string; per_customer_limit: number | null }> = await transaction('skus').select('sku', 'per_customer_limit').whereIn('sku', publicSkus);
+    return new Map(rows.map((row) => [row.sku, row.per_customer_limit === null ? null : Number(row.per_customer_limit)]));
+  }
+
+  /**
+   * The per-customer cap Redis enforces against the ledger's (`after`, from customerLimits): a
+   * stock change writes it before its COMMIT, so a COMMIT that failed can leave a cap the ledger
+   * does not have.
+   */
+  private async reconcileCustomerLimit(stripe: string, after: number | null, dryRun: boolean, tally: RunTally): Promise<void> {
     const stored = await withRedis(() => this.scripts.redis.hget(this.keys.skuState(stripe), 'pcl'));
     const before = stored === null ? null : Number(stored);
     if (before === after) return;
@@ -151,5 +165,16 @@ export class SkuReconciliation {
     if (result.kind === 'finished' && result.drift !== 0) {
       tally.correct({ sku, field: 'reserved', before: result.reservedBefore, after: result.reservedBefore - result.drift });
     }
+  }
+}
+
+/** Runs tasks one after another, in the order they were given (a failed one does not stop the next). */
+class Turns {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(task);
+    this.tail = result.catch(() => undefined);
+    return result;
   }
 }
