@@ -12,7 +12,8 @@ import { createRedis } from '../lib/redis/connection';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { redisKeys } from '../lib/redis/keys';
 import { ScriptRunner, type ScriptName } from '../lib/redis/scripts';
-import { createBatchReservationsMax, ReservationScript, type CreateReservationCall } from '../lib/scripts/create-reservation';
+import { loadConfig } from '../lib/config';
+import { createBatchReservationsDefault, createBatchReservationsMax, ReservationScript, type CreateReservationCall } from '../lib/scripts/create-reservation';
 import { createSku, idempotencyKey, startHarness, testRedisUrl, uniqueName, type Harness } from './support/harness';
 
 const prefix = `t:batch:${randomBytes(4).toString('hex')}:`;
@@ -78,9 +79,13 @@ describe('reservations sent in batches', () => {
     expect(sizes).toEqual(Array(8).fill(1));
   });
 
-  it('refuses a bound the script cannot take', () => {
+  it('refuses a bound the script cannot take, in the class and in RESERVATION_BATCH_MAX; the default is the measured 16', () => {
     expect(() => new ReservationScript(scripts, keys, 0)).toThrow(/batchMax/);
     expect(() => new ReservationScript(scripts, keys, createBatchReservationsMax + 1)).toThrow(/batchMax/);
+    expect(loadConfig({}).reservationBatchMax).toBe(createBatchReservationsDefault);
+    expect(loadConfig({ RESERVATION_BATCH_MAX: '64' }).reservationBatchMax).toBe(64);
+    expect(() => loadConfig({ RESERVATION_BATCH_MAX: '65' })).toThrow(/RESERVATION_BATCH_MAX/);
+    expect(() => loadConfig({ RESERVATION_BATCH_MAX: '0' })).toThrow(/RESERVATION_BATCH_MAX/);
   });
 
   it('a batch closes before its keys pass the bound: large carts go in more calls', async () => {

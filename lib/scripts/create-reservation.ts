@@ -48,6 +48,8 @@ export type CreateReservationResult = (
 
 /** Reservations one createReservation call carries at most (lua/createReservation-n.lua refuses more). */
 export const createBatchReservationsMax = 64;
+/** The bound measured best (docs/benchmarks.md; RESERVATION_BATCH_MAX's default in lib/config.ts). */
+export const createBatchReservationsDefault = 16;
 /** Keys one createReservation call carries at most: a batch is sent before a cart would take it past this. */
 export const createBatchKeysMax = 1024;
 
@@ -78,7 +80,7 @@ export class ReservationScript {
     private readonly scripts: ScriptRunner,
     private readonly keys: RedisKeys,
     /** Reservations per call at most, 1-createBatchReservationsMax (1: one call each). */
-    private readonly batchMax: number = createBatchReservationsMax,
+    private readonly batchMax: number = createBatchReservationsDefault,
     /**
      * Told what a reservation that raised had reclaimed before it raised (its caller gets only
      * the error); every other reservation's reclaim is in its result.
