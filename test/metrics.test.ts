@@ -84,6 +84,16 @@ describe('GET /metrics', () => {
     expect(delta(after, 'stockhold_commit_lag_seconds_count')).toBe(1);
     expect(delta(after, 'stockhold_commit_lag_seconds_sum')).toBeLessThan(10);
     expect(delta(after, 'stockhold_commit_batch_size_count')).toBeGreaterThanOrEqual(1);
+    // The hot path's Redis calls (one Redis; a cluster's carts go slot by slot, unbatched): one
+    // request at a time, each call carried one reservation.
+    const calls = delta(after, 'stockhold_reservation_batch_size_count');
+    if (harness.config.redisClusterNodes === null) {
+      expect(calls).toBeGreaterThanOrEqual(6);
+      expect(delta(after, 'stockhold_reservation_batch_size_sum')).toBe(calls);
+      expect(delta(after, 'stockhold_reservation_batch_size_bucket', { le: '1' })).toBe(calls);
+    } else {
+      expect(calls).toBe(0);
+    }
 
     // HTTP by route template, never by concrete path.
     expect(delta(after, 'stockhold_http_requests_total', { method: 'POST', route: '/v1/reservations', status: '201' })).toBe(4);

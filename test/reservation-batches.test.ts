@@ -188,6 +188,10 @@ describe('over HTTP', () => {
     expect(sizes.reduce((sum, size) => sum + size, 0)).toBe(300);
     expect(Math.max(...sizes)).toBeGreaterThan(1);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(harness.config.reservationBatchMax);
+    // The metric the dashboard shows counts the same calls.
+    const histogram = (await harness.stockhold.metrics.reservationBatchSize.get()).values;
+    expect(histogram.find((sample) => sample.metricName === 'stockhold_reservation_batch_size_sum')?.value).toBeGreaterThanOrEqual(300);
+    expect(histogram.find((sample) => sample.metricName === 'stockhold_reservation_batch_size_count')?.value).toBeGreaterThanOrEqual(sizes.length);
     expect((await harness.call('GET', `/v1/skus/${sku}`)).body).toMatchObject({ onHand: 120, reserved: 120, available: 0 });
   });
 });

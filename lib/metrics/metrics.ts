@@ -18,6 +18,7 @@ const reclaimLagBuckets = [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 
 /** Seconds from confirm to ledger: 5 ms to 15 min. */
 const commitLagBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
 const batchBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+const reservationBatchBuckets = [1, 2, 4, 8, 16, 32, 64];
 const runBuckets = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
 export type ReservationOutcome = 'created' | 'replayed' | 'insufficient_stock' | 'guarded' | 'sku_not_found' | 'unavailable';
@@ -97,6 +98,12 @@ export class Metrics {
     name: 'stockhold_commit_batch_size',
     help: 'Reservations written to the ledger in one group commit.',
     buckets: batchBuckets,
+    registers: [this.registry],
+  });
+  readonly reservationBatchSize = new Histogram({
+    name: 'stockhold_reservation_batch_size',
+    help: 'Reservations one hot-path Redis call carried (one Redis; RESERVATION_BATCH_MAX at most).',
+    buckets: reservationBatchBuckets,
     registers: [this.registry],
   });
   readonly queueJobs = new Gauge({

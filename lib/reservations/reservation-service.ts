@@ -153,7 +153,13 @@ export class ReservationService {
   ) {
     this.createdCounter = metrics.reservations.labels('created');
     this.replayedCounter = metrics.reservations.labels('replayed');
-    this.reserve = new ReservationScript(scripts, keys, limits.reservationBatchMax, (holds) => metrics.holdsReclaimed(holds));
+    this.reserve = new ReservationScript(
+      scripts,
+      keys,
+      limits.reservationBatchMax,
+      (holds) => metrics.holdsReclaimed(holds),
+      (reservations) => metrics.reservationBatchSize.observe(reservations),
+    );
   }
 
   /** Creates (or replays) a reservation, counting its outcome. */

@@ -86,6 +86,8 @@ export class ReservationScript {
      * the error); every other reservation's reclaim is in its result.
      */
     private readonly onReclaimedByFailed: (holds: readonly ReclaimedHold[]) => void = () => undefined,
+    /** Told how many reservations each call carries, as it is sent (the service's metrics). */
+    private readonly onCall: (reservations: number) => void = () => undefined,
   ) {
     assert(Number.isInteger(batchMax) && batchMax >= 1 && batchMax <= createBatchReservationsMax, `batchMax must be 1-${createBatchReservationsMax}`);
   }
@@ -145,6 +147,7 @@ export class ReservationScript {
         for (const key of queued.keys) callKeys.push(key);
         for (const arg of queued.args) callArgs.push(arg);
       }
+      this.onCall(batch.length);
       void this.answer(batch, callKeys, callArgs);
     }
   }
