@@ -138,6 +138,27 @@ describe('per-customer purchase limit', () => {
     expect(await harness.stockhold.redis.hget(harness.stockhold.keys.skuState(sku), 'pcl')).toBe('5');
   });
 
+  // Found by a review: a run that waited for a cap change and then found the SKU's state lost
+  // rebuilt it with the cap its own locking SELECT read, from before the change.
+  it('the reconciler rebuilds a lost state with the cap a change committed while the run waited for its row', async () => {
+    const sku = await limitedSku(50, 2);
+    const stateKey = harness.stockhold.keys.skuState(sku);
+    const change = await harness.stockhold.knex.transaction();
+    try {
+      await change('skus').first('sku').where({ sku }).forUpdate();
+      await change('skus').update({ per_customer_limit: 5 }).where({ sku });
+      await harness.stockhold.redis.del(stateKey);
+      const run = harness.call('POST', '/v1/reconcile');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await change.commit();
+      const report = (await run).body;
+      expect(report.corrections.filter((correction: { sku: string }) => correction.sku === sku).map((correction: { field: string }) => correction.field)).toEqual(['state']);
+    } finally {
+      if (!change.isCompleted()) await change.rollback();
+    }
+    expect(await harness.stockhold.redis.hmget(stateKey, 'pcl', 'onHand')).toEqual(['5', '50']);
+  });
+
   // A stock change that finds the SKU's state lost rebuilds it (prepareStockChange) before its
   // COMMIT; reservations reach that state at once. The ledger's cap is in place before the rebuild.
   it('a stock change rebuilding a lost state puts the ledger\'s cap there before the rebuild', async () => {

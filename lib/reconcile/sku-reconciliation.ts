@@ -64,7 +64,9 @@ export class SkuReconciliation {
           try {
             const inspection = await this.inspect(row.sku, dryRun, tally);
             if (inspection.kind === 'missing') {
-              await this.rebuild(row, dryRun, tally);
+              // With the cap of the statement after the lock: the page's own row may carry the
+              // cap of before a change it waited for (customerLimits).
+              await this.rebuild({ ...row, per_customer_limit: limits.get(publicSku(row.sku)) ?? null }, dryRun, tally);
               return [];
             }
             await this.reconcileOnHand(transaction, turns, row, inspection, dryRun, tally);
@@ -123,8 +125,12 @@ export class SkuReconciliation {
    * The per-customer caps of the page's SKUs (their public SKUs: a stripe takes its SKU's), read in
    * one statement of their own after the page's FOR SHARE: the page's SELECT may have waited for
    * a change's lock and still read a SKU's cap as of before that change (its snapshot), and would
-   * take the cap just set for drift. Under the FOR SHARE no stock change of these rows (a SKU, or
-   * one of its stripes, which every change of the SKU locks too) can write a cap meanwhile.
+   * take the cap just set for drift (or rebuild a lost state with it). Under the FOR SHARE no
+   * stock change of these rows can commit another cap meanwhile: a change of a striped SKU locks
+   * every stripe row before its last cap write and its COMMIT, though it may write the cap already
+   * committed into the stripes' states before it waits for them. (Stripe rows left from a SKU that
+   * went back to one stripe are not locked by its changes: a page may write the SKU's earlier cap
+   * into such a stripe's state, which holds no stock, until a re-striping rewrites it.)
    */
   private async customerLimits(transaction: Knex.Transaction, ledger: readonly LedgerRow[]): Promise<Map<string, number | null>> {
     const publicSkus = [...new Set(ledger.map((row) => publicSku(row.sku)))];
