@@ -264,8 +264,11 @@ describe('a confirm waits for the replicas of every primary it wrote', () => {
     };
     try {
       const refused = await harness.call('POST', `/v1/reservations/${id}/confirm`, { as: 'checkout' });
+      // Never acknowledged. Usually the owner check answers (replicasAcknowledged 0); once, in a
+      // slow run, another step met the slot move first and answered a plain 503, as safe.
       expect(refused.status, JSON.stringify(refused.body)).toBe(503);
-      expect(refused.body, JSON.stringify(refused.body)).toMatchObject({ code: 'backend_unavailable', replicasAcknowledged: 0 });
+      expect(refused.body, JSON.stringify(refused.body)).toMatchObject({ code: 'backend_unavailable' });
+      if ('replicasAcknowledged' in refused.body) expect(refused.body.replicasAcknowledged).toBe(0);
     } finally {
       scripts.latch = undefined;
     }
