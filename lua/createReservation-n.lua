@@ -25,7 +25,9 @@
     ARGV[5]          hold ttl, milliseconds
     ARGV[6]          idempotency record ttl, milliseconds
     ARGV[7]          reservation record retention after the hold expires, milliseconds
-    ARGV[8]          reclaim limit: expired holds reclaimed per SKU in this call, at most
+    ARGV[8]          reclaim limit: expired holds this reservation reclaims per SKU, at most (a
+                     later reservation of the batch reclaims that SKU again only while the one
+                     before took a full chunk)
     ARGV[7 + 2j]     SKU of line j (no duplicates: the caller sums duplicate lines)
     ARGV[8 + 2j]     quantity of line j, units (>= 1)
     ARGV[k + 6]      with the guards: live reservations a customer may have at most

@@ -34,13 +34,15 @@
     The reply for what checkLines found: {-3, sku, ...} for missing SKUs, else {-1, ...} for short
     lines (each with the reclaim report), or nil when neither.
   withReclaimed(reply)
-    Appends to `reply`, when this call reclaimed holds, the nested array
+    Appends to `reply`, when this call reclaimed holds (in createReservation: this reservation,
+    which starts with holdsCallStart() as each reservation of the batch does), the nested array
     {now, member, expiresAt, member, expiresAt, ...} of every hold it reclaimed (at most the
     reclaim limits the caller passed), so the caller can measure how long past its expiry each
     hold came back (the TTL skew) and how long it lived. Returns `reply`.
 ]]
 -- What this call reclaimed (withReclaimed). A library function keeps its includes' locals from
--- one call to the next: every function that includes this file starts with holdsCallStart().
+-- one call to the next: every function that includes this file starts with holdsCallStart()
+-- (createReservation again before each reservation of its batch).
 -- (nil until a reclaim: most calls reclaim nothing, and make no table for it.)
 local reclaimedHolds = nil
 local reclaimedAt = 0
