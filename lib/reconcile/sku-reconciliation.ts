@@ -62,15 +62,16 @@ export class SkuReconciliation {
       const perSku = await Promise.all(
         ledger.map(async (row): Promise<StuckCandidate[]> => {
           try {
+            // The cap of the statement after the lock: the page's own row may carry the cap of
+            // before a change it waited for (customerLimits).
+            const limit = limits.get(publicSku(row.sku)) ?? null;
             const inspection = await this.inspect(row.sku, dryRun, tally);
             if (inspection.kind === 'missing') {
-              // With the cap of the statement after the lock: the page's own row may carry the
-              // cap of before a change it waited for (customerLimits).
-              await this.rebuild({ ...row, per_customer_limit: limits.get(publicSku(row.sku)) ?? null }, dryRun, tally);
+              await this.rebuild({ ...row, per_customer_limit: limit }, dryRun, tally);
               return [];
             }
             await this.reconcileOnHand(transaction, turns, row, inspection, dryRun, tally);
-            await this.reconcileCustomerLimit(row.sku, limits.get(publicSku(row.sku)) ?? null, dryRun, tally);
+            await this.reconcileCustomerLimit(row.sku, limit, dryRun, tally);
             if (inspection.confirmedTruncated) tally.confirmedTruncated += 1;
             return inspection.confirmed.map((hold) => ({ id: hold.id, sku: row.sku, quantity: hold.quantity }));
           } catch (error) {

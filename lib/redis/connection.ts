@@ -146,8 +146,8 @@ export async function waitForRedis(redis: RedisClient, timeoutMs: number): Promi
 // Replies that mean "Redis cannot serve now", as opposed to a bug in a script.
 // MOVED and ASK reach a caller only when ioredis did not follow them (the node did not run the
 // command): answered like a node that cannot serve now, so the client's retry goes to the new owner.
-// Replies of a Redis that cannot serve now (a retry may succeed): MISCONF is a Redis refusing
-// writes because it cannot persist; a script killed (SCRIPT/FUNCTION KILL) never wrote.
+// MISCONF: a Redis refusing writes because it cannot persist; a script killed (SCRIPT/FUNCTION
+// KILL) never wrote.
 const unavailableReplies = ['LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'OOM', 'NOREPLICAS', 'MOVED', 'ASK', 'MISCONF', 'ERR Script killed'];
 
 /**

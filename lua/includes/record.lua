@@ -137,6 +137,12 @@ local function recordClientIdOk(clientId)
   return not string.find(clientId, '|', 1, true)
 end
 
+-- The one place a record's string is put together (the layout above).
+local function recordWrite(bucket, id, code, fence, createdAt, expiresAt, extras, lines, clientId, customerId)
+  redis.call('HSET', bucket, id, code .. '|' .. fence .. '|' .. recordToBase36(createdAt - recordIdTime(id)) .. '|'
+    .. recordToBase36(expiresAt - createdAt) .. '|' .. extras .. '|' .. lines .. '|' .. clientId .. '|' .. customerId)
+end
+
 local function recordSave(bucket, id, record)
   local code = recordStatusCode[record.s]
   if not code then fail('unknown status ' .. tostring(record.s)) end
@@ -150,16 +156,14 @@ local function recordSave(bucket, id, record)
     if record.g then list[#list + 1] = 'g' end
     extras = table.concat(list, ',')
   end
-  redis.call('HSET', bucket, id, code .. '|' .. integerString(record.v) .. '|' .. recordToBase36(record.ca - recordIdTime(id)) .. '|'
-    .. recordToBase36(record.ex - record.ca) .. '|' .. extras .. '|' .. record.l .. '|' .. record.c .. '|' .. (record.u or ''))
+  recordWrite(bucket, id, code, integerString(record.v), record.ca, record.ex, extras, record.l, record.c, record.u or '')
 end
 
 -- A new pending record: what recordSave writes for {s = 'pending', v = 1, ca = createdAt,
 -- ex = expiresAt, l = lines, c = clientId, u = customerId}, without the table (the hot path's).
 -- The caller checked clientId with recordClientIdOk before its first write.
 local function recordSavePending(bucket, id, createdAt, expiresAt, lines, clientId, customerId)
-  redis.call('HSET', bucket, id, 'p|1|' .. recordToBase36(createdAt - recordIdTime(id)) .. '|' .. recordToBase36(expiresAt - createdAt)
-    .. '||' .. lines .. '|' .. clientId .. '|' .. customerId)
+  recordWrite(bucket, id, 'p', '1', createdAt, expiresAt, '', lines, clientId, customerId)
 end
 
 local function recordMetaOf(bucket)

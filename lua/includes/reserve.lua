@@ -63,16 +63,10 @@ local function reserveOne(keys, k, keyCount, args, a, now, batch)
 
   local expiresAt = now + holdTtlMs
   holdLines(lines, cursors, reservationId, expiresAt, batch.states)
-  local encoded
-  if lineCount == 1 then
-    encoded = lines[1].sku .. ':' .. lines[1].quantity
-  else
-    local parts = {}
-    for i, line in ipairs(lines) do parts[i] = line.sku .. ':' .. line.quantity end
-    encoded = table.concat(parts, ',')
-  end
+  local encoded = {}
+  for i, line in ipairs(lines) do encoded[i] = line.sku .. ':' .. line.quantity end
 
-  recordSavePending(bucket, reservationId, now, expiresAt, encoded, clientId, customerId)
+  recordSavePending(bucket, reservationId, now, expiresAt, table.concat(encoded, ','), clientId, customerId)
   recordKeepUntil(bucket, expiresAt + retentionMs, now, batch.expiries)
   if remember and customerId ~= '' then rememberCustomerHold(keys[k + keyCount], bucket, reservationId, expiresAt, retentionMs) end
   redis.call('SET', idempotencyKey, 'd|' .. fingerprint .. '|' .. reservationId .. '|' .. integerString(now) .. '|' .. integerString(expiresAt), 'PX', args[a + 6])
