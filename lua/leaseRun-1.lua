@@ -12,10 +12,14 @@
   Output:
     {1}      done
     {0}      acquire: another holder has it; renew/release: not ours (any more)
+
+  Every step can be sent again when its reply was lost: an acquire by the holder that has the
+  lease answers {1} (and renews it), so an acquire that timed out in the client but ran in Redis
+  is found, not left to block every run for the lease's length.
 ]]
 local holder = redis.call('GET', KEYS[1])
 if ARGV[1] == 'acquire' then
-  if holder then return { 0 } end
+  if holder and holder ~= ARGV[2] then return { 0 } end
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return { 1 }
 end

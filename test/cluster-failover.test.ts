@@ -73,7 +73,9 @@ async function reconcileNow(): Promise<{ status: number; body: any }> {
     if (!(run.status === 409 && run.body?.code === 'reconcile_in_progress')) return run;
     await sleep(500);
   }
-  throw new Error('the reconciler stayed busy for 30 s');
+  const leaseKey = `${harness.config.redisKeyPrefix}reconcile:lease`;
+  const [holder, pttl] = await Promise.all([harness.stockhold.redis.get(leaseKey), harness.stockhold.redis.pttl(leaseKey)]);
+  throw new Error(`the reconciler stayed busy for 30 s (lease held by ${holder ?? 'nobody'}, ${pttl} ms left)`);
 }
 
 /** A one-unit reservation whose record lives on another primary than its SKU. */
@@ -149,6 +151,13 @@ describe('failover', () => {
     await sleep(2000);
     await victim.kill();
     killedAt = Date.now();
+    let promotedAt = 0;
+    void (async () => {
+      for (let waited = 0; waited < 60_000 && promotedAt === 0; waited += 100) {
+        if ((await roleOf(heirPort).catch(() => '')) === 'master') promotedAt = Date.now();
+        else await sleep(100);
+      }
+    })();
     // Traffic goes on until the killed primary's SKU is served again, then 1 s more. Usually 2–5 s;
     // 9 s with the machine's cores busy, and a CI run under load saw more than 20 s: up to 45 s.
     for (let waited = 0; waited < 45_000 && victimServedAgain === 0; waited += 100) await sleep(100);
@@ -172,7 +181,7 @@ describe('failover', () => {
     process.stdout.write(
       `failover: ${acknowledgedHolds.length} holds and ${acknowledgedConfirms.length} confirms acknowledged; confirms lost ${acknowledgedConfirms.length - committed}; ` +
         `unconfirmed holds lost with the primary ${holdsLost}; after the kill: first success ${firstSuccessAfterKill === 0 ? 'none' : `${firstSuccessAfterKill - killedAt} ms`} (other primaries), ` +
-        `the killed primary's SKU served again after ${victimServedAgain === 0 ? 'never (within the run)' : `${victimServedAgain - killedAt} ms`}\n`,
+        `the killed primary's SKU served again after ${victimServedAgain === 0 ? 'never (within the run)' : `${victimServedAgain - killedAt} ms`} (its replica a primary after ${promotedAt === 0 ? 'never' : `${promotedAt - killedAt} ms`})\n`,
     );
     // What the replica said, when it did not take over: the cause is in its log (votes refused,
     // data too old, no majority), not in Stockhold's.

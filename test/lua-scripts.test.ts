@@ -1456,3 +1456,38 @@ describe('holdLines: the guards\' part in a SKU\'s slot', () => {
     expect(await call({ customer: false }, [{ sku: free, quantity: 1 }])).toMatchObject({ kind: 'held' });
   });
 });
+
+describe('leaseRun', () => {
+  const lease = async (key: string, op: string, holder: string, ms = 60_000) => (await scripts.run('leaseRun', [key], [op, holder, ms]))[0];
+
+  it('lets one holder at a time have it; only that holder renews or releases it', async () => {
+    const key = `${prefix}lease:${newId()}`;
+    expect(await lease(key, 'acquire', 'A')).toBe(1);
+    expect(await lease(key, 'acquire', 'B')).toBe(0);
+    expect(await lease(key, 'renew', 'B')).toBe(0);
+    expect(await lease(key, 'release', 'B')).toBe(0);
+    expect(await redis.get(key)).toBe('A');
+    await redis.pexpire(key, 1000);
+    expect(await lease(key, 'renew', 'A', 50_000)).toBe(1);
+    expect(await redis.pttl(key)).toBeGreaterThan(40_000);
+    expect(await lease(key, 'release', 'A')).toBe(1);
+    expect(await redis.exists(key)).toBe(0);
+    expect(await lease(key, 'release', 'A')).toBe(0);
+    expect(await lease(key, 'acquire', 'B')).toBe(1);
+  });
+
+  it('answers an acquire sent again by the holder that has it (its first reply lost) with 1, renewing it', async () => {
+    const key = `${prefix}lease:${newId()}`;
+    expect(await lease(key, 'acquire', 'A', 1000)).toBe(1);
+    expect(await lease(key, 'acquire', 'A', 50_000)).toBe(1);
+    expect(await redis.get(key)).toBe('A');
+    expect(await redis.pttl(key)).toBeGreaterThan(40_000);
+  });
+
+  it('ends by itself after its length when nobody releases it', async () => {
+    const key = `${prefix}lease:${newId()}`;
+    expect(await lease(key, 'acquire', 'A', 50)).toBe(1);
+    await sleep(120);
+    expect(await lease(key, 'acquire', 'B')).toBe(1);
+  });
+});

@@ -4,6 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommitJob } from '../lib/commits/commit-jobs';
 import { CommitProcessor } from '../lib/commits/commit-processor';
+import { errors } from '../lib/errors';
+import { leaseAttemptsMax } from '../lib/scripts/lease-run';
 import { LedgerWriter } from '../lib/commits/ledger-writer';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
 
@@ -169,6 +171,82 @@ describe('one run at a time', () => {
     expect(during?.headers.get('retry-after')).toBe('1');
     // The lease is released after the run: the next one goes ahead.
     expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
+  });
+});
+
+describe('the run lease when Redis does not answer', () => {
+  // The worst interleaving (seen under a cluster failover): a lease step runs in Redis, and its
+  // reply never reaches the client (a command timeout, the primary killed after running it).
+  // Forced here by a latch that runs the step itself, then throws what the client would see.
+  const leaseKey = () => `${harness.config.redisKeyPrefix}reconcile:lease`;
+  const lostReply = () => errors.backendUnavailable('redis', new Error('Command timed out'));
+  /** Runs the lease step for real, bypassing the latch (its own latch call is let through). */
+  const runForReal = async (keys: readonly string[], args: ReadonlyArray<string | number>) => {
+    const latch = harness.stockhold.scripts.latch;
+    harness.stockhold.scripts.latch = undefined;
+    try {
+      await harness.stockhold.scripts.run('leaseRun', keys, args);
+    } finally {
+      harness.stockhold.scripts.latch = latch;
+    }
+  };
+
+  it('an acquire that ran but whose reply was lost is found by the next attempt: the run goes ahead and gives the lease back', async () => {
+    let lost = 0;
+    harness.stockhold.scripts.latch = async (name, keys, args) => {
+      if (name !== 'leaseRun' || args[0] !== 'acquire' || lost > 0) return;
+      lost += 1;
+      await runForReal(keys, args);
+      throw lostReply();
+    };
+    try {
+      expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
+    } finally {
+      harness.stockhold.scripts.latch = undefined;
+    }
+    expect(lost).toBe(1);
+    expect(await harness.stockhold.redis.exists(leaseKey())).toBe(0);
+    expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
+  });
+
+  it('an acquire never answered: 503, and the lease a lost attempt took is given back, so the next run goes ahead', async () => {
+    let attempts = 0;
+    harness.stockhold.scripts.latch = async (name, keys, args) => {
+      if (name !== 'leaseRun' || args[0] !== 'acquire') return;
+      attempts += 1;
+      if (attempts === 1) await runForReal(keys, args);
+      throw lostReply();
+    };
+    let refused: { status: number; body: any };
+    try {
+      refused = await harness.call('POST', '/v1/reconcile');
+    } finally {
+      harness.stockhold.scripts.latch = undefined;
+    }
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatchObject({ code: 'backend_unavailable' });
+    expect(attempts).toBe(leaseAttemptsMax);
+    expect(await harness.stockhold.redis.exists(leaseKey())).toBe(0);
+    expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
+  });
+
+  it('a release that ran but whose reply was lost, or that was never answered once, leaves no lease behind', async () => {
+    for (const ranInRedis of [true, false]) {
+      let lost = 0;
+      harness.stockhold.scripts.latch = async (name, keys, args) => {
+        if (name !== 'leaseRun' || args[0] !== 'release' || lost > 0) return;
+        lost += 1;
+        if (ranInRedis) await runForReal(keys, args);
+        throw lostReply();
+      };
+      try {
+        expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
+      } finally {
+        harness.stockhold.scripts.latch = undefined;
+      }
+      expect(lost).toBe(1);
+      expect(await harness.stockhold.redis.exists(leaseKey())).toBe(0);
+    }
   });
 });
 

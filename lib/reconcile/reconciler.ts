@@ -1,12 +1,11 @@
 // One reconciliation run over every SKU the ledger knows, page by page (keyset pagination, a
 // bounded number of pages), then the failed-job sweep; the report goes to the log.
-import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { CommitQueue } from '../commits/commit-queue';
 import type { Metrics } from '../metrics/metrics';
 import type { Config } from '../config';
 import { errors } from '../errors';
-import { leaseRun } from '../scripts/lease-run';
+import { RunLease } from '../scripts/lease-run';
 import { withPostgres } from '../postgres/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
@@ -62,18 +61,17 @@ export class Reconciler {
    * every step is idempotent or fenced, but overlapping runs only duplicate work.)
    */
   async run(trigger: ReconcileTrigger, dryRun: boolean): Promise<ReconcileReport> {
-    const token = randomUUID();
     const leaseMs = Math.max(reconcileLeaseMsMin, this.config.reconcileIntervalMs * 10);
-    const lease = (op: 'acquire' | 'renew' | 'release') => leaseRun(this.scripts, this.leaseKey, op, token, leaseMs);
-    if (!(await lease('acquire'))) throw errors.reconcileInProgress();
-    const renewal = setInterval(() => void lease('renew').catch(() => undefined), leaseMs / 3);
+    const lease = new RunLease(this.scripts, this.leaseKey, leaseMs);
+    if (!(await lease.acquire())) throw errors.reconcileInProgress();
+    const renewal = setInterval(() => void lease.renew().catch(() => undefined), leaseMs / 3);
     try {
-      const report = await this.runHeld(token, trigger, dryRun);
+      const report = await this.runHeld(lease.token, trigger, dryRun);
       this.count(report);
       return report;
     } finally {
       clearInterval(renewal);
-      await lease('release').catch(() => undefined);
+      await lease.release();
     }
   }
 
