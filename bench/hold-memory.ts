@@ -30,6 +30,7 @@ async function measure(stockhold: Stockhold, label: string, skus: string[]) {
   const { keys } = stockhold;
   for (const sku of skus) await stockhold.redis.hset(keys.skuState(sku), 'onHand', 1_000_000_000, 'pos', 0, 'reserved', 0, 'debit', 0);
   const before = await usedMemory(stockhold);
+  const startedAt = performance.now();
   let sample: { id: string; idempotencyKey: string } | undefined;
   const buckets = new Set<string>();
   for (let start = 0; start < holdsPerShape; start += batch) {
@@ -47,19 +48,27 @@ async function measure(stockhold: Stockhold, label: string, skus: string[]) {
     sample ??= created[0];
     for (const { id } of created) buckets.add(keys.reservation(id));
   }
+  const rate = holdsPerShape / ((performance.now() - startedAt) / 1000);
   const after = await usedMemory(stockhold);
-  // Records share buckets (lua/includes/record.lua): a record's cost is its share of theirs.
+  // Records share buckets (lua/includes/record.lua): a record's cost is its share of theirs. A
+  // bucket past hash-max-listpack-entries fields is a hashtable (about 130 B a record, not 60).
   let recordBytes = 0;
-  for (const bucket of buckets) recordBytes += await memoryUsage(stockhold, bucket);
+  let hashtables = 0;
+  let fullest = 0;
+  for (const bucket of buckets) {
+    recordBytes += await memoryUsage(stockhold, bucket);
+    if (String(await stockhold.redis.call('OBJECT', 'ENCODING', bucket)) === 'hashtable') hashtables += 1;
+    fullest = Math.max(fullest, await stockhold.redis.hlen(bucket));
+  }
   const record = recordBytes / holdsPerShape;
   const idempotency = await memoryUsage(stockhold, keys.idempotency('checkout-web', sample!.idempotencyKey));
   let index = 0;
   for (const sku of skus) index += await memoryUsage(stockhold, keys.skuHolds(sku));
   const indexPerHold = index / holdsPerShape;
   process.stdout.write(
-    `${label}: ${holdsPerShape} holds\n` +
+    `${label}: ${holdsPerShape} holds, made at ${rate.toFixed(0)}/s\n` +
       `  used_memory growth per reservation (hold + idempotency record): ${((after - before) / holdsPerShape).toFixed(0)} B\n` +
-      `  MEMORY USAGE reservation record: ${record.toFixed(0)} B (${buckets.size} buckets, ${(holdsPerShape / buckets.size).toFixed(0)} records each), holds index per hold: ${indexPerHold.toFixed(0)} B => per hold ${(record + indexPerHold).toFixed(0)} B\n` +
+      `  MEMORY USAGE reservation record: ${record.toFixed(0)} B (${buckets.size} buckets, ${(holdsPerShape / buckets.size).toFixed(0)} records each, at most ${fullest}; ${hashtables} of them hashtables), holds index per hold: ${indexPerHold.toFixed(0)} B => per hold ${(record + indexPerHold).toFixed(0)} B\n` +
       `  MEMORY USAGE idempotency record (36-char key): ${idempotency} B\n`,
   );
 }

@@ -8,7 +8,7 @@ import { IdempotencyStore } from './idempotency/idempotency-store';
 import { createPostgres } from './postgres/connection';
 import { createRedis, waitForRedis, withRedis, type RedisClient } from './redis/connection';
 import { redisKeys, type RedisKeys } from './redis/keys';
-import { ScriptRunner } from './redis/scripts';
+import { loadScripts, ScriptRunner } from './redis/scripts';
 import { Metrics } from './metrics/metrics';
 import { addStandardSamplers } from './metrics/samplers';
 import { QueueSet } from './queues';
@@ -54,7 +54,7 @@ export async function createStockhold(config: Config, metrics: Metrics = new Met
     applicationName: config.postgresApplicationName,
   });
   const keys = redisKeys(config.redisKeyPrefix);
-  const scripts = new ScriptRunner(redis);
+  const scripts = new ScriptRunner(redis, loadScripts(), { recordFields: config.recordFields });
   // Start even when Redis is down (requests then fail closed with 503); preload when it is up.
   if (await waitForRedis(redis, redisStartupWaitMs)) await scripts.preload().catch(() => undefined);
   const projection = new LedgerProjection(knex, scripts, keys, config);

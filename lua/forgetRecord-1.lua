@@ -22,5 +22,5 @@ if not record then return { 0, 'missing' } end
 if record.s ~= 'confirmed' or record.v > tonumber(ARGV[2]) then return { 0, record.s } end
 local now = nowMs()
 recordKeepUntilAfterConfirmed(KEYS[1], now + 1, now)
-redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[1], record.f)
 return { 1 }

@@ -22,7 +22,7 @@
 --- @include "includes/record"
 
 local id = ARGV[1]
-if redis.call('HEXISTS', KEYS[1], id) == 1 then return { 2 } end
+if recordFind(KEYS[1], id) then return { 2 } end
 if not recordStatusCode[ARGV[2]] then fail('unknown status ' .. ARGV[2]) end
 if not recordClientIdOk(ARGV[3]) then fail('a client id with "|"') end
 local keepMs = tonumber(ARGV[12])

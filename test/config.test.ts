@@ -51,6 +51,12 @@ describe('loadConfig', () => {
     }
   });
 
+  it('names new records short by default; RECORD_FIELDS=whole for a rolling upgrade; anything else refused', () => {
+    expect(loadConfig({}).recordFields).toBe('short');
+    expect(loadConfig({ RECORD_FIELDS: 'whole' }).recordFields).toBe('whole');
+    expect(() => loadConfig({ RECORD_FIELDS: 'long' })).toThrow(/RECORD_FIELDS must be one of short, whole/);
+  });
+
   it('refuses a retention shorter than the idempotency window', () => {
     expect(() => loadConfig({ IDEMPOTENCY_TTL_SECONDS: '7200', RESERVATION_RETENTION_SECONDS: '3600' })).toThrow(/RESERVATION_RETENTION_SECONDS/);
   });

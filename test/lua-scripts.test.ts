@@ -531,6 +531,37 @@ describe('record buckets (lua/includes/record.lua)', () => {
     expect((await readReservation(scripts, keys, third.id))?.status).toBe('released');
   });
 
+  it('names a record by its id less the 7 characters its bucket holds; a record under its whole id (RECORD_FIELDS=whole, or the version before) is read, changed and ended where it is, by either library', async () => {
+    const whole = new ScriptRunner(redis, loadScripts(), { recordFields: 'whole' });
+    expect(whole.libraryName).not.toBe(scripts.libraryName);
+    const sku = await seedSku(10);
+    const shortId = idInOwnWindow();
+    const wholeId = bucketMate(shortId);
+    const bucket = keys.reservation(shortId);
+    expect(keys.reservation(wholeId)).toBe(bucket);
+    const create = (runner: ScriptRunner, id: string) =>
+      createOne(runner, [keys.idempotency('client-1', randomBytes(6).toString('hex')), bucket, ...stateKeys(sku)], ['fp-1', id, 'client-1', '', hourMs, hourMs, hourMs, 100, sku, 1]);
+    expect((await create(scripts, shortId))[0]).toBe(1);
+    expect((await create(whole, wholeId))[0]).toBe(1);
+    expect((await redis.hkeys(bucket)).sort()).toEqual([shortId.slice(recordWindowChars), wholeId].sort());
+    // Each library reads both.
+    for (const runner of [scripts, whole]) {
+      expect(await readReservation(runner, keys, shortId)).toMatchObject({ status: 'pending', lines: [{ sku, quantity: 1 }] });
+      expect(await readReservation(runner, keys, wholeId)).toMatchObject({ status: 'pending', lines: [{ sku, quantity: 1 }] });
+    }
+    // Changed by the other library: written back where it was found, never twice.
+    expect((await scripts.run('confirmReservation', lineKeys(wholeId, [[sku, 1]]), [wholeId]))[0]).toBe(1);
+    expect((await whole.run('releaseReservation', lineKeys(shortId, [[sku, 1]]), [shortId]))).toEqual([1, 'released']);
+    expect((await redis.hkeys(bucket)).sort()).toEqual(['~', shortId.slice(recordWindowChars), wholeId].sort());
+    expect((await readReservation(scripts, keys, wholeId))?.status).toBe('confirmed');
+    expect((await readReservation(whole, keys, shortId))?.status).toBe('released');
+    // A record under its whole id is not opened again beside it, and is forgotten where it is.
+    expect(await scripts.run('openRecord', [bucket], [wholeId, 'client-1', '', Date.now(), Date.now() + 1000, `${sku}:1`, hourMs])).toEqual([2]);
+    expect(await scripts.run('forgetRecord', [bucket], [wholeId, 9])).toEqual([1]);
+    expect(await redis.hkeys(bucket)).toEqual([shortId.slice(recordWindowChars)]);
+    expect(await readReservation(scripts, keys, wholeId)).toBeUndefined();
+  });
+
   it('a shorter retention never shortens a bucket, and a drop time already past never deletes its other records', async () => {
     const sku = await seedSku(10);
     const kept = reserve({ lines: [[sku, 1]], id: idInOwnWindow(), ttlMs: 60_000 });

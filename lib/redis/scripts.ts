@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Cluster } from 'ioredis';
+import type { RecordFields } from '../config';
 import type { RedisClient } from './connection';
 import { assertOneSlot } from './slots';
 import { assert } from '../errors';
@@ -141,12 +142,19 @@ export function loadScripts(directory: string = findLuaDirectory()): ReadonlyMap
   return scripts;
 }
 
+export interface LibraryOptions {
+  /** How new reservation records are named in their bucket (lua/includes/record.lua, RECORD_FIELDS). */
+  readonly recordFields?: RecordFields;
+}
+/** The line of lua/includes/record.lua that `recordFields: 'whole'` sets to true. */
+const recordFieldsLine = 'local recordFieldsWhole = false';
+
 /**
  * The library of `scripts`: every include once, in an order each script's own order agrees with
  * (refused otherwise: a helper must be defined before the helpers that call it), then each script
  * as a registered function. Includes must not include others, nor define the same top-level name.
  */
-export function buildLibrary(scripts: ReadonlyMap<ScriptName, LoadedScript>, directory: string = findLuaDirectory()): ScriptLibrary {
+export function buildLibrary(scripts: ReadonlyMap<ScriptName, LoadedScript>, directory: string = findLuaDirectory(), options: LibraryOptions = {}): ScriptLibrary {
   // Each script's order is a chain of "before" edges; the library takes them all (Kahn's sort,
   // ties in the order the includes first appear).
   const before = new Map<string, Set<string>>();
@@ -165,6 +173,11 @@ export function buildLibrary(scripts: ReadonlyMap<ScriptName, LoadedScript>, dir
     order.push(next);
   }
   const sources = new Map(order.map((include) => [include, readFileSync(path.join(directory, include), 'utf8')]));
+  if (options.recordFields === 'whole') {
+    const record = sources.get('includes/record.lua');
+    assert(record !== undefined && record.split('\n').includes(recordFieldsLine), `includes/record.lua has no line "${recordFieldsLine}"`);
+    sources.set('includes/record.lua', record.replace(recordFieldsLine, 'local recordFieldsWhole = true'));
+  }
   const defined = new Map<string, string>();
   const callStarts = new Map<string, string>();
   for (const [include, source] of sources) {
@@ -211,9 +224,10 @@ export class ScriptRunner {
   constructor(
     readonly redis: RedisClient,
     private readonly scripts: ReadonlyMap<ScriptName, LoadedScript> = loadScripts(),
+    options: LibraryOptions = {},
   ) {
     this.oneSlotPerCall = redis instanceof Cluster;
-    this.library = buildLibrary(scripts);
+    this.library = buildLibrary(scripts, undefined, options);
   }
 
   /** The library's name in Redis (`FUNCTION LIST LIBRARYNAME stockhold_`). */

@@ -28,8 +28,16 @@
   them while there are any. A record can therefore outlive its own retention by as long as the
   longest-kept record of its bucket (records of one bucket were made within 64 ms of each other).
 
+  Field: the id without its first 7 characters, which every id of the bucket shares and the
+  bucket's name holds (lib/redis/keys.ts reservationBucket), 7 B a record less; an id of another
+  length than 22 keeps its whole name (the API answers 404 to such ids before any script runs).
+  A record written under its whole id (the version before, or a library built with
+  RECORD_FIELDS=whole for a rolling upgrade from it: recordFieldsWhole below) is found too, and
+  written back where it was found; new records go under recordNewField(id).
+
   recordLoad(bucket, id)                   the record as a table (s, v, ca, ex, l, c, u, cf, at,
-                                           cx, g), or nil
+                                           cx, g, and f: its field), or nil
+  recordFind(bucket, id)                   the field holding id's record and its value, or nil
   recordSave(bucket, id, record)           writes it (lifetime unchanged); a script checks its client
                                            id with recordClientIdOk before its first write
   recordSavePending(bucket, id, createdAt, expiresAt, lines, clientId, customerId)
@@ -107,8 +115,35 @@ local function recordIdTime(id)
   return ((((((d1 * 64 + d2) * 64 + d3) * 64 + d4) * 64 + d5) * 64 + d6) * 64 + d7) * 64 + d8
 end
 
+-- Set to true by lib/redis/scripts.ts buildLibrary when RECORD_FIELDS=whole (this exact line).
+local recordFieldsWhole = false
+local recordIdLength, recordWindowChars = 22, 7
+
+local function recordShortField(id)
+  if #id == recordIdLength then return string.sub(id, recordWindowChars + 1) end
+  return id
+end
+
+-- The field a new record of id goes under.
+local function recordNewField(id)
+  if recordFieldsWhole then return id end
+  return recordShortField(id)
+end
+
+local function recordFind(bucket, id)
+  local first = recordNewField(id)
+  local value = redis.call('HGET', bucket, first)
+  if value then return first, value end
+  local other = id
+  if recordFieldsWhole then other = recordShortField(id) end
+  if other == first then return nil end
+  value = redis.call('HGET', bucket, other)
+  if value then return other, value end
+  return nil
+end
+
 local function recordLoad(bucket, id)
-  local value = redis.call('HGET', bucket, id)
+  local field, value = recordFind(bucket, id)
   if not value then return nil end
   local code, fence, createdAt, expiresAt, extras, lines, clientId, customerId =
     string.match(value, '^(%a)|(%d+)|([^|]+)|([^|]+)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
@@ -116,7 +151,7 @@ local function recordLoad(bucket, id)
   local ca = recordIdTime(id) + recordFromBase36(createdAt)
   local record = {
     s = recordStatusName[code], v = tonumber(fence), ca = ca, ex = ca + recordFromBase36(expiresAt), l = lines,
-    c = clientId, u = customerId ~= '' and customerId or nil, cx = false,
+    c = clientId, u = customerId ~= '' and customerId or nil, cx = false, f = field,
   }
   for extra in string.gmatch(extras, '[^,]+') do
     local tag, rest = string.sub(extra, 1, 1), string.sub(extra, 2)
@@ -138,8 +173,8 @@ local function recordClientIdOk(clientId)
 end
 
 -- The one place a record's string is put together (the layout above).
-local function recordWrite(bucket, id, code, fence, createdAt, expiresAt, extras, lines, clientId, customerId)
-  redis.call('HSET', bucket, id, code .. '|' .. fence .. '|' .. recordToBase36(createdAt - recordIdTime(id)) .. '|'
+local function recordWrite(bucket, field, id, code, fence, createdAt, expiresAt, extras, lines, clientId, customerId)
+  redis.call('HSET', bucket, field, code .. '|' .. fence .. '|' .. recordToBase36(createdAt - recordIdTime(id)) .. '|'
     .. recordToBase36(expiresAt - createdAt) .. '|' .. extras .. '|' .. lines .. '|' .. clientId .. '|' .. customerId)
 end
 
@@ -156,14 +191,14 @@ local function recordSave(bucket, id, record)
     if record.g then list[#list + 1] = 'g' end
     extras = table.concat(list, ',')
   end
-  recordWrite(bucket, id, code, integerString(record.v), record.ca, record.ex, extras, record.l, record.c, record.u or '')
+  recordWrite(bucket, record.f or recordNewField(id), id, code, integerString(record.v), record.ca, record.ex, extras, record.l, record.c, record.u or '')
 end
 
 -- A new pending record: what recordSave writes for {s = 'pending', v = 1, ca = createdAt,
 -- ex = expiresAt, l = lines, c = clientId, u = customerId}, without the table (the hot path's).
 -- The caller checked clientId with recordClientIdOk before its first write.
 local function recordSavePending(bucket, id, createdAt, expiresAt, lines, clientId, customerId)
-  recordWrite(bucket, id, 'p', '1', createdAt, expiresAt, '', lines, clientId, customerId)
+  recordWrite(bucket, recordNewField(id), id, 'p', '1', createdAt, expiresAt, '', lines, clientId, customerId)
 end
 
 local function recordMetaOf(bucket)

@@ -59,7 +59,7 @@ const dropBody = luaWithIncludes(`--- @include "includes/common"
 local record = recordLoad(KEYS[1], ARGV[1])
 if not record then return 0 end
 if record.s == 'confirmed' then recordKeepUntilAfterConfirmed(KEYS[1], nowMs() + 1, nowMs()) end
-return redis.call('HDEL', KEYS[1], ARGV[1])`);
+return redis.call('HDEL', KEYS[1], record.f)`);
 
 /** Removes a record, as Redis losing it would (its bucket's other records stay). */
 export async function dropRecord(redis: RedisClient, keys: RedisKeys, id: string): Promise<void> {
