@@ -15,6 +15,7 @@ import { redisKeys } from '../lib/redis/keys';
 import { reservationIdAt } from '../lib/random-ids';
 import { ScriptRunner, type ScriptReply } from '../lib/redis/scripts';
 import { testRedisUrl } from './support/harness';
+import { readRecord } from './support/records';
 
 const redis = new Redis(testRedisUrl);
 const scripts = new ScriptRunner(redis);
@@ -109,7 +110,7 @@ async function checkRecords(prefix: string, specs: readonly Spec[]): Promise<voi
   const k = redisKeys(prefix);
   for (const spec of specs) {
     const bucket = k.reservation(spec.id);
-    if ((await redis.hget(bucket, spec.id)) === null) continue;
+    if ((await readRecord(redis, k, spec.id)) === undefined) continue;
     const done = await redis.get(k.idempotency(spec.client, spec.key));
     const expiresAt = Number(done!.split('|')[4]);
     expect(await redis.pexpiretime(bucket)).toBeGreaterThanOrEqual(expiresAt + hourMs);
@@ -117,7 +118,8 @@ async function checkRecords(prefix: string, specs: readonly Spec[]): Promise<voi
   for (const customer of ['u1', 'u2']) {
     for (const member of await redis.zrange(k.customer('cl', customer), 0, -1)) {
       const [bucket, id] = member.split('#');
-      expect(await redis.hget(bucket!, id!), `index member ${member}`).not.toBeNull();
+      expect(bucket, `index member ${member}`).toBe(k.reservation(id!));
+      expect(await readRecord(redis, k, id!), `index member ${member}`).toBeDefined();
     }
   }
 }

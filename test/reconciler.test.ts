@@ -230,6 +230,28 @@ describe('the run lease when Redis does not answer', () => {
     expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
   });
 
+  it('an acquire that ran, and nothing after it answered (a failover outlasting every attempt and the release): the next run of this process takes that lease back', async () => {
+    let ran = 0;
+    harness.stockhold.scripts.latch = async (name, keys, args) => {
+      if (name !== 'leaseRun') return;
+      if (args[0] === 'acquire' && ran === 0) {
+        ran += 1;
+        await runForReal(keys, args);
+      }
+      throw lostReply();
+    };
+    let refused: { status: number; body: any };
+    try {
+      refused = await harness.call('POST', '/v1/reconcile');
+    } finally {
+      harness.stockhold.scripts.latch = undefined;
+    }
+    expect(refused.status).toBe(503);
+    expect(await harness.stockhold.redis.pttl(leaseKey())).toBeGreaterThan(0);
+    expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
+    expect(await harness.stockhold.redis.exists(leaseKey())).toBe(0);
+  });
+
   it('a release that ran but whose reply was lost, or that was never answered once, leaves no lease behind', async () => {
     for (const ranInRedis of [true, false]) {
       let lost = 0;

@@ -36,6 +36,8 @@ export class Reconciler {
   private readonly leaseKey: string;
   private readonly scripts: ScriptRunner;
   private stopRequested = false;
+  /** The token of this process's last acquire that got no answer: its lease, if it took one, is this process's to take back. */
+  private unsettledLeaseToken: string | undefined;
 
   constructor(
     private readonly knex: Knex,
@@ -62,8 +64,17 @@ export class Reconciler {
    */
   async run(trigger: ReconcileTrigger, dryRun: boolean): Promise<ReconcileReport> {
     const leaseMs = Math.max(reconcileLeaseMsMin, this.config.reconcileIntervalMs * 10);
-    const lease = new RunLease(this.scripts, this.leaseKey, leaseMs);
-    if (!(await lease.acquire())) throw errors.reconcileInProgress();
+    // Taken by one run only (no await in between): two runs of this process never share a token.
+    const lease = new RunLease(this.scripts, this.leaseKey, leaseMs, this.unsettledLeaseToken);
+    this.unsettledLeaseToken = undefined;
+    let acquired: boolean;
+    try {
+      acquired = await lease.acquire();
+    } catch (error) {
+      this.unsettledLeaseToken = lease.token;
+      throw error;
+    }
+    if (!acquired) throw errors.reconcileInProgress();
     const renewal = setInterval(() => void lease.renew().catch(() => undefined), leaseMs / 3);
     try {
       const report = await this.runHeld(lease.token, trigger, dryRun);

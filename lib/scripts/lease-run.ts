@@ -22,12 +22,16 @@ type LeaseOp = 'acquire' | 'renew' | 'release';
  * right after a failover, when reconciliation is needed most).
  */
 export class RunLease {
-  readonly token = randomUUID();
-
+  /**
+   * `token`: a holder's own token again, from an acquire that threw (its outcome unknown): the
+   * lost attempt may hold the lease in Redis (a failover can outlast every attempt and the
+   * release after them), and acquiring with its token takes that lease back.
+   */
   constructor(
     private readonly scripts: ScriptRunner,
     private readonly key: string,
     private readonly leaseMs: number,
+    readonly token: string = randomUUID(),
   ) {}
 
   /** True when this holder has the lease; false when another has it. Throws when Redis never answered, having tried to give back what the lost attempts may have taken. */
