@@ -3,8 +3,8 @@
 // once and returns a frozen object. Everything else takes a Config as an argument.
 import { parseApiKeys, type ApiKey } from './api-keys';
 
-/** How new reservation records are named in their bucket (lua/includes/record.lua). */
-export type RecordFields = 'short' | 'whole';
+/** Where new reservation records go (lua/includes/record.lua): `compact` (16 keys a window, short fields) or `previous` (as versions before 2026-11-26). */
+export type RecordLayout = 'compact' | 'previous';
 
 export const DEVELOPMENT_API_KEYS =
   'checkout-dev:checkout:dev-checkout-secret,' +
@@ -49,8 +49,8 @@ export interface Config {
   readonly reclaimPerSkuMax: number;
   /** Reservations one Redis call carries at most (a turn's burst sent as one batch); 1 sends each alone. */
   readonly reservationBatchMax: number;
-  /** New records' field names in their bucket: `short` (the id less the 7 characters its bucket holds) or `whole` (a rolling upgrade from a version before short fields). */
-  readonly recordFields: RecordFields;
+  /** Where new records go: `compact`, or `previous` during a rolling upgrade from a version before 2026-11-26 (both are always read). */
+  readonly recordLayout: RecordLayout;
   readonly holdsRebuildMax: number;
   readonly unknownSkuCacheMs: number;
   readonly redisCommandTimeoutMs: number;
@@ -245,9 +245,9 @@ export function loadConfig(env: Environment = process.env): Config {
     // several calls in flight under 64 concurrent reservations, so Node and Redis work at once
     // (docs/benchmarks.md: 64 made them take turns).
     reservationBatchMax: integer('RESERVATION_BATCH_MAX', 16, 1, 64),
-    // whole: new records under their whole id, as versions before 2026-11-26 read them; set it
-    // while processes of such a version still run (docs/operations.md). Both are always read.
-    recordFields: readChoice(env, 'RECORD_FIELDS', 'short', ['short', 'whole'], problems) as RecordFields,
+    // previous: new records where versions before 2026-11-26 look for them; set it while
+    // processes of such a version still run (docs/operations.md). Both layouts are always read.
+    recordLayout: readChoice(env, 'RECORD_LAYOUT', 'compact', ['compact', 'previous'], problems) as RecordLayout,
     holdsRebuildMax: integer('HOLDS_REBUILD_MAX', 100_000, 1, 10_000_000),
     unknownSkuCacheMs: integer('UNKNOWN_SKU_CACHE_MS', 2000, 0, 60_000),
     redisCommandTimeoutMs: integer('REDIS_COMMAND_TIMEOUT_MS', 2000, 50, 60_000),

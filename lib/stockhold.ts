@@ -54,7 +54,7 @@ export async function createStockhold(config: Config, metrics: Metrics = new Met
     applicationName: config.postgresApplicationName,
   });
   const keys = redisKeys(config.redisKeyPrefix);
-  const scripts = new ScriptRunner(redis, loadScripts(), { recordFields: config.recordFields });
+  const scripts = new ScriptRunner(redis, loadScripts(), { recordLayout: config.recordLayout });
   // Start even when Redis is down (requests then fail closed with 503); preload when it is up.
   if (await waitForRedis(redis, redisStartupWaitMs)) await scripts.preload().catch(() => undefined);
   const projection = new LedgerProjection(knex, scripts, keys, config);

@@ -54,5 +54,5 @@ end
 local fence = record.v + 1
 record.s, record.v, record.cf = 'confirmed', fence, now
 recordSave(KEYS[1], ARGV[1], record)
-recordKeepForever(KEYS[1])
+recordKeepForever(record.b)
 return { 1, fence, now }

@@ -22,5 +22,5 @@ if record.s ~= 'committed' or record.v ~= tonumber(ARGV[2]) or not record.cx the
 local now = nowMs()
 record.s, record.at, record.cx = 'cancelled', now, false
 recordSave(KEYS[1], ARGV[1], record)
-recordKeepUntil(KEYS[1], now + tonumber(ARGV[3]), now)
+recordKeepUntil(record.b, now + tonumber(ARGV[3]), now)
 return { 1 }

@@ -23,5 +23,5 @@ if record.s ~= 'confirmed' or record.v ~= tonumber(ARGV[2]) then return { 0, rec
 local now = nowMs()
 record.s, record.at = 'committed', now
 recordSave(KEYS[1], ARGV[1], record)
-recordKeepUntilAfterConfirmed(KEYS[1], now + tonumber(ARGV[3]), now)
+recordKeepUntilAfterConfirmed(record.b, now + tonumber(ARGV[3]), now)
 return { 1 }

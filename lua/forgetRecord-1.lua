@@ -21,6 +21,6 @@ local record = recordLoad(KEYS[1], ARGV[1])
 if not record then return { 0, 'missing' } end
 if record.s ~= 'confirmed' or record.v > tonumber(ARGV[2]) then return { 0, record.s } end
 local now = nowMs()
-recordKeepUntilAfterConfirmed(KEYS[1], now + 1, now)
-redis.call('HDEL', KEYS[1], record.f)
+recordKeepUntilAfterConfirmed(record.b, now + 1, now)
+redis.call('HDEL', record.b, record.f)
 return { 1 }

@@ -28,14 +28,15 @@ if not recordClientIdOk(ARGV[3]) then fail('a client id with "|"') end
 local keepMs = tonumber(ARGV[12])
 if ARGV[2] ~= 'confirmed' and (keepMs == nil or keepMs < 1) then fail('a record that is not confirmed needs its time left') end
 local now = nowMs()
-recordSave(KEYS[1], id, {
+local record = {
   s = ARGV[2], c = ARGV[3], u = ARGV[4] ~= '' and ARGV[4] or nil, ca = tonumber(ARGV[5]), ex = tonumber(ARGV[6]), l = ARGV[7],
   v = ARGV[8] ~= '' and tonumber(ARGV[8]) or 1, cf = ARGV[9] ~= '' and tonumber(ARGV[9]) or nil,
   at = ARGV[10] ~= '' and tonumber(ARGV[10]) or nil, cx = ARGV[11] == '1',
-})
+}
+recordSave(KEYS[1], id, record)
 if ARGV[2] == 'confirmed' then
-  recordKeepForever(KEYS[1])
+  recordKeepForever(record.b)
 else
-  recordKeepUntil(KEYS[1], now + keepMs, now)
+  recordKeepUntil(record.b, now + keepMs, now)
 end
 return { 1 }

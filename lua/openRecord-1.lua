@@ -24,6 +24,7 @@
 if recordFind(KEYS[1], ARGV[1]) then return { 2 } end
 if ARGV[6] == '' then fail('a record has at least one line') end
 local expiresAt = tonumber(ARGV[5])
-recordSave(KEYS[1], ARGV[1], { s = 'pending', v = 1, c = ARGV[2], u = ARGV[3] ~= '' and ARGV[3] or nil, ca = tonumber(ARGV[4]), ex = expiresAt, l = ARGV[6], g = ARGV[8] == '1' })
-recordKeepUntil(KEYS[1], expiresAt + tonumber(ARGV[7]), nowMs())
+local record = { s = 'pending', v = 1, c = ARGV[2], u = ARGV[3] ~= '' and ARGV[3] or nil, ca = tonumber(ARGV[4]), ex = expiresAt, l = ARGV[6], g = ARGV[8] == '1' }
+recordSave(KEYS[1], ARGV[1], record)
+recordKeepUntil(record.b, expiresAt + tonumber(ARGV[7]), nowMs())
 return { 1 }

@@ -41,5 +41,5 @@ local units = returnHolds(lines, keys, ARGV[1])
 local now = nowMs()
 record.s, record.at = 'rejected', now
 recordSave(KEYS[1], ARGV[1], record)
-recordKeepUntilAfterConfirmed(KEYS[1], now + tonumber(ARGV[3]), now)
+recordKeepUntilAfterConfirmed(record.b, now + tonumber(ARGV[3]), now)
 return { 1, units }

@@ -32,7 +32,7 @@ if not record then
   }
   recordSave(KEYS[1], id, record)
   local now = nowMs()
-  recordKeepUntil(KEYS[1], now + tonumber(ARGV[8]), now)
+  recordKeepUntil(record.b, now + tonumber(ARGV[8]), now)
 end
 if record.s == 'cancelled' then return { 2, record.v } end
 if record.s ~= 'committed' then return { -1, record.s } end

@@ -34,14 +34,14 @@ if step == 'reject' then
   if status ~= 'confirmed' or fence ~= tonumber(ARGV[3]) then return { 2, status, fence } end
   record.s, record.at = 'rejected', now
   recordSave(KEYS[1], id, record)
-  recordKeepUntilAfterConfirmed(KEYS[1], now + tonumber(ARGV[4]), now)
+  recordKeepUntilAfterConfirmed(record.b, now + tonumber(ARGV[4]), now)
   return { 1, 'rejected' }
 end
 if status ~= 'pending' then return { 2, status, fence } end
 if step == 'confirm' then
   record.s, record.v, record.cf = 'confirmed', fence + 1, now
   recordSave(KEYS[1], id, record)
-  recordKeepForever(KEYS[1])
+  recordKeepForever(record.b)
   return { 1, fence + 1, now }
 end
 local newStatus

@@ -12,11 +12,11 @@ import { loadConfig } from '../lib/config';
 import { bullPrefix } from '../lib/queues';
 import { createClusterClient, type ClusterNode } from '../lib/redis/connection';
 import { redisKeys } from '../lib/redis/keys';
-import { ScriptRunner } from '../lib/redis/scripts';
+import { loadScripts, ScriptRunner } from '../lib/redis/scripts';
 import { inOneSlot, slotOf } from '../lib/redis/slots';
 import { holdLines, returnLines, slotGroups, type CartLine } from '../lib/scripts/cart-lines';
 import { confirmCartAcrossSlots, createCartAcrossSlots, rejectCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsCall } from '../lib/reservations/cart-across-slots';
-import { abortCart } from '../lib/scripts/cart-coordinator';
+import { abortCart, openRecord, settleRecord } from '../lib/scripts/cart-coordinator';
 import { ReservationScript } from '../lib/scripts/create-reservation';
 import { readReservation } from '../lib/scripts/reservation-record';
 import { inspectSku } from '../lib/scripts/inspect-sku';
@@ -95,6 +95,23 @@ describe('Redis Cluster', () => {
     expect(await prepareStockChange(scripts, keys, { sku, ledgerSeq: 1, ledgerOnHand: 7, reclaimPerSkuMax: 10, holdsRebuildMax: 10 })).toMatchObject({ kind: 'ready', onHand: 7, reserved: 0 });
     expect(await readSku(scripts, keys, sku, 10)).toMatchObject({ kind: 'found', onHand: 7, reserved: 0, pos: 1 });
     expect(await inspectSku(scripts, keys, { sku, reclaimMax: 10, confirmedMax: 10, dryRun: true })).toMatchObject({ kind: 'found', onHand: 7, pos: 1, holdCount: 0 });
+  });
+
+  it('finds a record of the previous layout (a key of its slot derived from the one passed) on the cluster, and keeps it where it is', async () => {
+    const compact = new ScriptRunner(client);
+    const previous = new ScriptRunner(client, loadScripts(), { recordLayout: 'previous' });
+    const id = randomBytes(16).toString('base64url');
+    const record = { id, clientId: 'shop', customerId: null, createdAtMs: Date.now(), expiresAtMs: Date.now() + 60_000, lines: [{ sku: 'SKU-1', quantity: 1 }], retentionMs: 60_000, admitted: false };
+    expect(await openRecord(previous, keys, record)).toBe(true);
+    expect(await client.hkeys(keys.reservationPrevious(id))).toEqual([id]);
+    expect(await client.exists(keys.reservation(id))).toBe(0);
+    expect(await readReservation(compact, keys, id)).toMatchObject({ status: 'pending', clientId: 'shop' });
+    expect(await openRecord(compact, keys, record)).toBe(false);
+    expect(await settleRecord(compact, keys, id, { to: 'confirm' })).toMatchObject({ kind: 'confirmed', fence: 2 });
+    expect((await client.hkeys(keys.reservationPrevious(id))).sort()).toEqual(['~', id].sort());
+    expect(await client.pttl(keys.reservationPrevious(id))).toBe(-1);
+    expect(await client.exists(keys.reservation(id))).toBe(0);
+    expect(await readReservation(previous, keys, id)).toMatchObject({ status: 'confirmed' });
   });
 
   it('refuses a script call whose keys span slots before sending it: a cart today spans its record, its idempotency record and its SKUs', async () => {

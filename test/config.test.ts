@@ -51,10 +51,10 @@ describe('loadConfig', () => {
     }
   });
 
-  it('names new records short by default; RECORD_FIELDS=whole for a rolling upgrade; anything else refused', () => {
-    expect(loadConfig({}).recordFields).toBe('short');
-    expect(loadConfig({ RECORD_FIELDS: 'whole' }).recordFields).toBe('whole');
-    expect(() => loadConfig({ RECORD_FIELDS: 'long' })).toThrow(/RECORD_FIELDS must be one of short, whole/);
+  it('writes new records in the compact layout by default; RECORD_LAYOUT=previous for a rolling upgrade; anything else refused', () => {
+    expect(loadConfig({}).recordLayout).toBe('compact');
+    expect(loadConfig({ RECORD_LAYOUT: 'previous' }).recordLayout).toBe('previous');
+    expect(() => loadConfig({ RECORD_LAYOUT: 'whole' })).toThrow(/RECORD_LAYOUT must be one of compact, previous/);
   });
 
   it('refuses a retention shorter than the idempotency window', () => {

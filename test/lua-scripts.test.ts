@@ -10,7 +10,8 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { reservationIdAt } from '../lib/random-ids';
-import { recordBucketsPerWindow, recordWindowChars, redisKeys } from '../lib/redis/keys';
+import { recordBucketsPerWindow, recordSubBuckets, recordWindowChars, redisKeys } from '../lib/redis/keys';
+import { slotOf } from '../lib/redis/slots';
 import { buildLibrary, loadScripts, scriptNames, ScriptRunner, type ScriptReply } from '../lib/redis/scripts';
 import { holdLines, type HoldGuard } from '../lib/scripts/cart-lines';
 import { admitCustomer, ensureCustomer, forgetCustomer, pinCustomer, readmitCustomer } from '../lib/scripts/customer-admission';
@@ -463,8 +464,8 @@ describe('createReservation, several reservations in one call', () => {
 });
 
 describe('record buckets (lua/includes/record.lua)', () => {
-  /** An id whose record shares `id`'s bucket: same window characters and the same spread character. */
-  const bucketMate = (id: string) => id.slice(0, recordWindowChars + 2) + newId().slice(recordWindowChars + 2);
+  /** An id whose record shares `id`'s bucket: same window characters, spread character and sub-key character. */
+  const bucketMate = (id: string) => id.slice(0, recordWindowChars + 3) + newId().slice(recordWindowChars + 3);
   // Each test's records in a 64 ms window of its own: a record of another test in the same bucket
   // (a long customer id, say) would change what the bucket is made of.
   let windows = 0;
@@ -472,10 +473,18 @@ describe('record buckets (lua/includes/record.lua)', () => {
   const open = (id: string, fields: { customer?: string; createdAt: number; expiresAt: number; lines: string; retentionMs?: number }) =>
     scripts.run('openRecord', [keys.reservation(id)], [id, 'client-1', fields.customer ?? '', fields.createdAt, fields.expiresAt, fields.lines, fields.retentionMs ?? hourMs]);
 
-  it('names a bucket from the id: the records made in one 64 ms window share 4 buckets', () => {
+  it('names a bucket from the id: the records made in one 64 ms window share 16 keys in 4 slots, each record the id less its window characters', async () => {
     const at = Date.UTC(2026, 10, 26, 9, 0, 0, 0);
     const sameWindow = Array.from({ length: 400 }, (_, index) => reservationIdAt(at + (index % 64)));
-    expect(new Set(sameWindow.map((id) => keys.reservation(id))).size).toBe(recordBucketsPerWindow);
+    expect(new Set(sameWindow.map((id) => keys.reservation(id))).size).toBe(recordBucketsPerWindow * recordSubBuckets);
+    expect(new Set(sameWindow.map((id) => slotOf(keys.reservation(id)))).size).toBe(recordBucketsPerWindow);
+    // The previous layout's bucket of an id is in the same slot (scripts find its records there).
+    for (const id of sameWindow) expect(slotOf(keys.reservationPrevious(id))).toBe(slotOf(keys.reservation(id)));
+    const sku = await seedSku(1);
+    const id = idInOwnWindow();
+    expect((await reserve({ lines: [[sku, 1]], id }).reply)[0]).toBe(1);
+    expect(await redis.hkeys(keys.reservation(id))).toEqual([id.slice(recordWindowChars)]);
+    expect(keys.reservation(id)).toBe(`${keys.reservationPrevious(id)}:${id.charCodeAt(recordWindowChars + 2) % recordSubBuckets}`);
     expect(keys.reservation(reservationIdAt(at + 64))).not.toBe(keys.reservation(reservationIdAt(at)));
     expect(keys.reservation(bucketMate(sameWindow[0]!))).toBe(keys.reservation(sameWindow[0]!));
     // Any id names a bucket, one that is a single cluster slot.
@@ -531,35 +540,39 @@ describe('record buckets (lua/includes/record.lua)', () => {
     expect((await readReservation(scripts, keys, third.id))?.status).toBe('released');
   });
 
-  it('names a record by its id less the 7 characters its bucket holds; a record under its whole id (RECORD_FIELDS=whole, or the version before) is read, changed and ended where it is, by either library', async () => {
-    const whole = new ScriptRunner(redis, loadScripts(), { recordFields: 'whole' });
-    expect(whole.libraryName).not.toBe(scripts.libraryName);
+  it('a record of the previous layout (RECORD_LAYOUT=previous, or a version before) is read, changed and ended where it is, by either library; new records go where their library says', async () => {
+    const previous = new ScriptRunner(redis, loadScripts(), { recordLayout: 'previous' });
+    expect(previous.libraryName).not.toBe(scripts.libraryName);
     const sku = await seedSku(10);
-    const shortId = idInOwnWindow();
-    const wholeId = bucketMate(shortId);
-    const bucket = keys.reservation(shortId);
-    expect(keys.reservation(wholeId)).toBe(bucket);
+    const compactId = idInOwnWindow();
+    const previousId = bucketMate(compactId);
     const create = (runner: ScriptRunner, id: string) =>
-      createOne(runner, [keys.idempotency('client-1', randomBytes(6).toString('hex')), bucket, ...stateKeys(sku)], ['fp-1', id, 'client-1', '', hourMs, hourMs, hourMs, 100, sku, 1]);
-    expect((await create(scripts, shortId))[0]).toBe(1);
-    expect((await create(whole, wholeId))[0]).toBe(1);
-    expect((await redis.hkeys(bucket)).sort()).toEqual([shortId.slice(recordWindowChars), wholeId].sort());
+      createOne(runner, [keys.idempotency('client-1', randomBytes(6).toString('hex')), keys.reservation(id), ...stateKeys(sku)], ['fp-1', id, 'client-1', '', hourMs, hourMs, hourMs, 100, sku, 1]);
+    expect((await create(scripts, compactId))[0]).toBe(1);
+    expect((await create(previous, previousId))[0]).toBe(1);
+    expect(await redis.hkeys(keys.reservation(compactId))).toEqual([compactId.slice(recordWindowChars)]);
+    expect(await redis.hkeys(keys.reservationPrevious(previousId))).toEqual([previousId]);
+    expect(await redis.hexists(keys.reservation(previousId), previousId.slice(recordWindowChars))).toBe(0);
     // Each library reads both.
-    for (const runner of [scripts, whole]) {
-      expect(await readReservation(runner, keys, shortId)).toMatchObject({ status: 'pending', lines: [{ sku, quantity: 1 }] });
-      expect(await readReservation(runner, keys, wholeId)).toMatchObject({ status: 'pending', lines: [{ sku, quantity: 1 }] });
+    for (const runner of [scripts, previous]) {
+      expect(await readReservation(runner, keys, compactId)).toMatchObject({ status: 'pending', lines: [{ sku, quantity: 1 }] });
+      expect(await readReservation(runner, keys, previousId)).toMatchObject({ status: 'pending', lines: [{ sku, quantity: 1 }] });
     }
-    // Changed by the other library: written back where it was found, never twice.
-    expect((await scripts.run('confirmReservation', lineKeys(wholeId, [[sku, 1]]), [wholeId]))[0]).toBe(1);
-    expect((await whole.run('releaseReservation', lineKeys(shortId, [[sku, 1]]), [shortId]))).toEqual([1, 'released']);
-    expect((await redis.hkeys(bucket)).sort()).toEqual(['~', shortId.slice(recordWindowChars), wholeId].sort());
-    expect((await readReservation(scripts, keys, wholeId))?.status).toBe('confirmed');
-    expect((await readReservation(whole, keys, shortId))?.status).toBe('released');
-    // A record under its whole id is not opened again beside it, and is forgotten where it is.
-    expect(await scripts.run('openRecord', [bucket], [wholeId, 'client-1', '', Date.now(), Date.now() + 1000, `${sku}:1`, hourMs])).toEqual([2]);
-    expect(await scripts.run('forgetRecord', [bucket], [wholeId, 9])).toEqual([1]);
-    expect(await redis.hkeys(bucket)).toEqual([shortId.slice(recordWindowChars)]);
-    expect(await readReservation(scripts, keys, wholeId)).toBeUndefined();
+    // Changed by the other library: written back where it was found, never twice, and the
+    // lifetime kept is that of the key it is in (a confirmed record's bucket never expires).
+    expect((await scripts.run('confirmReservation', lineKeys(previousId, [[sku, 1]]), [previousId]))[0]).toBe(1);
+    expect((await previous.run('releaseReservation', lineKeys(compactId, [[sku, 1]]), [compactId]))).toEqual([1, 'released']);
+    expect((await redis.hkeys(keys.reservationPrevious(previousId))).sort()).toEqual(['~', previousId].sort());
+    expect(await redis.pttl(keys.reservationPrevious(previousId))).toBe(-1);
+    expect(await redis.hkeys(keys.reservation(compactId))).toEqual([compactId.slice(recordWindowChars)]);
+    expect(await redis.pttl(keys.reservation(compactId))).toBeGreaterThan(0);
+    expect((await readReservation(scripts, keys, previousId))?.status).toBe('confirmed');
+    expect((await readReservation(previous, keys, compactId))?.status).toBe('released');
+    // Not opened again beside it, and forgotten where it is.
+    expect(await scripts.run('openRecord', [keys.reservation(previousId)], [previousId, 'client-1', '', Date.now(), Date.now() + 1000, `${sku}:1`, hourMs])).toEqual([2]);
+    expect(await scripts.run('forgetRecord', [keys.reservation(previousId)], [previousId, 9])).toEqual([1]);
+    expect(await redis.hkeys(keys.reservationPrevious(previousId))).toEqual([]);
+    expect(await readReservation(scripts, keys, previousId)).toBeUndefined();
   });
 
   it('a shorter retention never shortens a bucket, and a drop time already past never deletes its other records', async () => {

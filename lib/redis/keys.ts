@@ -8,11 +8,15 @@ export interface RedisKeys {
   /** How many stripes the SKU has (absent: 1), in stripe 0's slot; see lib/stock/stripes.ts. */
   skuStripes(sku: string): string;
   /**
-   * The shared hash that keeps reservation `id`'s record as its field `id` (lua/includes/record.lua):
-   * the id's first 7 characters (its creation time to 64 ms, lib/random-ids.ts) and 2 random bits,
-   * so the records made within 64 ms share 4 buckets, each one cluster slot.
+   * The shared hash that keeps reservation `id`'s record (lua/includes/record.lua): named by the
+   * id's first 7 characters (its creation time to 64 ms, lib/random-ids.ts), 2 random bits (the
+   * slot: 4 a window) and, for a 22-character id, 2 more (`:<sub>`: 16 keys a window). The record
+   * is the field named by the id less those 7 characters. A record of the layout before is in
+   * `reservationPrevious(id)`, which scripts derive from this key (the same slot).
    */
   reservation(id: string): string;
+  /** Where the layout before 2026-11-26 (and RECORD_LAYOUT=previous) keeps `id`'s record, as its field `id`: 4 buckets a window. */
+  reservationPrevious(id: string): string;
   /** Reservation `id`'s record as versions before the shared buckets kept it (a hash of its own): read only to move it (lib/reservations/legacy-records.ts). */
   legacyReservation(id: string): string;
   /** A short-lived key in `key`'s slot, written so a WAIT on this connection covers what `key`'s primary has. */
@@ -31,7 +35,17 @@ export const recordBucketsPerWindow = 4;
 /** Characters of an id that name its window: 7 of the 8 that carry its creation time (64 ms). */
 export const recordWindowChars = 7;
 
-/** The bucket name of reservation `id`'s record: window, then a spread taken from a random character. */
+/** Keys each bucket is split into (`:<sub>`), by a random character of a 22-character id: 16 keys a window, so each stays a listpack. */
+export const recordSubBuckets = 4;
+/** The length of the ids Stockhold makes (lib/random-ids.ts); only those get a `:<sub>` key and a short field. */
+export const reservationIdLength = 22;
+
+/** The sub-key of a 22-character id's bucket, from its 10th character (random); '' for another id. */
+export function reservationSubBucket(id: string): string {
+  return id.length === reservationIdLength ? `:${id.charCodeAt(recordWindowChars + 2) % recordSubBuckets}` : '';
+}
+
+/** The bucket name (the hash tag) of reservation `id`'s record: window, then a spread taken from a random character. */
 export function reservationBucket(id: string): string {
   const spread = id.length > recordWindowChars + 1 ? id.charCodeAt(recordWindowChars + 1) % recordBucketsPerWindow : 0;
   return `${id.slice(0, recordWindowChars)}.${spread}`;
@@ -43,7 +57,8 @@ export function redisKeys(prefix: string): RedisKeys {
     skuHolds: (sku) => `${prefix}holds:{${sku}}`,
     skuUnknown: (sku) => `${prefix}nosku:{${sku}}`,
     skuStripes: (sku) => `${prefix}stripes:{${sku}}`,
-    reservation: (id) => `${prefix}res:{${reservationBucket(id)}}`,
+    reservation: (id) => `${prefix}res:{${reservationBucket(id)}}${reservationSubBucket(id)}`,
+    reservationPrevious: (id) => `${prefix}res:{${reservationBucket(id)}}`,
     legacyReservation: (id) => `${prefix}res:{${id}}`,
     replicationWitness: (key) => `${key}:rw`,
     idempotency: (clientId, idempotencyKey) => `${prefix}idem:${clientId}:${idempotencyKey}`,

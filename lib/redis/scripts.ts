@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Cluster } from 'ioredis';
-import type { RecordFields } from '../config';
+import type { RecordLayout } from '../config';
 import type { RedisClient } from './connection';
 import { assertOneSlot } from './slots';
 import { assert } from '../errors';
@@ -143,11 +143,11 @@ export function loadScripts(directory: string = findLuaDirectory()): ReadonlyMap
 }
 
 export interface LibraryOptions {
-  /** How new reservation records are named in their bucket (lua/includes/record.lua, RECORD_FIELDS). */
-  readonly recordFields?: RecordFields;
+  /** Where new reservation records go (lua/includes/record.lua, RECORD_LAYOUT). */
+  readonly recordLayout?: RecordLayout;
 }
-/** The line of lua/includes/record.lua that `recordFields: 'whole'` sets to true. */
-const recordFieldsLine = 'local recordFieldsWhole = false';
+/** The line of lua/includes/record.lua that `recordLayout: 'previous'` sets to true. */
+const recordLayoutLine = 'local recordLayoutPrevious = false';
 
 /**
  * The library of `scripts`: every include once, in an order each script's own order agrees with
@@ -173,10 +173,10 @@ export function buildLibrary(scripts: ReadonlyMap<ScriptName, LoadedScript>, dir
     order.push(next);
   }
   const sources = new Map(order.map((include) => [include, readFileSync(path.join(directory, include), 'utf8')]));
-  if (options.recordFields === 'whole') {
+  if (options.recordLayout === 'previous') {
     const record = sources.get('includes/record.lua');
-    assert(record !== undefined && record.split('\n').includes(recordFieldsLine), `includes/record.lua has no line "${recordFieldsLine}"`);
-    sources.set('includes/record.lua', record.replace(recordFieldsLine, 'local recordFieldsWhole = true'));
+    assert(record !== undefined && record.split('\n').includes(recordLayoutLine), `includes/record.lua has no line "${recordLayoutLine}"`);
+    sources.set('includes/record.lua', record.replace(recordLayoutLine, 'local recordLayoutPrevious = true'));
   }
   const defined = new Map<string, string>();
   const callStarts = new Map<string, string>();

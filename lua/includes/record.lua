@@ -28,20 +28,30 @@
   them while there are any. A record can therefore outlive its own retention by as long as the
   longest-kept record of its bucket (records of one bucket were made within 64 ms of each other).
 
-  Field: the id without its first 7 characters, which every id of the bucket shares and the
-  bucket's name holds (lib/redis/keys.ts reservationBucket), 7 B a record less; an id of another
-  length than 22 keeps its whole name (the API answers 404 to such ids before any script runs).
-  A record written under its whole id (the version before, or a library built with
-  RECORD_FIELDS=whole for a rolling upgrade from it: recordFieldsWhole below) is found too, and
-  written back where it was found; new records go under recordNewField(id).
+  Places (lib/redis/keys.ts names the keys): a window's 4 buckets (one cluster slot each) are each
+  split in 4 keys by a ":<sub>" suffix taken from another random character of the id, 16 keys a
+  window, so a key stays a listpack (<= 512 fields) up to about 8,000 records a window (128,000 a
+  second evenly spread); the 4 a window overflowed into hashtables, about 130 B a record, at the
+  20,000-28,000 a second bench:memory reaches. The field is the id less its 7 window characters,
+  which the key holds (7 B a record). A record of the layout before (the key without ":<sub>",
+  the whole id as the field: written by a version before 2026-11-26, or with RECORD_LAYOUT=previous
+  for a rolling upgrade from one, recordLayoutPrevious below) is found too, in the same slot, and
+  written back where it was found; a record is never in two places. The previous place is not in
+  KEYS: derived from the key that is, with the same hash tag, so Redis (which checks the slot of
+  every key a script touches) runs it on a cluster as on one Redis.
 
   recordLoad(bucket, id)                   the record as a table (s, v, ca, ex, l, c, u, cf, at,
-                                           cx, g, and f: its field), or nil
-  recordFind(bucket, id)                   the field holding id's record and its value, or nil
-  recordSave(bucket, id, record)           writes it (lifetime unchanged); a script checks its client
+                                           cx, g, and b, f: the bucket and field it is in), or nil;
+                                           a script keeps the lifetime of record.b, not of KEYS[1]
+  recordFind(bucket, id)                   the bucket and field holding id's record and its value,
+                                           or nil
+  recordNewPlace(bucket, id)               the bucket and field a new record goes under
+  recordSave(bucket, id, record)           writes it where it was found (a new one: its new place,
+                                           set as record.b, record.f); lifetime unchanged; a script checks its client
                                            id with recordClientIdOk before its first write
   recordSavePending(bucket, id, createdAt, expiresAt, lines, clientId, customerId)
-                                           writes a new pending record (customerId "" for none) as
+                                           writes a new pending record (customerId "" for none), and
+                                           returns the bucket it went into, as
                                            recordSave would, without building the record's table
                                            (and without checking clientId: the caller did)
   recordKeepUntil(bucket, dropAtMs, now, known)
@@ -115,35 +125,41 @@ local function recordIdTime(id)
   return ((((((d1 * 64 + d2) * 64 + d3) * 64 + d4) * 64 + d5) * 64 + d6) * 64 + d7) * 64 + d8
 end
 
--- Set to true by lib/redis/scripts.ts buildLibrary when RECORD_FIELDS=whole (this exact line).
-local recordFieldsWhole = false
+-- Set to true by lib/redis/scripts.ts buildLibrary when RECORD_LAYOUT=previous (this exact line).
+local recordLayoutPrevious = false
 local recordIdLength, recordWindowChars = 22, 7
 
-local function recordShortField(id)
-  if #id == recordIdLength then return string.sub(id, recordWindowChars + 1) end
-  return id
+-- The places a record of `id` can be, from the key the caller passed (for a 22-character id,
+-- lib/redis/keys.ts always passes the compact one, "...res:{<window>.<spread>}:<sub>"): where a
+-- new record goes first, then where an older one can be. Compact: that key, the id less its 7
+-- window characters. Previous: the key without its ":<sub>" (the same hash tag, so the same
+-- cluster slot), the whole id. A key without ":<sub>" (another id's length, or a customer index
+-- member naming a previous-layout bucket) is the only place.
+local function recordPlaces(bucket, id)
+  if #id ~= recordIdLength or string.byte(bucket, -2) ~= 58 then return bucket, id end
+  local base = string.sub(bucket, 1, -3)
+  if recordLayoutPrevious then return base, id, bucket, string.sub(id, recordWindowChars + 1) end
+  return bucket, string.sub(id, recordWindowChars + 1), base, id
 end
 
--- The field a new record of id goes under.
-local function recordNewField(id)
-  if recordFieldsWhole then return id end
-  return recordShortField(id)
+-- The bucket and field a new record of `id` goes under.
+local function recordNewPlace(bucket, id)
+  local newBucket, newField = recordPlaces(bucket, id)
+  return newBucket, newField
 end
 
 local function recordFind(bucket, id)
-  local first = recordNewField(id)
-  local value = redis.call('HGET', bucket, first)
-  if value then return first, value end
-  local other = id
-  if recordFieldsWhole then other = recordShortField(id) end
-  if other == first then return nil end
-  value = redis.call('HGET', bucket, other)
-  if value then return other, value end
+  local firstBucket, firstField, otherBucket, otherField = recordPlaces(bucket, id)
+  local value = redis.call('HGET', firstBucket, firstField)
+  if value then return firstBucket, firstField, value end
+  if not otherBucket then return nil end
+  value = redis.call('HGET', otherBucket, otherField)
+  if value then return otherBucket, otherField, value end
   return nil
 end
 
 local function recordLoad(bucket, id)
-  local field, value = recordFind(bucket, id)
+  local foundBucket, field, value = recordFind(bucket, id)
   if not value then return nil end
   local code, fence, createdAt, expiresAt, extras, lines, clientId, customerId =
     string.match(value, '^(%a)|(%d+)|([^|]+)|([^|]+)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
@@ -151,7 +167,7 @@ local function recordLoad(bucket, id)
   local ca = recordIdTime(id) + recordFromBase36(createdAt)
   local record = {
     s = recordStatusName[code], v = tonumber(fence), ca = ca, ex = ca + recordFromBase36(expiresAt), l = lines,
-    c = clientId, u = customerId ~= '' and customerId or nil, cx = false, f = field,
+    c = clientId, u = customerId ~= '' and customerId or nil, cx = false, b = foundBucket, f = field,
   }
   for extra in string.gmatch(extras, '[^,]+') do
     local tag, rest = string.sub(extra, 1, 1), string.sub(extra, 2)
@@ -191,14 +207,19 @@ local function recordSave(bucket, id, record)
     if record.g then list[#list + 1] = 'g' end
     extras = table.concat(list, ',')
   end
-  recordWrite(bucket, record.f or recordNewField(id), id, code, integerString(record.v), record.ca, record.ex, extras, record.l, record.c, record.u or '')
+  -- A new record's table learns its place, so the script's later steps keep that key's lifetime.
+  if not record.b then record.b, record.f = recordNewPlace(bucket, id) end
+  local toBucket, toField = record.b, record.f
+  recordWrite(toBucket, toField, id, code, integerString(record.v), record.ca, record.ex, extras, record.l, record.c, record.u or '')
 end
 
 -- A new pending record: what recordSave writes for {s = 'pending', v = 1, ca = createdAt,
 -- ex = expiresAt, l = lines, c = clientId, u = customerId}, without the table (the hot path's).
 -- The caller checked clientId with recordClientIdOk before its first write.
 local function recordSavePending(bucket, id, createdAt, expiresAt, lines, clientId, customerId)
-  recordWrite(bucket, recordNewField(id), id, 'p', '1', createdAt, expiresAt, '', lines, clientId, customerId)
+  local toBucket, toField = recordNewPlace(bucket, id)
+  recordWrite(toBucket, toField, id, 'p', '1', createdAt, expiresAt, '', lines, clientId, customerId)
+  return toBucket
 end
 
 local function recordMetaOf(bucket)

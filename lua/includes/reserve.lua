@@ -66,9 +66,9 @@ local function reserveOne(keys, k, keyCount, args, a, now, batch)
   local encoded = {}
   for i, line in ipairs(lines) do encoded[i] = line.sku .. ':' .. line.quantity end
 
-  recordSavePending(bucket, reservationId, now, expiresAt, table.concat(encoded, ','), clientId, customerId)
-  recordKeepUntil(bucket, expiresAt + retentionMs, now, batch.expiries)
-  if remember and customerId ~= '' then rememberCustomerHold(keys[k + keyCount], bucket, reservationId, expiresAt, retentionMs) end
+  local recordBucket = recordSavePending(bucket, reservationId, now, expiresAt, table.concat(encoded, ','), clientId, customerId)
+  recordKeepUntil(recordBucket, expiresAt + retentionMs, now, batch.expiries)
+  if remember and customerId ~= '' then rememberCustomerHold(keys[k + keyCount], recordBucket, reservationId, expiresAt, retentionMs) end
   redis.call('SET', idempotencyKey, 'd|' .. fingerprint .. '|' .. reservationId .. '|' .. integerString(now) .. '|' .. integerString(expiresAt), 'PX', args[a + 6])
   return withReclaimed({ 1, now, expiresAt })
 end

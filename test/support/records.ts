@@ -32,8 +32,8 @@ end
 local wasConfirmed = record.s == 'confirmed'
 recordSave(KEYS[1], ARGV[1], record)
 -- Into or out of confirmed: the bucket's count follows, as the scripts' own steps keep it.
-if record.s == 'confirmed' and not wasConfirmed then recordKeepForever(KEYS[1]) end
-if wasConfirmed and record.s ~= 'confirmed' then recordKeepUntilAfterConfirmed(KEYS[1], nowMs() + 3600000, nowMs()) end
+if record.s == 'confirmed' and not wasConfirmed then recordKeepForever(record.b) end
+if wasConfirmed and record.s ~= 'confirmed' then recordKeepUntilAfterConfirmed(record.b, nowMs() + 3600000, nowMs()) end
 return 1`);
 
 /** The record's fields, or undefined when Redis has none. */
@@ -58,8 +58,8 @@ const dropBody = luaWithIncludes(`--- @include "includes/common"
 --- @include "includes/record"
 local record = recordLoad(KEYS[1], ARGV[1])
 if not record then return 0 end
-if record.s == 'confirmed' then recordKeepUntilAfterConfirmed(KEYS[1], nowMs() + 1, nowMs()) end
-return redis.call('HDEL', KEYS[1], record.f)`);
+if record.s == 'confirmed' then recordKeepUntilAfterConfirmed(record.b, nowMs() + 1, nowMs()) end
+return redis.call('HDEL', record.b, record.f)`);
 
 /** Removes a record, as Redis losing it would (its bucket's other records stay). */
 export async function dropRecord(redis: RedisClient, keys: RedisKeys, id: string): Promise<void> {
