@@ -11,7 +11,7 @@ import base from './vitest.config.mts';
 const singleRedisOnly = [
   'lua-scripts', 'lua-model', 'outages', 'commit-outages', 'reconciler-chaos', 'commit-exactly-once',
   'queue-dashboard', 'admin-jobs', 'bench', 'migrations', 'queue-close', 'overload', 'reservation-batches',
-  'config', 'deploy', 'chaos-checker', 'chaos-proxy', 'cluster', 'cluster-api', 'cluster-failover', 'confirm-replication',
+  'config', 'reservation-ids', 'deploy', 'chaos-checker', 'chaos-proxy', 'cluster', 'cluster-api', 'cluster-failover', 'confirm-replication',
 ];
 
 export default defineConfig({

@@ -9,13 +9,20 @@ import { deleteKeysWithPrefix } from '../lib/redis/delete-keys';
 import { createStockhold, type Stockhold } from '../lib/stockhold';
 import { measureLayouts } from './memory-layouts';
 
-// `npm run bench:memory [-- HOLDS] [-- --layouts]`: holds per shape (default 20,000); --layouts
-// also measures the candidate layouts of the redesign (bench/memory-layouts.ts).
+// `npm run bench:memory [-- HOLDS] [-- --rate N] [-- --layouts]`: holds per shape (default
+// 20,000); --rate makes them at about N a second (every 10 ms a hundredth of N at once) rather
+// than as fast as it can (200 at once); --layouts also measures the candidate layouts of the
+// redesign (bench/memory-layouts.ts).
 const layoutsToo = process.argv.includes('--layouts');
-const holdsPerShape = Number(process.argv.slice(2).find((argument) => /^\d+$/.test(argument)) ?? 20_000);
+const rateIndex = process.argv.indexOf('--rate');
+const ratePerSecond = rateIndex === -1 ? undefined : Number(process.argv[rateIndex + 1]);
+const rateMax = 100_000;
+if (ratePerSecond !== undefined && !(Number.isInteger(ratePerSecond) && ratePerSecond >= 100 && ratePerSecond <= rateMax)) throw new Error(`--rate: 100-${rateMax} a second`);
+const holdsPerShape = Number(process.argv.slice(2).find((argument, index, all) => /^\d+$/.test(argument) && all[index - 1] !== '--rate') ?? 20_000);
 const holdsMax = 1_000_000;
 if (!(holdsPerShape >= 1000 && holdsPerShape <= holdsMax)) throw new Error(`holds per shape: 1000-${holdsMax}`);
-const batch = 200;
+const batch = ratePerSecond === undefined ? 200 : Math.ceil(ratePerSecond / 100);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function usedMemory(stockhold: Stockhold): Promise<number> {
   const info = await stockhold.redis.info('memory');
@@ -34,6 +41,7 @@ async function measure(stockhold: Stockhold, label: string, skus: string[]) {
   let sample: { id: string; idempotencyKey: string } | undefined;
   const buckets = new Set<string>();
   for (let start = 0; start < holdsPerShape; start += batch) {
+    if (ratePerSecond !== undefined) await sleep(startedAt + (start / ratePerSecond) * 1000 - performance.now());
     const created = await Promise.all(
       Array.from({ length: Math.min(batch, holdsPerShape - start) }, async (_, offset) => {
         const sku = skus[(start + offset) % skus.length] as string;

@@ -443,7 +443,7 @@ describe('createReservation, several reservations in one call', () => {
   it('keeps every record of a bucket until its latest drop time, the bucket\'s expiry read once', async () => {
     const sku = await seedSku(10);
     const id = newId();
-    const mate = id.slice(0, recordWindowChars + 2) + newId().slice(recordWindowChars + 2);
+    const mate = id.slice(0, recordWindowChars + 3) + newId().slice(recordWindowChars + 3);
     expect(keys.reservation(mate)).toBe(keys.reservation(id));
     const replies = await batch([pack({ lines: [[sku, 1]], id, ttlMs: 60_000 }), pack({ lines: [[sku, 1]], id: mate, ttlMs: 2 * hourMs })]);
     const expiresAt = (replies[1] as number[])[2]!;

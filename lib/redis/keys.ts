@@ -45,6 +45,24 @@ export function reservationSubBucket(id: string): string {
   return id.length === reservationIdLength ? `:${id.charCodeAt(recordWindowChars + 2) % recordSubBuckets}` : '';
 }
 
+const base64urlAlphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+/** The alphabet's characters by the sub-key they name (charCode % recordSubBuckets). */
+const charactersOfSub = Array.from({ length: recordSubBuckets }, (_, sub) => [...base64urlAlphabet].filter((character) => character.charCodeAt(0) % recordSubBuckets === sub));
+
+/**
+ * `id` (22 characters) moved to sub-key `sub`: its 10th character replaced by one that names it,
+ * picked by the replaced character's own (random) value, so the id stays as unguessable but for
+ * the 2 bits it gives up.
+ */
+export function withSubBucket(id: string, sub: number): string {
+  if (id.length !== reservationIdLength) throw new Error(`a sub-key is chosen for ${reservationIdLength}-character ids only`);
+  const choices = charactersOfSub[sub];
+  if (choices === undefined) throw new Error(`sub-key ${sub}: 0-${recordSubBuckets - 1}`);
+  const at = recordWindowChars + 2;
+  const replaced = choices[base64urlAlphabet.indexOf(id[at]!) % choices.length]!;
+  return `${id.slice(0, at)}${replaced}${id.slice(at + 1)}`;
+}
+
 /** The bucket name (the hash tag) of reservation `id`'s record: window, then a spread taken from a random character. */
 export function reservationBucket(id: string): string {
   const spread = id.length > recordWindowChars + 1 ? id.charCodeAt(recordWindowChars + 1) % recordBucketsPerWindow : 0;

@@ -5,13 +5,13 @@ import type { Knex } from 'knex';
 import { assert, errors, StockholdError } from '../errors';
 import type { Metrics, ReservationOutcome } from '../metrics/metrics';
 import { withPostgres } from '../postgres/connection';
-import { reservationIdAt } from '../random-ids';
 import { withRedis } from '../redis/connection';
 import type { RedisKeys } from '../redis/keys';
 import type { ScriptRunner } from '../redis/scripts';
 import { ReservationScript, type CreateReservationCall, type ShortLineReply } from '../scripts/create-reservation';
 import { createCartAcrossSlots, releaseCartAcrossSlots, type CartAcrossSlotsResult } from './cart-across-slots';
 import { forgetEnded, readLimits } from './customer-guard';
+import { ReservationIds } from './reservation-ids';
 import { readReservation, releaseReservation, type ReleaseResult } from '../scripts/reservation-record';
 import type { SkuState } from '../stock/sku-state';
 import { publicSku, type StripeLayouts } from '../stock/stripes';
@@ -119,8 +119,11 @@ const reservationOutcomes: ReadonlyMap<string, ReservationOutcome> = new Map([
   ['backend_unavailable', 'unavailable'],
 ] as const);
 
+/** One per process: the sub-key each window's next id goes to (lib/reservations/reservation-ids.ts). */
+const reservationIds = new ReservationIds();
+
 export function newReservationId(): string {
-  return reservationIdAt(Date.now());
+  return reservationIds.next(Date.now());
 }
 
 /**
