@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommitJob } from '../lib/commits/commit-jobs';
 import { CommitProcessor } from '../lib/commits/commit-processor';
 import { errors } from '../lib/errors';
+import type { ScriptLatch } from '../lib/redis/scripts';
 import { leaseAttemptsMax } from '../lib/scripts/lease-run';
 import { LedgerWriter } from '../lib/commits/ledger-writer';
 import { createSku, idempotencyKey, startHarness, type Harness } from './support/harness';
@@ -191,19 +192,25 @@ describe('the run lease when Redis does not answer', () => {
     }
   };
 
+  /** A manual run with `latch` on the script runner, taken off after it. */
+  const reconcileWith = async (latch: ScriptLatch) => {
+    harness.stockhold.scripts.latch = latch;
+    try {
+      return await harness.call('POST', '/v1/reconcile');
+    } finally {
+      harness.stockhold.scripts.latch = undefined;
+    }
+  };
+
   it('an acquire that ran but whose reply was lost is found by the next attempt: the run goes ahead and gives the lease back', async () => {
     let lost = 0;
-    harness.stockhold.scripts.latch = async (name, keys, args) => {
+    const run = await reconcileWith(async (name, keys, args) => {
       if (name !== 'leaseRun' || args[0] !== 'acquire' || lost > 0) return;
       lost += 1;
       await runForReal(keys, args);
       throw lostReply();
-    };
-    try {
-      expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
-    } finally {
-      harness.stockhold.scripts.latch = undefined;
-    }
+    });
+    expect(run.status).toBe(200);
     expect(lost).toBe(1);
     expect(await harness.stockhold.redis.exists(leaseKey())).toBe(0);
     expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
@@ -211,18 +218,12 @@ describe('the run lease when Redis does not answer', () => {
 
   it('an acquire never answered: 503, and the lease a lost attempt took is given back, so the next run goes ahead', async () => {
     let attempts = 0;
-    harness.stockhold.scripts.latch = async (name, keys, args) => {
+    const refused = await reconcileWith(async (name, keys, args) => {
       if (name !== 'leaseRun' || args[0] !== 'acquire') return;
       attempts += 1;
       if (attempts === 1) await runForReal(keys, args);
       throw lostReply();
-    };
-    let refused: { status: number; body: any };
-    try {
-      refused = await harness.call('POST', '/v1/reconcile');
-    } finally {
-      harness.stockhold.scripts.latch = undefined;
-    }
+    });
     expect(refused.status).toBe(503);
     expect(refused.body).toMatchObject({ code: 'backend_unavailable' });
     expect(attempts).toBe(leaseAttemptsMax);
@@ -232,20 +233,14 @@ describe('the run lease when Redis does not answer', () => {
 
   it('an acquire that ran, and nothing after it answered (a failover outlasting every attempt and the release): the next run of this process takes that lease back', async () => {
     let ran = 0;
-    harness.stockhold.scripts.latch = async (name, keys, args) => {
+    const refused = await reconcileWith(async (name, keys, args) => {
       if (name !== 'leaseRun') return;
       if (args[0] === 'acquire' && ran === 0) {
         ran += 1;
         await runForReal(keys, args);
       }
       throw lostReply();
-    };
-    let refused: { status: number; body: any };
-    try {
-      refused = await harness.call('POST', '/v1/reconcile');
-    } finally {
-      harness.stockhold.scripts.latch = undefined;
-    }
+    });
     expect(refused.status).toBe(503);
     expect(await harness.stockhold.redis.pttl(leaseKey())).toBeGreaterThan(0);
     expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
@@ -255,17 +250,13 @@ describe('the run lease when Redis does not answer', () => {
   it('a release that ran but whose reply was lost, or that was never answered once, leaves no lease behind', async () => {
     for (const ranInRedis of [true, false]) {
       let lost = 0;
-      harness.stockhold.scripts.latch = async (name, keys, args) => {
+      const run = await reconcileWith(async (name, keys, args) => {
         if (name !== 'leaseRun' || args[0] !== 'release' || lost > 0) return;
         lost += 1;
         if (ranInRedis) await runForReal(keys, args);
         throw lostReply();
-      };
-      try {
-        expect((await harness.call('POST', '/v1/reconcile')).status).toBe(200);
-      } finally {
-        harness.stockhold.scripts.latch = undefined;
-      }
+      });
+      expect(run.status).toBe(200);
       expect(lost).toBe(1);
       expect(await harness.stockhold.redis.exists(leaseKey())).toBe(0);
     }
