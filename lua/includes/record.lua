@@ -29,10 +29,11 @@
   longest-kept record of its bucket (records of one bucket were made within 64 ms of each other).
 
   Places (lib/redis/keys.ts names the keys): a window's 4 buckets (one cluster slot each) are each
-  split in 4 keys by a ":<sub>" suffix taken from another random character of the id, 16 keys a
-  window, so a key stays a listpack (<= 512 fields) up to about 8,000 records a window (128,000 a
-  second evenly spread); the 4 a window overflowed into hashtables, about 130 B a record, at the
-  20,000-28,000 a second bench:memory reaches. The field is the id less its 7 window characters,
+  split in 4 keys by a ":<sub>" suffix named by the id's 10th character (which the process that
+  made the id chooses: lib/reservations/reservation-ids.ts fills :0 first, then goes round), 16
+  keys a window, so a key stays a listpack (<= 512 fields) up to about 8,000 records a window
+  (128,000 a second evenly spread); 4 a window overflowed into hashtables, about 130 B a record,
+  at the 20,000-28,000 a second bench:memory reaches. The field is the id less its 7 window characters,
   which the key holds (7 B a record). A record of the layout before (the key without ":<sub>",
   the whole id as the field: written by a version before 2026-11-26, or with RECORD_LAYOUT=previous
   for a rolling upgrade from one, recordLayoutPrevious below) is found too, in the same slot, and
