@@ -35,12 +35,12 @@ export const recordBucketsPerWindow = 4;
 /** Characters of an id that name its window: 7 of the 8 that carry its creation time (64 ms). */
 export const recordWindowChars = 7;
 
-/** Keys each bucket is split into (`:<sub>`), by a random character of a 22-character id: 16 keys a window, so each stays a listpack. */
+/** Keys each bucket is split into (`:<sub>`), by the 10th character of a 22-character id (lib/reservations/reservation-ids.ts chooses it): up to 16 keys a window, so each stays a listpack. */
 export const recordSubBuckets = 4;
 /** The length of the ids Stockhold makes (lib/random-ids.ts); only those get a `:<sub>` key and a short field. */
 export const reservationIdLength = 22;
 
-/** The sub-key of a 22-character id's bucket, from its 10th character (random); '' for another id. */
+/** The sub-key of a 22-character id's bucket, from its 10th character; '' for another id. */
 export function reservationSubBucket(id: string): string {
   return id.length === reservationIdLength ? `:${id.charCodeAt(recordWindowChars + 2) % recordSubBuckets}` : '';
 }

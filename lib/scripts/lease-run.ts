@@ -45,8 +45,8 @@ export class RunLease {
   }
 
   /** One attempt: the next renewal comes a third of the lease later. */
-  async renew(): Promise<boolean> {
-    return (await this.scripts.run('leaseRun', [this.key], ['renew', this.token, this.leaseMs]))[0] === 1;
+  renew(): Promise<boolean> {
+    return this.send('renew');
   }
 
   /** Gives the lease back, retried when Redis does not answer; never throws (the lease then ends with its length). */
@@ -54,10 +54,14 @@ export class RunLease {
     await this.step('release').catch(() => undefined);
   }
 
+  private async send(op: LeaseOp): Promise<boolean> {
+    return (await this.scripts.run('leaseRun', [this.key], [op, this.token, this.leaseMs]))[0] === 1;
+  }
+
   private async step(op: LeaseOp): Promise<boolean> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return (await this.scripts.run('leaseRun', [this.key], [op, this.token, this.leaseMs]))[0] === 1;
+        return await this.send(op);
       } catch (error) {
         const unanswered = error instanceof StockholdError && error.code === 'backend_unavailable';
         if (!unanswered || attempt >= leaseAttemptsMax) throw error;

@@ -46,7 +46,8 @@
                                            a script keeps the lifetime of record.b, not of KEYS[1]
   recordFind(bucket, id)                   the bucket and field holding id's record and its value,
                                            or nil
-  recordNewPlace(bucket, id)               the bucket and field a new record goes under
+  recordPlaces(bucket, id)                 the bucket and field a new record goes under, then (if
+                                           any) the other place a record of id can be
   recordSave(bucket, id, record)           writes it where it was found (a new one: its new place,
                                            set as record.b, record.f); lifetime unchanged; a script checks its client
                                            id with recordClientIdOk before its first write
@@ -143,12 +144,6 @@ local function recordPlaces(bucket, id)
   return bucket, string.sub(id, recordWindowChars + 1), base, id
 end
 
--- The bucket and field a new record of `id` goes under.
-local function recordNewPlace(bucket, id)
-  local newBucket, newField = recordPlaces(bucket, id)
-  return newBucket, newField
-end
-
 local function recordFind(bucket, id)
   local firstBucket, firstField, otherBucket, otherField = recordPlaces(bucket, id)
   local value = redis.call('HGET', firstBucket, firstField)
@@ -209,7 +204,7 @@ local function recordSave(bucket, id, record)
     extras = table.concat(list, ',')
   end
   -- A new record's table learns its place, so the script's later steps keep that key's lifetime.
-  if not record.b then record.b, record.f = recordNewPlace(bucket, id) end
+  if not record.b then record.b, record.f = recordPlaces(bucket, id) end
   local toBucket, toField = record.b, record.f
   recordWrite(toBucket, toField, id, code, integerString(record.v), record.ca, record.ex, extras, record.l, record.c, record.u or '')
 end
@@ -218,7 +213,7 @@ end
 -- ex = expiresAt, l = lines, c = clientId, u = customerId}, without the table (the hot path's).
 -- The caller checked clientId with recordClientIdOk before its first write.
 local function recordSavePending(bucket, id, createdAt, expiresAt, lines, clientId, customerId)
-  local toBucket, toField = recordNewPlace(bucket, id)
+  local toBucket, toField = recordPlaces(bucket, id)
   recordWrite(toBucket, toField, id, 'p', '1', createdAt, expiresAt, '', lines, clientId, customerId)
   return toBucket
 end
